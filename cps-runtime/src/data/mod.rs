@@ -1,0 +1,1 @@
+//! Data readers: treebanks, vocabularies, word vectors.

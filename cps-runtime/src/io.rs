@@ -1,0 +1,1 @@
+//! Parameter files in the safetensors format.

@@ -1,0 +1,27 @@
+//! Runtime of [`cps`](https://docs.rs/cps): differentiable tensors in
+//! continuation-passing style.
+//!
+//! Every operation takes the rest of the computation as a callback (its
+//! continuation), runs it, and on return adds its output's gradient into
+//! its inputs' gradients. The call stack is the tape: there is no graph.
+//! Users normally reach this crate through `cps::prelude`.
+
+pub mod computation;
+pub mod data;
+pub mod element;
+pub mod gradcheck;
+pub mod io;
+pub mod ops;
+pub mod optim;
+pub mod param;
+pub mod parameters;
+pub mod stack;
+pub mod var;
+
+pub use computation::{BackwardStep, Computation, Detach, Lazy, Pending, lazy};
+pub use element::Element;
+pub use gradcheck::{GradcheckReport, gradcheck};
+pub use ops::operand::{IntoOperand, Operand};
+pub use param::Param;
+pub use parameters::Parameters;
+pub use var::Var;

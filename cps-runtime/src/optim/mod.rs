@@ -1,0 +1,1 @@
+//! Optimizers: one file per algorithm, plus gradient clipping.

@@ -1,0 +1,147 @@
+//! [`Param`]: a trainable tensor that keeps its gradient across uses.
+
+use std::ops::Deref;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ndarray::{ArrayD, IxDyn};
+
+use crate::element::Element;
+use crate::var::{Node, Role, Var};
+
+static NEXT_PARAM_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A trainable tensor. Gradients from every use add up in it until an
+/// optimizer (or [`Param::zero_grad`]) consumes them.
+///
+/// A `&Param<A>` can be passed wherever a `&Var<A>` is expected (it
+/// dereferences to one), so every operation works on it. Cloning a `Param`
+/// makes an independent copy (new identity, same value, no gradient), so
+/// that `#[derive(Clone)]` on a model copies the model.
+///
+/// ```
+/// use cps_runtime::*;
+/// use ndarray::array;
+///
+/// let w = Param::new(array![[1.0f64, 2.0], [3.0, 4.0]]);
+/// assert_eq!(w.shape(), &[2, 2]);
+/// assert_eq!(w.grad(), ndarray::ArrayD::zeros(ndarray::IxDyn(&[2, 2])));
+/// ```
+pub struct Param<A: Element = f32> {
+    var: Var<A>,
+    id: u64,
+}
+
+impl<A: Element> Param<A> {
+    /// A trainable parameter holding `value`.
+    pub fn new<D: ndarray::Dimension>(value: ndarray::Array<A, D>) -> Self {
+        Param {
+            var: Var::from_parts(value.into_dyn(), Role::Param, true, "param"),
+            id: NEXT_PARAM_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// A stable identity for this parameter (optimizers key their state on it).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The parameter as a [`Var`] handle.
+    pub fn var(&self) -> &Var<A> {
+        &self.var
+    }
+
+    /// The accumulated gradient, with the parameter's shape: zeros when
+    /// nothing has accumulated.
+    pub fn grad(&self) -> ArrayD<A> {
+        self.var
+            .grad()
+            .unwrap_or_else(|| ArrayD::zeros(IxDyn(self.var.shape())))
+    }
+
+    /// Takes the accumulated gradient out, leaving none.
+    pub fn take_grad(&self) -> Option<ArrayD<A>> {
+        self.var.node.grad.borrow_mut().take()
+    }
+
+    /// Discards the accumulated gradient.
+    pub fn zero_grad(&self) {
+        self.take_grad();
+    }
+
+    /// Whether gradients accumulate in this parameter (true by default).
+    pub fn is_trainable(&self) -> bool {
+        self.var.requires_grad()
+    }
+
+    /// Freezes (`false`) or unfreezes (`true`) the parameter. A frozen
+    /// parameter behaves as a constant: no gradient is computed for it.
+    pub fn set_trainable(&mut self, trainable: bool) {
+        self.var.node.requires_grad.set(trainable);
+    }
+
+    /// Mutable access to the value, for optimizers and loaders.
+    ///
+    /// If a `Var` handle to this parameter is still alive somewhere (kept
+    /// from an earlier computation), that handle keeps the old value.
+    pub fn value_mut(&mut self) -> &mut ArrayD<A> {
+        if Rc::get_mut(&mut self.var.node).is_none() {
+            let old = &self.var.node;
+            let copy = Var {
+                node: Rc::new(Node {
+                    value: old.value.clone(),
+                    grad: std::cell::RefCell::new(old.grad.borrow().clone()),
+                    role: old.role,
+                    requires_grad: old.requires_grad.clone(),
+                    finished: std::cell::Cell::new(false),
+                    op: old.op,
+                }),
+            };
+            self.var = copy;
+        }
+        &mut Rc::get_mut(&mut self.var.node)
+            .expect("a freshly made node is unique")
+            .value
+    }
+
+    /// Replaces the value; the new one must have the same shape.
+    ///
+    /// # Panics
+    /// When the shapes differ.
+    pub fn set_value(&mut self, value: ArrayD<A>) {
+        assert_eq!(
+            value.shape(),
+            self.shape(),
+            "Param::set_value: expected shape {:?}, got {:?}",
+            self.shape(),
+            value.shape()
+        );
+        *self.value_mut() = value;
+    }
+}
+
+impl<A: Element> Deref for Param<A> {
+    type Target = Var<A>;
+    fn deref(&self) -> &Var<A> {
+        &self.var
+    }
+}
+
+impl<A: Element> Clone for Param<A> {
+    fn clone(&self) -> Self {
+        let mut copy = Param::new(self.var.value().clone());
+        copy.set_trainable(self.is_trainable());
+        copy
+    }
+}
+
+impl<A: Element> std::fmt::Debug for Param<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Param")
+            .field("id", &self.id)
+            .field("shape", &self.shape())
+            .field("trainable", &self.is_trainable())
+            .field("value", self.value())
+            .finish()
+    }
+}

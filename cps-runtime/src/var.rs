@@ -1,0 +1,236 @@
+//! [`Var`]: a differentiable tensor value and its gradient buffer.
+
+use std::cell::{Cell, Ref, RefCell};
+use std::fmt;
+use std::rc::Rc;
+
+use ndarray::{ArrayD, ArrayViewMutD, IxDyn};
+
+use crate::element::Element;
+
+/// What a value is in the computation: this decides whether gradients reach
+/// it and what happens when they arrive late.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Data: no gradient is ever kept for it.
+    Constant,
+    /// A trainable parameter: gradients accumulate across computations.
+    Param,
+    /// The result of an operation: its gradient is complete when the
+    /// operation's continuation returns, and is consumed right then.
+    Computed,
+}
+
+pub(crate) struct Node<A> {
+    pub(crate) value: ArrayD<A>,
+    pub(crate) grad: RefCell<Option<ArrayD<A>>>,
+    pub(crate) role: Role,
+    pub(crate) requires_grad: Cell<bool>,
+    /// Set once the producing operation has run its backward step: a
+    /// gradient arriving afterwards would be lost, so it is an error.
+    pub(crate) finished: Cell<bool>,
+    pub(crate) op: &'static str,
+}
+
+/// A differentiable tensor value backed by an [`ndarray::ArrayD`].
+///
+/// A `Var` is a cheap handle (one reference count): cloning it shares the
+/// value and its gradient. Values are produced by operations in
+/// continuation-passing style (see [`Computation`](crate::Computation)),
+/// by [`Var::constant`] for data, or are [`Param`](crate::Param)s.
+///
+/// ```
+/// use cps_runtime::*;
+/// use ndarray::array;
+///
+/// let x = Var::constant(array![1.0f32, 2.0, 3.0]);
+/// assert_eq!(x.shape(), &[3]);
+/// assert!(!x.requires_grad());
+/// ```
+pub struct Var<A: Element = f32> {
+    pub(crate) node: Rc<Node<A>>,
+}
+
+impl<A: Element> Clone for Var<A> {
+    fn clone(&self) -> Self {
+        Var { node: Rc::clone(&self.node) }
+    }
+}
+
+impl<A: Element> Var<A> {
+    pub(crate) fn from_parts(value: ArrayD<A>, role: Role, requires_grad: bool, op: &'static str) -> Self {
+        Var {
+            node: Rc::new(Node {
+                value,
+                grad: RefCell::new(None),
+                role,
+                requires_grad: Cell::new(requires_grad),
+                finished: Cell::new(false),
+                op,
+            }),
+        }
+    }
+
+    /// A value no gradient flows into: input data, labels, frozen tables.
+    pub fn constant<D: ndarray::Dimension>(value: ndarray::Array<A, D>) -> Self {
+        Self::from_parts(value.into_dyn(), Role::Constant, false, "constant")
+    }
+
+    /// A constant zero-dimensional (scalar) value.
+    pub fn scalar(value: A) -> Self {
+        Self::constant(ndarray::arr0(value))
+    }
+
+    /// The result of a user-defined operation: `requires_grad` should be
+    /// true when any input requires a gradient. Used with
+    /// [`Pending::new`](crate::Pending::new) to write custom primitives.
+    pub fn computed(value: ArrayD<A>, op: &'static str, requires_grad: bool) -> Self {
+        Self::from_parts(value, Role::Computed, requires_grad, op)
+    }
+
+    /// The tensor's current value.
+    pub fn value(&self) -> &ArrayD<A> {
+        &self.node.value
+    }
+
+    /// The tensor's shape.
+    pub fn shape(&self) -> &[usize] {
+        self.node.value.shape()
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.node.value.len()
+    }
+
+    /// True when the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.node.value.is_empty()
+    }
+
+    /// The single element of a one-element tensor (any shape).
+    ///
+    /// # Panics
+    /// When the tensor does not have exactly one element.
+    pub fn item(&self) -> A {
+        assert_eq!(
+            self.len(),
+            1,
+            "item: expected a tensor with one element, got shape {:?}",
+            self.shape()
+        );
+        *self.node.value.iter().next().expect("one element")
+    }
+
+    /// Whether gradients flow into this value: false for constants, true
+    /// for trainable parameters and for results computed from them.
+    pub fn requires_grad(&self) -> bool {
+        self.node.requires_grad.get()
+    }
+
+    /// The name of the operation that produced this value (`"constant"`
+    /// and `"param"` for leaves).
+    pub fn op_name(&self) -> &'static str {
+        self.node.op
+    }
+
+    /// A copy of the gradient accumulated so far, if any.
+    pub fn grad(&self) -> Option<ArrayD<A>> {
+        self.node.grad.borrow().clone()
+    }
+
+    /// Borrows the gradient accumulated so far, if any, without copying.
+    pub fn grad_ref(&self) -> Ref<'_, Option<ArrayD<A>>> {
+        self.node.grad.borrow()
+    }
+
+    /// A new constant holding this value: no gradient flows back through it.
+    pub fn detach(&self) -> Var<A> {
+        Self::from_parts(self.node.value.clone(), Role::Constant, false, "constant")
+    }
+
+    /// True when `self` and `other` are handles to the same value.
+    pub fn same_as(&self, other: &Var<A>) -> bool {
+        Rc::ptr_eq(&self.node, &other.node)
+    }
+
+    fn check_open(&self) {
+        if self.node.finished.get() {
+            panic!(
+                "a gradient arrived at the result of `{}` (shape {:?}) after that operation's \
+                 backward step had already run: the value was used outside the continuation \
+                 that received it (smuggled out of its scope), so this gradient would be lost",
+                self.node.op,
+                self.shape()
+            );
+        }
+    }
+
+    /// Adds `grad` into this value's gradient (taking the buffer over when
+    /// none has accumulated yet). Does nothing for values that do not
+    /// require a gradient.
+    ///
+    /// # Panics
+    /// When the shape differs from the value's, or when the producing
+    /// operation has already run its backward step.
+    pub fn accumulate(&self, grad: ArrayD<A>) {
+        if !self.requires_grad() {
+            return;
+        }
+        self.check_open();
+        assert_eq!(
+            grad.shape(),
+            self.shape(),
+            "gradient of `{}`: expected shape {:?}, got {:?}",
+            self.node.op,
+            self.shape(),
+            grad.shape()
+        );
+        let mut slot = self.node.grad.borrow_mut();
+        match slot.as_mut() {
+            Some(existing) => *existing += &grad,
+            None => *slot = Some(grad),
+        }
+    }
+
+    /// Adds into this value's gradient in place: `add` receives the
+    /// gradient buffer (zeros on first use) and must add its contribution.
+    /// Does nothing for values that do not require a gradient.
+    ///
+    /// # Panics
+    /// When the producing operation has already run its backward step.
+    pub fn accumulate_with(&self, add: impl FnOnce(ArrayViewMutD<'_, A>)) {
+        if !self.requires_grad() {
+            return;
+        }
+        self.check_open();
+        let mut slot = self.node.grad.borrow_mut();
+        let buffer = slot.get_or_insert_with(|| ArrayD::zeros(IxDyn(self.node.value.shape())));
+        add(buffer.view_mut());
+    }
+
+    /// Marks the producing operation's backward step as run and hands out
+    /// the gradient that accumulated, if any.
+    pub(crate) fn finish(&self) -> Option<ArrayD<A>> {
+        self.node.finished.set(true);
+        self.node.grad.borrow_mut().take()
+    }
+
+    /// Sets this value's gradient to ones: the seed of a backward pass.
+    pub(crate) fn seed(&self) {
+        if self.requires_grad() {
+            *self.node.grad.borrow_mut() = Some(ArrayD::ones(IxDyn(self.shape())));
+        }
+    }
+}
+
+impl<A: Element> fmt::Debug for Var<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Var")
+            .field("op", &self.node.op)
+            .field("shape", &self.shape())
+            .field("requires_grad", &self.requires_grad())
+            .field("value", &self.node.value)
+            .finish()
+    }
+}
