@@ -77,7 +77,10 @@ pub const GRADCHECK_STEP: f64 = 1e-6;
 ///
 /// # Panics
 /// When the model has no trainable parameter.
-pub fn gradcheck<M: Parameters<f64>>(model: &mut M, mut loss: impl FnMut(&M) -> f64) -> GradcheckReport {
+pub fn gradcheck<M: Parameters<f64>>(
+    model: &mut M,
+    mut loss: impl FnMut(&M) -> f64,
+) -> GradcheckReport {
     model.zero_grad();
     loss(model);
     let mut analytic = Vec::new();
@@ -118,7 +121,10 @@ pub fn gradcheck<M: Parameters<f64>>(model: &mut M, mut loss: impl FnMut(&M) -> 
             let scale = analytic_value.abs().max(numeric.abs()).max(1.0);
             let error = (analytic_value - numeric).abs() / scale;
             elements_checked += 1;
-            if report.as_ref().is_none_or(|r| error > r.worst_relative_error || error.is_nan()) {
+            if report
+                .as_ref()
+                .is_none_or(|r| error > r.worst_relative_error || error.is_nan())
+            {
                 report = Some(GradcheckReport {
                     worst_relative_error: error,
                     parameter: names[index].clone(),

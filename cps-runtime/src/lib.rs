@@ -18,6 +18,13 @@ pub mod parameters;
 pub mod stack;
 pub mod var;
 
+#[doc(hidden)]
+pub mod __private {
+    //! Support for generated code; see `private.rs`.
+    pub use crate::private::*;
+}
+mod private;
+
 pub use computation::{BackwardStep, Computation, Detach, Lazy, Pending, lazy};
 pub use element::Element;
 pub use gradcheck::{GradcheckReport, gradcheck};

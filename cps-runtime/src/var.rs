@@ -53,12 +53,19 @@ pub struct Var<A: Element = f32> {
 
 impl<A: Element> Clone for Var<A> {
     fn clone(&self) -> Self {
-        Var { node: Rc::clone(&self.node) }
+        Var {
+            node: Rc::clone(&self.node),
+        }
     }
 }
 
 impl<A: Element> Var<A> {
-    pub(crate) fn from_parts(value: ArrayD<A>, role: Role, requires_grad: bool, op: &'static str) -> Self {
+    pub(crate) fn from_parts(
+        value: ArrayD<A>,
+        role: Role,
+        requires_grad: bool,
+        op: &'static str,
+    ) -> Self {
         Var {
             node: Rc::new(Node {
                 value,

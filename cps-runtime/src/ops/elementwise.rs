@@ -16,7 +16,11 @@ impl<A: Element> Var<A> {
             self.requires_grad(),
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 // d tanh(x) = 1 - tanh(x)^2
-                x.accumulate(Zip::from(&grad).and(y).map_collect(|&g, &y| g * (A::one() - y * y)));
+                x.accumulate(
+                    Zip::from(&grad)
+                        .and(y)
+                        .map_collect(|&g, &y| g * (A::one() - y * y)),
+                );
             },
         )
     }

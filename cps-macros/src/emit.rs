@@ -1,0 +1,173 @@
+//! Generation: each differentiable function becomes a function of the same
+//! name and parameters returning a lazy `cps::Computation`, whose body is
+//! the rewritten one.
+//!
+//! ```text
+//! fn f<'__cps>(x: &'__cps Var) -> impl ::cps::Computation<Output = Var> + '__cps {
+//!     let run = move |k: &mut dyn FnMut(Var)| { /* rewritten body; ends with k(result) */ };
+//!     ::cps::__private::lazy(run)
+//! }
+//! ```
+//!
+//! Calls between differentiable functions (recursion included) go through
+//! the `&mut dyn FnMut` continuation, so monomorphisation stays finite.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::visit_mut::{self, VisitMut};
+use syn::{
+    FnArg, GenericParam, Ident, ImplItem, ItemFn, Lifetime, LifetimeParam, Result, ReturnType,
+    Signature, parse_quote,
+};
+
+use crate::analyse::pattern_bindings;
+use crate::lower::{Lowerer, Terminal};
+use crate::target::{self, Target, is_plain};
+
+/// The expansion of `#[differentiable]`.
+pub fn differentiable(attr: TokenStream, item: TokenStream) -> Result<TokenStream> {
+    match target::parse(attr, item)? {
+        Target::Function(function) => {
+            let (sig, body) = rewrite(&function.sig, &function.block)?;
+            let ItemFn { attrs, vis, .. } = function;
+            Ok(quote!(#(#attrs)* #vis #sig #body))
+        }
+        Target::Impl(mut block) => {
+            for item in &mut block.items {
+                let ImplItem::Fn(method) = item else { continue };
+                if is_plain(&method.attrs) {
+                    method.attrs.retain(|a| !a.path().is_ident("plain"));
+                    continue;
+                }
+                let (sig, body) = rewrite(&method.sig, &method.block)?;
+                method.sig = sig;
+                method.block = body;
+            }
+            Ok(quote!(#block))
+        }
+    }
+}
+
+/// Rewrites one function: its new signature and body.
+fn rewrite(sig: &Signature, block: &syn::Block) -> Result<(Signature, syn::Block)> {
+    let output: syn::Type = match &sig.output {
+        ReturnType::Default => parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+
+    let k_raw = Ident::new("__cps_k_raw", Span::mixed_site());
+    let k = Ident::new("__cps_k", Span::mixed_site());
+    let mut lowerer = Lowerer::new(parameters(sig), k.clone());
+    let body = lowerer.function_body(&block.stmts, Terminal::Function)?;
+
+    let run = Ident::new("__cps_run", Span::mixed_site());
+    let new_block: syn::Block = parse_quote!({
+        #[allow(
+            unused_mut,
+            unused_variables,
+            unused_assignments,
+            unused_parens,
+            unreachable_code,
+            clippy::all
+        )]
+        let #run = move |#k_raw: &mut dyn FnMut(#output)| {
+            #[allow(unused_imports)]
+            use ::cps::__private::{BindComputation as _, BindPlain as _};
+            let #k = ::cps::__private::Once::new(#k_raw);
+            #body
+        };
+        ::cps::__private::lazy(#run)
+    });
+    Ok((lazy_signature(sig, &output), new_block))
+}
+
+/// The variables the parameters bind, with whether each is `mut`.
+fn parameters(sig: &Signature) -> Vec<(Ident, bool)> {
+    let mut bound = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => bound.push((
+                Ident::new("self", receiver.self_token.span),
+                receiver.mutability.is_some() && receiver.reference.is_none(),
+            )),
+            FnArg::Typed(arg) => bound.extend(pattern_bindings(&arg.pat)),
+        }
+    }
+    bound
+}
+
+/// The signature of the wrapper: same name and parameters, every elided
+/// lifetime named `'__cps`, every generic parameter outliving it, and a
+/// lazy computation as the result.
+fn lazy_signature(sig: &Signature, output: &syn::Type) -> Signature {
+    let mut sig = sig.clone();
+    let lifetime = Lifetime::new("'__cps", Span::call_site());
+    // Const parameters are values: they need no outlives bound.
+    let bounds: Vec<syn::WherePredicate> = sig
+        .generics
+        .params
+        .iter()
+        .filter_map(|param| match param {
+            GenericParam::Lifetime(p) => {
+                let l = &p.lifetime;
+                Some(parse_quote!(#l: #lifetime))
+            }
+            GenericParam::Type(p) => {
+                let t = &p.ident;
+                Some(parse_quote!(#t: #lifetime))
+            }
+            GenericParam::Const(_) => None,
+        })
+        .collect();
+    sig.generics.params.insert(
+        0,
+        GenericParam::Lifetime(LifetimeParam::new(lifetime.clone())),
+    );
+    let where_clause = sig.generics.make_where_clause();
+    for bound in bounds {
+        where_clause.predicates.push(bound);
+    }
+    let mut namer = NameElided(lifetime.clone());
+    for input in &mut sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => {
+                if let Some((_, slot)) = &mut receiver.reference
+                    && slot.is_none()
+                {
+                    *slot = Some(lifetime.clone());
+                }
+                namer.visit_type_mut(&mut receiver.ty);
+            }
+            FnArg::Typed(arg) => namer.visit_type_mut(&mut arg.ty),
+        }
+    }
+    sig.output = parse_quote!(-> impl ::cps::Computation<Output = #output> + #lifetime);
+    sig
+}
+
+/// Names elided lifetimes; those inside `fn(..)` types and `Fn(..)` bounds
+/// are higher-ranked and stay as they are.
+struct NameElided(Lifetime);
+
+impl VisitMut for NameElided {
+    fn visit_type_reference_mut(&mut self, reference: &mut syn::TypeReference) {
+        if reference.lifetime.is_none() {
+            reference.lifetime = Some(self.0.clone());
+        }
+        visit_mut::visit_type_reference_mut(self, reference);
+    }
+
+    fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
+        if lifetime.ident == "_" {
+            *lifetime = self.0.clone();
+        }
+    }
+
+    fn visit_type_bare_fn_mut(&mut self, _: &mut syn::TypeBareFn) {}
+
+    fn visit_parenthesized_generic_arguments_mut(
+        &mut self,
+        _: &mut syn::ParenthesizedGenericArguments,
+    ) {
+    }
+}

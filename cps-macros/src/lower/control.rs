@@ -1,0 +1,318 @@
+//! Control flow whose branches contain bind points.
+//!
+//! An `if`, `match` or block becomes a sub-computation: a lazy computation
+//! whose branches end by handing `(carried state, value)` to its own
+//! continuation, bound like any other. A loop becomes a call to
+//! `::cps::__private::run_loop`, whose body runs one iteration and
+//! continues with the next one from inside its continuation. `mut`
+//! variables used inside are carried in and out explicitly, because the
+//! closures of the branches and of the rest of the function cannot share
+//! them.
+
+use std::collections::BTreeSet;
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{Error, Expr, Result};
+
+use super::{Cont, LoopContext, Lowerer, Terminal};
+use crate::analyse::{has_loop_jump, has_valued_break, mentioned_names};
+
+/// An expression synthesised by a desugaring. It must live as long as the
+/// user's syntax tree it stands in; a macro invocation is short-lived, so
+/// it is simply leaked.
+fn synthesized(expr: Expr) -> &'static Expr {
+    Box::leak(Box::new(expr))
+}
+
+impl Lowerer {
+    /// The `mut` variables a construct must carry: those it mentions, and
+    /// the enclosing loop's state if it jumps out of an iteration.
+    fn carried_by(&self, expr: &Expr) -> Vec<syn::Ident> {
+        let mut names = mentioned_names(expr);
+        if has_loop_jump(expr)
+            && let Some(context) = self.loops.last()
+        {
+            names.extend(context.carried.iter().map(ToString::to_string));
+        }
+        self.mutable_among(&names)
+    }
+
+    /// `if`, `match` and blocks containing bind points.
+    pub(super) fn branching<'a>(&mut self, expr: &'a Expr, k: Cont<'a>) -> Result<TokenStream> {
+        let carried = self.carried_by(expr);
+        let sub_k = self.temp("k");
+        let value = self.temp("v");
+        let terminal = Terminal::Construct {
+            k: sub_k.clone(),
+            carried: carried.clone(),
+        };
+        self.carried.push(
+            carried
+                .iter()
+                .map(ToString::to_string)
+                .collect::<BTreeSet<_>>(),
+        );
+        let body = self.scoped(|this| this.branches(expr, &terminal));
+        self.carried.pop();
+        let body = body?;
+        let rest = self.scoped(|this| {
+            for ident in &carried {
+                this.scope.push((ident.clone(), true));
+            }
+            k(this, quote!(#value))
+        })?;
+        Ok(quote! {
+            ::cps::__private::bind(
+                ::cps::__private::lazy(|#sub_k: &mut dyn FnMut(_)| { #body }),
+                |((#(mut #carried,)*), #value)| { #rest },
+            );
+        })
+    }
+
+    /// The inside of a sub-computation: each branch ends at `terminal`.
+    fn branches(&mut self, expr: &Expr, terminal: &Terminal) -> Result<TokenStream> {
+        match expr {
+            Expr::Block(block) => {
+                if let Some(label) = &block.label {
+                    return Err(Error::new_spanned(
+                        label,
+                        "#[differentiable] does not support labelled blocks; use `if`/`else`",
+                    ));
+                }
+                self.scoped(|this| this.stmts(&block.block.stmts, this.terminal_cont(terminal)))
+            }
+            Expr::If(expr_if) => {
+                let then_branch = &expr_if.then_branch;
+                let else_branch = expr_if.else_branch.as_ref().map(|(_, e)| &**e);
+                let terminal = terminal.clone();
+                match &*expr_if.cond {
+                    Expr::Let(condition) => {
+                        let pat = &condition.pat;
+                        self.expr(
+                            &condition.expr,
+                            Box::new(move |this: &mut Lowerer, scrutinee| {
+                                let then_code = this.scoped(|this| {
+                                    this.declare(pat)?;
+                                    this.stmts(&then_branch.stmts, this.terminal_cont(&terminal))
+                                })?;
+                                let else_code = this.else_branch(else_branch, &terminal)?;
+                                Ok(quote!(if let #pat = #scrutinee { #then_code } else { #else_code }))
+                            }),
+                        )
+                    }
+                    condition => self.expr(
+                        condition,
+                        Box::new(move |this: &mut Lowerer, condition| {
+                            let then_code = this.scoped(|this| {
+                                this.stmts(&then_branch.stmts, this.terminal_cont(&terminal))
+                            })?;
+                            let else_code = this.else_branch(else_branch, &terminal)?;
+                            Ok(quote!(if #condition { #then_code } else { #else_code }))
+                        }),
+                    ),
+                }
+            }
+            Expr::Match(expr_match) => {
+                let terminal = terminal.clone();
+                self.expr(
+                    &expr_match.expr,
+                    Box::new(move |this: &mut Lowerer, scrutinee| {
+                        let mut arms = Vec::new();
+                        for arm in &expr_match.arms {
+                            let pat = &arm.pat;
+                            let guard = arm
+                                .guard
+                                .as_ref()
+                                .map(|(if_token, guard)| quote!(#if_token #guard));
+                            let body = this.scoped(|this| {
+                                this.declare(pat)?;
+                                this.expr(&arm.body, this.terminal_cont(&terminal))
+                            })?;
+                            arms.push(quote!(#pat #guard => { #body }));
+                        }
+                        Ok(quote!(match #scrutinee { #(#arms)* }))
+                    }),
+                )
+            }
+            other => self.expr(other, self.terminal_cont(terminal)),
+        }
+    }
+
+    fn else_branch(
+        &mut self,
+        else_branch: Option<&Expr>,
+        terminal: &Terminal,
+    ) -> Result<TokenStream> {
+        match else_branch {
+            None => Ok(self.finish(terminal, quote!(()))),
+            Some(expr) => self.scoped(|this| this.branches(expr, terminal)),
+        }
+    }
+
+    /// `loop`, `while` and `for` containing bind points.
+    pub(super) fn looping<'a>(&mut self, expr: &'a Expr, k: Cont<'a>) -> Result<TokenStream> {
+        match expr {
+            Expr::Loop(expr_loop) => {
+                reject_label(&expr_loop.label)?;
+                self.lower_loop(&expr_loop.body, k)
+            }
+            Expr::While(expr_while) => {
+                reject_label(&expr_while.label)?;
+                let body = &expr_while.body;
+                let desugared = match &*expr_while.cond {
+                    Expr::Let(condition) => {
+                        let (pat, scrutinee) = (&condition.pat, &condition.expr);
+                        syn::parse_quote!(loop { match #scrutinee { #pat => #body, _ => break } })
+                    }
+                    condition => syn::parse_quote!(loop { if #condition #body else { break } }),
+                };
+                let Expr::Loop(desugared) = synthesized(desugared) else {
+                    unreachable!("a `loop` was synthesised")
+                };
+                self.lower_loop(&desugared.body, k)
+            }
+            Expr::ForLoop(expr_for) => {
+                reject_label(&expr_for.label)?;
+                let iterator = self.temp("iter");
+                let (pat, body) = (&expr_for.pat, &expr_for.body);
+                let desugared: Expr = syn::parse_quote! {
+                    loop {
+                        match ::core::iter::Iterator::next(&mut #iterator) {
+                            ::core::option::Option::Some(#pat) => #body,
+                            ::core::option::Option::None => break,
+                        }
+                    }
+                };
+                let Expr::Loop(desugared) = synthesized(desugared) else {
+                    unreachable!("a `loop` was synthesised")
+                };
+                self.expr(
+                    &expr_for.expr,
+                    Box::new(move |this: &mut Lowerer, iterable| {
+                        this.scope.push((iterator.clone(), true));
+                        let lowered = this.lower_loop(&desugared.body, k)?;
+                        Ok(quote! {
+                            let mut #iterator = ::core::iter::IntoIterator::into_iter(#iterable);
+                            #lowered
+                        })
+                    }),
+                )
+            }
+            _ => unreachable!("looping() is called on loops"),
+        }
+    }
+
+    fn lower_loop<'a>(&mut self, body: &'a syn::Block, k: Cont<'a>) -> Result<TokenStream> {
+        let body_expr = Expr::Block(syn::ExprBlock {
+            attrs: Vec::new(),
+            label: None,
+            block: body.clone(),
+        });
+        let carried = self.mutable_among(&mentioned_names(&body_expr));
+        let next_raw = self.temp("next");
+        let next = self.temp("next");
+        let value = self.temp("v");
+        let returned = self.temp("r");
+        let exit = self.temp("exit");
+        let break_value = if has_valued_break(body) {
+            quote!(#value)
+        } else {
+            quote!(())
+        };
+
+        self.loops.push(LoopContext {
+            next: next.clone(),
+            carried: carried.clone(),
+        });
+        self.carried.push(
+            carried
+                .iter()
+                .map(ToString::to_string)
+                .collect::<BTreeSet<_>>(),
+        );
+        let body_code = self.scoped(|this| {
+            for ident in &carried {
+                this.scope.push((ident.clone(), true));
+            }
+            this.stmts(&body.stmts, this.terminal_cont(&Terminal::Iteration))
+        });
+        self.carried.pop();
+        self.loops.pop();
+        let body_code = body_code?;
+
+        let on_return = self.return_with(quote!(#returned));
+        let rest = self.scoped(|this| {
+            for ident in &carried {
+                this.scope.push((ident.clone(), true));
+            }
+            if has_valued_break(body) {
+                k(this, quote!(#value))
+            } else {
+                k(this, quote!(()))
+            }
+        })?;
+        Ok(quote! {
+            ::cps::__private::run_loop(
+                (#(#carried,)*),
+                |(#(mut #carried,)*), #next_raw| {
+                    let #next = ::cps::__private::Once::new(#next_raw);
+                    #body_code
+                },
+                |#exit| match #exit {
+                    ::cps::__private::Exit::Break((#(mut #carried,)*), #break_value) => { #rest }
+                    ::cps::__private::Exit::Return(#returned) => { #on_return }
+                },
+            );
+        })
+    }
+
+    /// `break` and `continue` of the innermost rewritten loop.
+    pub(super) fn loop_jump<'a>(&mut self, expr: &'a Expr) -> Result<TokenStream> {
+        let Some(context) = self.loops.last() else {
+            return Err(Error::new_spanned(
+                expr,
+                "this `break`/`continue` leaves a loop that #[differentiable] does not see",
+            ));
+        };
+        let next = context.next.clone();
+        let carried = context.carried.clone();
+        match expr {
+            Expr::Continue(jump) => {
+                reject_jump_label(&jump.label)?;
+                Ok(quote!(#next.call(::cps::__private::Step::Continue((#(#carried,)*)));))
+            }
+            Expr::Break(jump) => {
+                reject_jump_label(&jump.label)?;
+                match &jump.expr {
+                    None => Ok(quote!(#next.call(::cps::__private::Step::Break((#(#carried,)*), ()));)),
+                    Some(value) => self.expr(
+                        value,
+                        Box::new(move |_: &mut Lowerer, value| {
+                            Ok(quote!(#next.call(::cps::__private::Step::Break((#(#carried,)*), #value));))
+                        }),
+                    ),
+                }
+            }
+            _ => unreachable!("loop_jump() is called on jumps"),
+        }
+    }
+}
+
+fn reject_jump_label(label: &Option<syn::Lifetime>) -> Result<()> {
+    match label {
+        None => Ok(()),
+        Some(label) => Err(Error::new_spanned(label, LABEL_MESSAGE)),
+    }
+}
+
+const LABEL_MESSAGE: &str = "#[differentiable] does not support labelled loops; carry a flag in a \
+     `mut` variable and `break` from each loop, or move the inner loop into its own \
+     differentiable function";
+
+fn reject_label(label: &Option<syn::Label>) -> Result<()> {
+    match label {
+        None => Ok(()),
+        Some(label) => Err(Error::new_spanned(label, LABEL_MESSAGE)),
+    }
+}

@@ -1,0 +1,94 @@
+//! Statements and blocks: each `let` binds the rest of the block.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{Error, Expr, Local, Result, Stmt};
+
+use super::{Cont, Lowerer};
+use crate::analyse::needs_lowering;
+
+impl Lowerer {
+    /// Lowers statements in the current scope; `k` receives the block's value.
+    pub fn stmts<'a>(&mut self, stmts: &'a [Stmt], k: Cont<'a>) -> Result<TokenStream> {
+        let Some((first, rest)) = stmts.split_first() else {
+            return k(self, quote!(()));
+        };
+        match first {
+            Stmt::Local(local) => self.local(local, rest, k),
+            Stmt::Item(item) => {
+                let rest = self.stmts(rest, k)?;
+                Ok(quote!(#item #rest))
+            }
+            Stmt::Macro(mac) => {
+                let rest = self.stmts(rest, k)?;
+                Ok(quote!(#mac #rest))
+            }
+            Stmt::Expr(expr, None) if rest.is_empty() => self.expr(expr, k),
+            Stmt::Expr(expr, _) => {
+                if !needs_lowering(expr) {
+                    let rest = self.stmts(rest, k)?;
+                    return Ok(quote!(#expr; #rest));
+                }
+                if matches!(expr, Expr::Return(_) | Expr::Break(_) | Expr::Continue(_)) {
+                    // Everything after a jump is unreachable.
+                    return self.expr(expr, Box::new(|_, _| Ok(TokenStream::new())));
+                }
+                self.expr(
+                    expr,
+                    Box::new(move |this: &mut Lowerer, value: TokenStream| {
+                        let rest = this.stmts(rest, k)?;
+                        if value.to_string() == "()" {
+                            return Ok(rest);
+                        }
+                        Ok(quote!(let _ = #value; #rest))
+                    }),
+                )
+            }
+        }
+    }
+
+    fn local<'a>(
+        &mut self,
+        local: &'a Local,
+        rest: &'a [Stmt],
+        k: Cont<'a>,
+    ) -> Result<TokenStream> {
+        let attrs = &local.attrs;
+        let pat = &local.pat;
+        let Some(init) = &local.init else {
+            self.declare(pat)?;
+            let rest = self.stmts(rest, k)?;
+            return Ok(quote!(#local #rest));
+        };
+        if let Expr::Closure(closure) = &*init.expr
+            && needs_lowering(&closure.body)
+        {
+            return Err(Error::new_spanned(
+                closure,
+                "#[differentiable] does not rewrite the body of a closure stored in a variable, \
+                 so the operations inside it would run outside the continuation that \
+                 differentiates them; write a `#[differentiable] fn` (or method) and call it instead",
+            ));
+        }
+        let else_code = match &init.diverge {
+            None => None,
+            Some((_, diverge)) if !needs_lowering(diverge) => Some(quote!(#diverge)),
+            Some((_, diverge)) => {
+                let code = self
+                    .scoped(|this| this.expr(diverge, Box::new(|_, _| Ok(TokenStream::new()))))?;
+                Some(quote!({ #code return; }))
+            }
+        };
+        self.expr(
+            &init.expr,
+            Box::new(move |this: &mut Lowerer, value: TokenStream| {
+                this.declare(pat)?;
+                let rest = this.stmts(rest, k)?;
+                Ok(match else_code {
+                    None => quote!(#(#attrs)* let #pat = #value; #rest),
+                    Some(else_code) => quote!(#(#attrs)* let #pat = #value else #else_code; #rest),
+                })
+            }),
+        )
+    }
+}
