@@ -1,0 +1,8 @@
+use cps::prelude::*;
+
+#[differentiable]
+struct Model {
+    w: Param,
+}
+
+fn main() {}

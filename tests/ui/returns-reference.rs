@@ -1,0 +1,8 @@
+use cps::prelude::*;
+
+#[differentiable]
+fn forward(x: &Var) -> &Var {
+    x
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cps::prelude::*;
+
+#[differentiable]
+unsafe fn forward(x: &Var) -> Var {
+    x.tanh()
+}
+
+fn main() {}
