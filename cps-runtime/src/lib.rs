@@ -29,6 +29,7 @@ pub use computation::{BackwardStep, Computation, Detach, Lazy, Pending, lazy};
 pub use element::Element;
 pub use gradcheck::{GradcheckReport, gradcheck};
 pub use ops::operand::{IntoOperand, Operand};
+pub use ops::shape::concat;
 pub use param::Param;
 pub use parameters::Parameters;
 pub use var::Var;

@@ -1,1 +1,236 @@
-//! TODO
+//! Linear algebra: matrix products and transposition.
+//!
+//! Every form of [`Var::matmul`] (matrix·matrix, matrix·vector,
+//! vector·matrix, vector·vector) is computed as one matrix product
+//! `C = A·B` in which a vector on the left is viewed as a one-row matrix,
+//! a vector on the right as a one-column matrix, and the output likewise.
+//! The views are free (an inserted axis of length one), so the forward
+//! step and both gradients, `dA += dC·Bᵀ` and `dB += Aᵀ·dC`, are one
+//! kernel call each, written straight into the gradient buffers.
+
+use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
+use ndarray::{
+    Array2, ArrayBase, ArrayD, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Ix2,
+    IxDyn, RawData,
+};
+
+use crate::computation::{BackwardStep, Pending};
+use crate::element::Element;
+use crate::ops::reductions::accumulate_view;
+use crate::ops::shape_mismatch;
+use crate::var::Var;
+
+/// Views a tensor of a matrix product as a matrix: a vector operand on the
+/// left (`row`) gains a leading axis, one on the right (`column`) a
+/// trailing axis; the output gains both as its operands did.
+fn as_matrix<S: RawData>(array: ArrayBase<S, IxDyn>, row: bool, column: bool) -> ArrayBase<S, Ix2> {
+    let array = if row {
+        array.insert_axis(Axis(0))
+    } else {
+        array
+    };
+    let array = if column {
+        let last = array.ndim();
+        array.insert_axis(Axis(last))
+    } else {
+        array
+    };
+    array
+        .into_dimensionality::<Ix2>()
+        .expect("matmul checked the operands' ranks")
+}
+
+/// `y = alpha·m·v + beta·y`, reading `m` along its contiguous axis: dot
+/// products of rows when rows are contiguous (what ndarray's GEMV does),
+/// scaled additions of columns when columns are (a transposed matrix,
+/// which a dot product would read with a stride).
+fn mat_vec<A: Element>(
+    alpha: A,
+    m: ArrayView2<'_, A>,
+    v: ArrayView1<'_, A>,
+    beta: A,
+    mut y: ArrayViewMut1<'_, A>,
+) {
+    let rows_contiguous = m.ncols() <= 1 || m.strides()[1] == 1;
+    let columns_contiguous = m.nrows() <= 1 || m.strides()[0] == 1;
+    if rows_contiguous || !columns_contiguous {
+        general_mat_vec_mul(alpha, &m, &v, beta, &mut y);
+        return;
+    }
+    if beta.is_zero() {
+        y.fill(A::zero());
+    } else if !beta.is_one() {
+        y *= beta;
+    }
+    for (column, &scale) in m.columns().into_iter().zip(v) {
+        y.scaled_add(alpha * scale, &column);
+    }
+}
+
+/// `c = alpha·a·b + beta·c`. Products with a single output row or column
+/// (the vector forms, and a batch of one) are matrix-vector products:
+/// a general GEMM would spend more time packing its operands than
+/// multiplying them.
+fn gemm<A: Element>(
+    alpha: A,
+    a: ArrayView2<'_, A>,
+    b: ArrayView2<'_, A>,
+    beta: A,
+    mut c: ArrayViewMut2<'_, A>,
+) {
+    if c.nrows() == 1 {
+        // c[0, :] = b^T · a[0, :]
+        mat_vec(alpha, b.t(), a.row(0), beta, c.row_mut(0));
+    } else if c.ncols() == 1 {
+        mat_vec(alpha, a, b.column(0), beta, c.column_mut(0));
+    } else {
+        general_mat_mul(alpha, &a, &b, beta, &mut c);
+    }
+}
+
+/// Panics with a message saying which dimensions of a matrix product
+/// disagree, or that an operand is neither a vector nor a matrix.
+#[track_caller]
+fn check_matmul(left: &[usize], right: &[usize]) {
+    if !(1..=2).contains(&left.len()) || !(1..=2).contains(&right.len()) {
+        shape_mismatch(
+            "matmul",
+            left,
+            right,
+            "operands must be vectors (1-D) or matrices (2-D)",
+        );
+    }
+    // The inner dimension: a left operand's last, a right operand's first.
+    let (left_inner, right_inner) = (left[left.len() - 1], right[0]);
+    if left_inner != right_inner {
+        let left_says = if left.len() == 1 {
+            format!("left vector has {left_inner} elements")
+        } else {
+            format!("left has {left_inner} columns")
+        };
+        let right_says = if right.len() == 1 {
+            format!("right vector has {right_inner} elements")
+        } else {
+            format!("right has {right_inner} rows")
+        };
+        shape_mismatch(
+            "matmul",
+            left,
+            right,
+            &format!("{left_says} but {right_says}"),
+        );
+    }
+}
+
+impl<A: Element> Var<A> {
+    /// The matrix product `self · other`, for matrices and vectors:
+    ///
+    /// | `self` | `other` | result |
+    /// |---|---|---|
+    /// | `m × k` | `k × n` | `m × n` |
+    /// | `m × k` | `k` | `m` |
+    /// | `k` | `k × n` | `n` |
+    /// | `k` | `k` | `[]` (the dot product) |
+    ///
+    /// Forward and backward run on ndarray's GEMM (matrixmultiply) or, when
+    /// one side of the output is a single row or column, on a
+    /// matrix-vector kernel; gradients are multiplied straight into the
+    /// inputs' gradient buffers with no temporary.
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let w = Var::constant(array![[1.0f64, 2.0], [3.0, 4.0], [5.0, 6.0]]);
+    /// let x = Var::constant(array![1.0f64, -1.0, 2.0]);
+    /// assert_eq!(x.matmul(&w).value(), &array![8.0, 10.0].into_dyn());
+    /// // An operation's result is handed on by binding it.
+    /// w.t().bind(|wt| assert_eq!(wt.matmul(&x).value(), &array![8.0, 10.0].into_dyn()));
+    /// ```
+    ///
+    /// # Panics
+    /// When an operand is not 1-D or 2-D, or when the inner dimensions
+    /// disagree; the message names both shapes and the two dimensions.
+    #[track_caller]
+    pub fn matmul(&self, other: &Var<A>) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        check_matmul(self.shape(), other.shape());
+        let left_vector = self.shape().len() == 1;
+        let right_vector = other.shape().len() == 1;
+
+        let a = as_matrix(self.value().view(), left_vector, false);
+        let b = as_matrix(other.value().view(), false, right_vector);
+        let mut c = Array2::zeros((a.nrows(), b.ncols()));
+        gemm(A::one(), a, b, A::zero(), c.view_mut());
+        // Drop the axes the vector operands gained (no copy).
+        let value = match (left_vector, right_vector) {
+            (false, false) => c.into_dyn(),
+            (false, true) => c.remove_axis(Axis(1)).into_dyn(),
+            (true, false) => c.remove_axis(Axis(0)).into_dyn(),
+            (true, true) => c.remove_axis(Axis(1)).remove_axis(Axis(0)).into_dyn(),
+        };
+
+        let (left, right) = (self.clone(), other.clone());
+        Pending::new(
+            "matmul",
+            value,
+            self.requires_grad() || other.requires_grad(),
+            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+                let g = as_matrix(grad.view(), left_vector, right_vector);
+                let a = as_matrix(left.value().view(), left_vector, false);
+                let b = as_matrix(right.value().view(), false, right_vector);
+                // accumulate_with does nothing (and so computes nothing)
+                // for an input that needs no gradient.
+                left.accumulate_with(|ga| {
+                    gemm(
+                        A::one(),
+                        g.view(),
+                        b.t(),
+                        A::one(),
+                        as_matrix(ga, left_vector, false),
+                    )
+                });
+                right.accumulate_with(|gb| {
+                    gemm(
+                        A::one(),
+                        a.t(),
+                        g.view(),
+                        A::one(),
+                        as_matrix(gb, false, right_vector),
+                    )
+                });
+            },
+        )
+    }
+
+    /// The transpose of a matrix (a vector is returned unchanged, as a
+    /// row and a column vector are the same 1-D tensor).
+    ///
+    /// The result is a copy in standard (row-major) layout, like every
+    /// operation's result.
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let m = Var::constant(array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]]);
+    /// assert_eq!(m.t().value(), &array![[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]].into_dyn());
+    /// ```
+    ///
+    /// # Panics
+    /// When the tensor has more than two dimensions or none.
+    #[track_caller]
+    pub fn t(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        assert!(
+            (1..=2).contains(&self.shape().len()),
+            "t: transposes matrices (2-D) and vectors (1-D), got shape {:?}",
+            self.shape()
+        );
+        let x = self.clone();
+        Pending::new(
+            "t",
+            self.value().t().as_standard_layout().into_owned(),
+            self.requires_grad(),
+            move |_: &ArrayD<A>, grad: ArrayD<A>| accumulate_view(&x, grad.t()),
+        )
+    }
+}

@@ -1,1 +1,285 @@
-//! TODO
+//! Shape operations: reshaping, joining, slicing, and gathering rows (an
+//! embedding lookup).
+//!
+//! None of them computes anything; their backward steps route each
+//! element's gradient back to the element it was copied from.
+
+use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn, Slice};
+
+use crate::computation::{BackwardStep, Pending};
+use crate::element::Element;
+use crate::ops::reductions::{accumulate_view, check_axis};
+use crate::ops::shape_mismatch;
+use crate::var::Var;
+
+/// Joins tensors along an existing `axis` (see [`Var::concat`]).
+///
+/// ```
+/// use cps_runtime::*;
+/// use ndarray::array;
+///
+/// let a = Var::constant(array![[1.0f32, 2.0]]);
+/// let b = Var::constant(array![[3.0f32, 4.0], [5.0, 6.0]]);
+/// let joined = concat(&[&a, &b], 0);
+/// assert_eq!(joined.value(), &array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]].into_dyn());
+/// ```
+///
+/// # Panics
+/// When `parts` is empty, when `axis` is not an axis of the parts, or when
+/// the parts' shapes differ outside `axis`.
+#[track_caller]
+pub fn concat<A: Element>(
+    parts: &[&Var<A>],
+    axis: usize,
+) -> Pending<A, impl BackwardStep<A> + use<A>> {
+    Var::concat(parts, axis)
+}
+
+impl<A: Element> Var<A> {
+    /// The same elements, read in row-major order, arranged in `shape`.
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let v = Var::constant(array![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    /// assert_eq!(v.reshape(&[2, 3]).value(), &array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn());
+    /// ```
+    ///
+    /// # Panics
+    /// When `shape` holds a different number of elements; the message names
+    /// both shapes.
+    #[track_caller]
+    pub fn reshape(&self, shape: &[usize]) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        let wanted: usize = shape.iter().product();
+        if wanted != self.len() {
+            shape_mismatch(
+                "reshape",
+                self.shape(),
+                shape,
+                &format!("{} elements cannot be arranged as {wanted}", self.len()),
+            );
+        }
+        let value = self
+            .value()
+            .to_shape(IxDyn(shape))
+            .expect("the element counts agree")
+            .into_owned();
+        let x = self.clone();
+        Pending::new(
+            "reshape",
+            value,
+            self.requires_grad(),
+            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+                // Reuses the gradient's buffer when its layout allows.
+                let grad = grad
+                    .into_shape_clone(IxDyn(x.shape()))
+                    .expect("the element counts agree");
+                x.accumulate(grad);
+            },
+        )
+    }
+
+    /// Joins `parts` along an existing `axis`; their shapes must agree on
+    /// every other axis. Each part receives its own slice of the gradient.
+    ///
+    /// Also available as the free function [`concat`]. A [`Param`](crate::Param)
+    /// is passed as `&*param` (or through [`Param::var`](crate::Param::var)).
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let h = Var::constant(array![1.0f64, 2.0]);
+    /// let x = Var::constant(array![3.0f64]);
+    /// assert_eq!(Var::concat(&[&h, &x], 0).value(), &array![1.0, 2.0, 3.0].into_dyn());
+    /// ```
+    ///
+    /// # Panics
+    /// When `parts` is empty, when `axis` is not an axis of the parts, or when
+    /// the parts' shapes differ outside `axis` (the message names the first
+    /// part's shape and the offending one).
+    #[track_caller]
+    pub fn concat(parts: &[&Var<A>], axis: usize) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        let Some(first) = parts.first() else {
+            panic!("concat: needs at least one part, got none");
+        };
+        let first_shape = first.shape();
+        check_axis("concat", first_shape, axis);
+        for (i, part) in parts.iter().enumerate().skip(1) {
+            let shape = part.shape();
+            let agrees = shape.len() == first_shape.len()
+                && shape
+                    .iter()
+                    .zip(first_shape)
+                    .enumerate()
+                    .all(|(d, (a, b))| d == axis || a == b);
+            if !agrees {
+                shape_mismatch(
+                    "concat",
+                    first_shape,
+                    shape,
+                    &format!("part {i} differs from part 0 outside axis {axis}"),
+                );
+            }
+        }
+
+        let mut out_shape = first_shape.to_vec();
+        out_shape[axis] = parts.iter().map(|p| p.shape()[axis]).sum();
+        let mut value = ArrayD::zeros(IxDyn(&out_shape));
+        let mut start = 0;
+        for part in parts {
+            let end = start + part.shape()[axis];
+            value
+                .slice_axis_mut(Axis(axis), Slice::from(start..end))
+                .assign(part.value());
+            start = end;
+        }
+
+        let requires_grad = parts.iter().any(|p| p.requires_grad());
+        // Only the parts that need a gradient are kept, with their offsets.
+        let inputs: Vec<(Var<A>, usize)> = if requires_grad {
+            let mut start = 0;
+            parts
+                .iter()
+                .filter_map(|p| {
+                    let offset = start;
+                    start += p.shape()[axis];
+                    p.requires_grad().then(|| ((*p).clone(), offset))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Pending::new(
+            "concat",
+            value,
+            requires_grad,
+            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+                for (part, start) in &inputs {
+                    let end = start + part.shape()[axis];
+                    accumulate_view(part, grad.slice_axis(Axis(axis), Slice::from(*start..end)));
+                }
+            },
+        )
+    }
+
+    /// The elements at positions `start..end` (half-open, as a Rust range)
+    /// along `axis`; the other axes are kept whole. `start == end` gives an
+    /// empty tensor.
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// // Split a vector of gates into its parts.
+    /// let gates = Var::constant(array![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    /// assert_eq!(gates.slice(0, 2, 4).value(), &array![3.0, 4.0].into_dyn());
+    /// let m = Var::constant(array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]]);
+    /// assert_eq!(m.slice(1, 1, 3).value(), &array![[2.0, 3.0], [5.0, 6.0]].into_dyn());
+    /// ```
+    ///
+    /// # Panics
+    /// When `axis` is not an axis of the tensor or when `start..end` is not
+    /// within it (`start > end` or `end` past its length); the message names
+    /// the shape, the axis and the range.
+    #[track_caller]
+    pub fn slice(
+        &self,
+        axis: usize,
+        start: usize,
+        end: usize,
+    ) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        check_axis("slice", self.shape(), axis);
+        let length = self.shape()[axis];
+        assert!(
+            start <= end && end <= length,
+            "slice: range {start}..{end} is out of bounds for axis {axis} of length {length} (shape {:?})",
+            self.shape()
+        );
+        let range = Slice::from(start..end);
+        let x = self.clone();
+        Pending::new(
+            "slice",
+            self.value().slice_axis(Axis(axis), range).to_owned(),
+            self.requires_grad(),
+            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+                x.accumulate_with(|mut gx| {
+                    let mut part = gx.slice_axis_mut(Axis(axis), range);
+                    part += &grad;
+                });
+            },
+        )
+    }
+
+    /// Gathers rows of a matrix: row `i` of the result is row `indices[i]`
+    /// of `self`, so the result is `indices.len() × cols`. This is an
+    /// embedding lookup; indices may repeat.
+    ///
+    /// The backward step adds each result row's gradient into the row it
+    /// came from (repeated indices add up). When the table needs no
+    /// gradient (data, or a frozen parameter) no gradient work is done at
+    /// all, however large the table.
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let table = Var::constant(array![[0.0f32, 0.5], [1.0, 1.5], [2.0, 2.5]]);
+    /// assert_eq!(table.rows(&[2, 0, 2]).value(), &array![[2.0, 2.5], [0.0, 0.5], [2.0, 2.5]].into_dyn());
+    /// ```
+    ///
+    /// # Panics
+    /// When `self` is not 2-D, or when an index is not below the number of
+    /// rows (the message names `rows`, the index and the row count).
+    #[track_caller]
+    pub fn rows(&self, indices: &[usize]) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        let table = self
+            .value()
+            .view()
+            .into_dimensionality::<Ix2>()
+            .unwrap_or_else(|_| {
+                panic!(
+                    "rows: gathers rows of a 2-D table, got shape {:?}",
+                    self.shape()
+                )
+            });
+        let (count, cols) = table.dim();
+        let mut value = Array2::zeros((indices.len(), cols));
+        for (mut out, &i) in value.rows_mut().into_iter().zip(indices) {
+            assert!(
+                i < count,
+                "rows: index {i} is out of range for a table of {count} rows (shape {:?})",
+                self.shape()
+            );
+            out.assign(&table.row(i));
+        }
+
+        let requires_grad = self.requires_grad();
+        // The indices are copied only when a gradient will be scattered.
+        let (x, indices) = if requires_grad {
+            (Some(self.clone()), indices.to_vec())
+        } else {
+            (None, Vec::new())
+        };
+        Pending::new(
+            "rows",
+            value.into_dyn(),
+            requires_grad,
+            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+                let Some(x) = x else { return };
+                let grad = grad
+                    .into_dimensionality::<Ix2>()
+                    .expect("rows produces a matrix");
+                x.accumulate_with(|gx| {
+                    let mut gx = gx
+                        .into_dimensionality::<Ix2>()
+                        .expect("the table is a matrix");
+                    for (g, &i) in grad.rows().into_iter().zip(&indices) {
+                        gx.row_mut(i).zip_mut_with(&g, |a, &b| *a += b);
+                    }
+                });
+            },
+        )
+    }
+}
