@@ -1,9 +1,137 @@
 //! # cps: differentiable programming in continuation-passing style
 //!
 //! Write ordinary Rust, put `#[differentiable]` on it, and every operation
-//! receives the rest of the computation as its callback. The forward pass
-//! is the calls, the backward pass is the returns: no tape, no graph, and
-//! any control flow Rust has is differentiable because it simply runs.
+//! in it receives the rest of the computation as its callback (its
+//! *continuation*). An operation computes its result, calls the
+//! continuation with it, and when the continuation returns, the result's
+//! gradient is complete, so the operation adds it into its inputs'
+//! gradients. The forward pass is a sequence of nested calls and the
+//! backward pass is the same sequence of returns: **the call stack is the
+//! tape**. There is no graph, so any control flow Rust has (`if`, `match`,
+//! loops, recursion over a tree) is differentiable because it simply runs
+//! (Wang et al., "Backpropagation with Callbacks", NeurIPS 2018).
+//!
+//! ```
+//! use cps::prelude::*;
+//! use ndarray::array;
+//!
+//! #[derive(Parameters)]
+//! struct Neuron {
+//!     w: Param<f64>,
+//!     b: Param<f64>,
+//! }
+//!
+//! #[differentiable]
+//! fn loss(m: &Neuron, x: &Var<f64>, steps: usize) -> Var<f64> {
+//!     let mut h = x.clone();
+//!     for _ in 0..steps {
+//!         h = (h.matmul(&m.w) + &m.b).tanh();   // an RNN: state carried across iterations
+//!     }
+//!     if h.value().sum() > 0.0 { h.square().sum() } else { h.sum() }
+//! }
+//!
+//! let model = Neuron { w: Param::new(array![[0.5, -0.2], [0.1, 0.3]]), b: Param::new(array![0.1, 0.0]) };
+//! let x = Var::constant(array![1.0, 2.0]);
+//! let value = loss(&model, &x, 3).backward();      // forward, then backward
+//! assert!(value.is_finite());
+//! assert!(model.w.grad().iter().any(|g| *g != 0.0)); // gradients sit on the Params
+//! ```
+//!
+//! ## What the attribute does
+//!
+//! `#[differentiable]` goes on a function, a method, or an inherent `impl`
+//! block. Calling the function returns a lazy [`Computation`]:
+//! [`backward`](Computation::backward) runs it and back-propagates from its
+//! (one-element) result, [`eval`](Computation::eval) runs it forward only,
+//! and inside another differentiable function it is used like any value,
+//! recursion included.
+//!
+//! The body is rewritten so that every call, method call and arithmetic
+//! operator is a *bind point*: its value is handed to a closure holding
+//! the rest of the function. The macro sees no types; the type of each
+//! bound value decides at compile time what happens. A [`Computation`] (an
+//! operation on [`Var`]s, or a differentiable function's result) runs the
+//! closure and back-propagates when it returns; any other value (a
+//! `usize`, a `Vec`, a reference) is passed straight on, and the optimiser
+//! erases the closure. For example
+//!
+//! ```text
+//! fn neuron(w: &Param, b: &Param, x: &Var) -> Var {
+//!     let z = x.matmul(w) + b;
+//!     z.tanh().sum()
+//! }
+//! ```
+//!
+//! becomes (abridged; the full expansion is in the macro crate's
+//! `tests/snapshots/neuron.rs.txt`)
+//!
+//! ```text
+//! fn neuron<'__cps>(w: &'__cps Param, b: &'__cps Param, x: &'__cps Var)
+//!     -> impl ::cps::Computation<Output = Var> + '__cps
+//! {
+//!     let run = move |k: &mut dyn FnMut(Var)| {
+//!         let k = Once::new(k);
+//!         (&Bind::new(x.matmul(w))).__cps_bind(|t1| {
+//!             (&Bind::new(t1 + b)).__cps_bind(|t2| {
+//!                 let z = t2;
+//!                 (&Bind::new(z.tanh())).__cps_bind(|t3| {
+//!                     (&Bind::new(t3.sum())).__cps_bind(|t4| k.call(t4));
+//!                 });
+//!             });
+//!         });
+//!     };
+//!     ::cps::__private::lazy(run)
+//! }
+//! ```
+//!
+//! An `if`, `match` or block whose branches contain bind points becomes a
+//! small computation of its own, bound the same way; a loop becomes a call
+//! to a loop driver whose body runs one iteration and continues with the
+//! next one from inside its continuation. `mut` variables used inside are
+//! passed in and out explicitly. Between differentiable functions, the
+//! continuation is a `&mut dyn FnMut`, so recursion compiles to ordinary
+//! recursion.
+//!
+//! ## What the body may contain
+//!
+//! Nested expressions, operators (`+ - * /`, unary `-`), method calls and
+//! calls (in Rust's evaluation order), calls to other differentiable
+//! functions (recursion and mutual recursion), `let` with patterns,
+//! tuples, `if`/`else`, `if let`, `match` (bindings, guards), `for`,
+//! `while`, `while let` and `loop` (with `break value`, `continue`, and
+//! state carried in `mut` variables), early `return` (also from inside a
+//! loop), and ordinary code mixed in (indexing, `len()`, integer
+//! arithmetic, `println!`, building `Vec`s).
+//!
+//! What is rejected at compile time, at the offending construct, with what
+//! to write instead: `async`, `unsafe`, `?`, labelled loops, closures
+//! stored in variables whose bodies compute, shadowing a `mut` variable
+//! inside a loop or branch that carries it, trait impls, `impl Trait`
+//! arguments, returning references. The `tests/ui` folder lists each case
+//! with its message.
+//!
+//! Limits worth knowing:
+//! - closure bodies, match guards and macro arguments are ordinary code:
+//!   operations written there are not differentiated (call a
+//!   differentiable function from the body instead);
+//! - a bound value whose type is only known later needs a hint:
+//!   `.collect::<Vec<_>>()` rather than `let v: Vec<_> = ....collect()`;
+//! - a value used inside an `if`/`match`/loop with bind points and then
+//!   *moved* after it must be cloned (Vars are cheap to clone).
+//!
+//! ## The stack is the tape
+//!
+//! Every operation's frame stays live until the backward pass reaches it.
+//! Operations, calls between differentiable functions and loop iterations
+//! grow the stack on demand (with the `stacker` crate), so a million
+//! operations, a 10,000-step RNN or a tree 10,000 deep run in an ordinary
+//! 2 MiB thread: nothing to configure.
+//!
+//! ## Writing continuation-passing style by hand
+//!
+//! The macro generates calls to [`Computation::bind`]; the same API is
+//! public, so an operation or a whole computation can be written by hand
+//! with [`lazy`] and [`Pending`] (see their documentation).
 
 pub use cps_macros::{Parameters, differentiable};
 pub use cps_runtime::*;
@@ -13,6 +141,6 @@ pub mod prelude {
     pub use cps_macros::{Parameters, differentiable};
     pub use cps_runtime::{
         BackwardStep, Computation, Detach, Element, GradcheckReport, IntoOperand, Lazy, Operand,
-        Param, Parameters, Pending, Var, gradcheck, lazy,
+        Param, Parameters, Pending, Var, concat, gradcheck, lazy,
     };
 }
