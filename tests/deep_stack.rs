@@ -19,7 +19,11 @@ fn a_million_scalar_operations() {
     let w = Param::new(array![1.0f64]);
     let value = long_chain(&w, steps).backward();
     let expected_grad = 0.999999f64.powi(steps as i32);
-    assert!((w.grad()[0] - expected_grad).abs() < 1e-9, "{}", w.grad()[0]);
+    assert!(
+        (w.grad()[0] - expected_grad).abs() < 1e-9,
+        "{}",
+        w.grad()[0]
+    );
     // x_n = a^n x_0 + b (1 - a^n) / (1 - a) with x_0 = 1.
     let a = 0.999999f64;
     let expected = expected_grad + 1e-6 * (1.0 - expected_grad) / (1.0 - a);
@@ -38,7 +42,11 @@ fn long_rnn(w: &Param<f64>, u: &Param<f64>, xs: &[f64]) -> Var<f64> {
 #[test]
 fn a_ten_thousand_step_rnn() {
     let xs: Vec<f64> = (0..10_000).map(|i| ((i as f64) * 0.37).sin()).collect();
-    let w = Param::new(array![[0.3f64, -0.2, 0.1], [0.0, 0.4, -0.3], [0.2, 0.1, 0.5]]);
+    let w = Param::new(array![
+        [0.3f64, -0.2, 0.1],
+        [0.0, 0.4, -0.3],
+        [0.2, 0.1, 0.5]
+    ]);
     let u = Param::new(array![0.5f64, -0.5, 0.25]);
     let value = long_rnn(&w, &u, &xs).backward();
     assert!(value.is_finite());
@@ -50,7 +58,10 @@ fn a_ten_thousand_step_rnn() {
     shifted.value_mut()[0] = 0.5 - 1e-6;
     let below = long_rnn(&w, &shifted, &xs).eval().item();
     let numeric = (above - below) / 2e-6;
-    assert!((grad - numeric).abs() < 1e-6 * numeric.abs().max(1.0), "{grad} vs {numeric}");
+    assert!(
+        (grad - numeric).abs() < 1e-6 * numeric.abs().max(1.0),
+        "{grad} vs {numeric}"
+    );
 }
 
 enum Chain {

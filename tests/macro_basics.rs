@@ -39,9 +39,21 @@ fn nested_operators_value_matches_direct_computation() {
         w: param(&[3, 2], 5),
         b: param(&[2], 6),
     };
-    let z = x.value().clone().into_dimensionality::<ndarray::Ix2>().unwrap();
-    let w = m.w.value().clone().into_dimensionality::<ndarray::Ix2>().unwrap();
-    let b = m.b.value().clone().into_dimensionality::<ndarray::Ix1>().unwrap();
+    let z = x
+        .value()
+        .clone()
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap();
+    let w =
+        m.w.value()
+            .clone()
+            .into_dimensionality::<ndarray::Ix2>()
+            .unwrap();
+    let b =
+        m.b.value()
+            .clone()
+            .into_dimensionality::<ndarray::Ix1>()
+            .unwrap();
     let xw = z.dot(&w);
     let y = (&xw + &b).mapv(f64::tanh) * 2.0 + xw.mapv(|v| 1.0 / (1.0 + (-v).exp()));
     let expected = (1.0 - y / 3.0).mapv(|v| v * v).sum();

@@ -27,7 +27,11 @@ fn cell(seed: u64) -> Cell {
 fn branchy(m: &Cell, x: &Var<f64>, mode: u8) -> Var<f64> {
     let h = x.matmul(&m.wx);
     // The condition reads a value computed by differentiable code.
-    let g = if h.value().sum() > 0.0 { h.tanh() } else { h.sigmoid() * 2.0 };
+    let g = if h.value().sum() > 0.0 {
+        h.tanh()
+    } else {
+        h.sigmoid() * 2.0
+    };
     let g = match mode {
         0 => g + &m.b,
         n if n % 2 == 1 => g.matmul(&m.wh),
@@ -54,7 +58,11 @@ fn both_branches_of_a_value_dependent_if_run() {
     let positive = Var::constant(ndarray::Array2::from_elem((1, 3), 1.0));
     let negative = Var::constant(ndarray::Array2::from_elem((1, 3), -1.0));
     let wx_sum: f64 = m.wx.value().sum();
-    let (up, down) = if wx_sum > 0.0 { (positive, negative) } else { (negative, positive) };
+    let (up, down) = if wx_sum > 0.0 {
+        (positive, negative)
+    } else {
+        (negative, positive)
+    };
     // Same input magnitude, different branch: tanh(h) vs 2 sigmoid(h).
     let a = branchy(&m, &up, 0).eval().item();
     let b = branchy(&m, &down, 0).eval().item();
@@ -197,7 +205,10 @@ fn sample_tree() -> Tree {
     use Tree::*;
     Node(
         Box::new(Node(Box::new(Leaf(0)), Box::new(Leaf(2)))),
-        Box::new(Node(Box::new(Leaf(1)), Box::new(Node(Box::new(Leaf(2)), Box::new(Leaf(3)))))),
+        Box::new(Node(
+            Box::new(Leaf(1)),
+            Box::new(Node(Box::new(Leaf(2)), Box::new(Leaf(3)))),
+        )),
     )
 }
 
@@ -214,7 +225,8 @@ fn recursion_over_a_tree_gradients() {
     let tree = sample_tree();
     let mut m = tree_model();
     assert_gradients(&mut m, |m| {
-        lazy(|k: &mut dyn FnMut(Var<f64>)| encode(m, &tree).bind(|h| h.sum().bind(|s| k(s)))).backward()
+        lazy(|k: &mut dyn FnMut(Var<f64>)| encode(m, &tree).bind(|h| h.sum().bind(|s| k(s))))
+            .backward()
     });
 }
 

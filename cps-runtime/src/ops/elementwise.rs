@@ -1,12 +1,563 @@
-//! Elementwise operations: arithmetic operators and unary functions.
+//! Elementwise operations: the arithmetic operators `+ - * /` and unary
+//! `-`, and unary functions (`exp`, `log`, `tanh`, `sigmoid`, ...).
+//!
+//! # Operators
+//!
+//! The left side of `+ - * /` may be a [`Var`] (by value or by reference),
+//! a `&`[`Param`], or an `f32`/`f64` scalar; the right side anything that is
+//! [`IntoOperand`]: the same tensor forms or a scalar of the element type.
+//! The result is a [`Pending`] to bind, like every other operation.
+//!
+//! # Broadcasting
+//!
+//! Deliberately narrower than NumPy's, so that a shape mistake is an error
+//! rather than a silently enormous result. The two sides must be related in
+//! one of these ways, tried in this order:
+//!
+//! 1. **Same shape**: the operation is applied element by element.
+//! 2. **One side has exactly one element** (a scalar, or a tensor of any
+//!    shape such as `[]`, `[1]` or `[1, 1]`): it is applied to every element
+//!    of the other side, and the result has the other side's shape. (When
+//!    both sides have one element, the result takes the shape of higher
+//!    rank.) The one-element side's gradient is the sum over the result.
+//! 3. **One side is a vector whose length is the other side's last
+//!    dimension**: it is applied along the last axis, as a bias is added to
+//!    every row. The result has the other side's shape; the vector's
+//!    gradient is summed over all the other axes.
+//!
+//! Anything else panics with a message naming the operator (`add`, `sub`,
+//! `mul`, `div`) and both shapes.
+//!
+//! ```
+//! use cps_runtime::*;
+//! use ndarray::array;
+//!
+//! let x = Param::new(array![[1.0f64, 2.0], [3.0, 4.0]]);
+//! let b = Param::new(array![10.0f64, 20.0]);
+//! let loss = lazy(|k: &mut dyn FnMut(Var<f64>)| {
+//!     // 2x + b, with the bias broadcast along the rows, then summed.
+//!     (2.0 * &x).bind(|y| (y + &b).bind(|z| z.sum().bind(|s| k(s))))
+//! });
+//! assert_eq!(loss.backward(), 2.0 * 10.0 + 2.0 * 30.0);
+//! assert_eq!(x.grad(), array![[2.0, 2.0], [2.0, 2.0]].into_dyn());
+//! // Each bias element was added to both rows.
+//! assert_eq!(b.grad(), array![2.0, 2.0].into_dyn());
+//! ```
 
-use ndarray::{ArrayD, Zip};
+use std::borrow::Cow;
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Zip};
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
+use crate::ops::operand::{IntoOperand, Operand};
+use crate::ops::shape_mismatch;
+use crate::param::Param;
 use crate::var::Var;
 
+// ---------------------------------------------------------------------------
+// Arithmetic operators
+// ---------------------------------------------------------------------------
+
+/// The backward step of an arithmetic operator (`+ - * /`): the operands
+/// and how their shapes were broadcast. It is the `B` in the operators'
+/// output type, `Pending<A, Arithmetic<A>>`, which is named (not an `impl
+/// Trait`) so that the operator traits' `Output` can be written down.
+pub struct Arithmetic<A: Element> {
+    op: Op,
+    left: Operand<A>,
+    right: Operand<A>,
+    broadcast: Broadcast,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Add => "add",
+            Op::Sub => "sub",
+            Op::Mul => "mul",
+            Op::Div => "div",
+        }
+    }
+}
+
+/// How the operands' shapes relate (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Broadcast {
+    Same,
+    LeftOne,
+    RightOne,
+    LeftBias,
+    RightBias,
+}
+
+/// What one operand contributes to the result, from its gradient's point
+/// of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Has the result's shape.
+    Full,
+    /// Has one element, applied everywhere.
+    One,
+    /// A vector applied along the result's last axis.
+    Bias,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Which {
+    Left,
+    Right,
+}
+
+impl Broadcast {
+    fn of(op: Op, left: &[usize], right: &[usize]) -> Self {
+        let count = |shape: &[usize]| shape.iter().product::<usize>();
+        let (left_count, right_count) = (count(left), count(right));
+        if left == right {
+            Broadcast::Same
+        } else if right_count == 1 && (left_count != 1 || left.len() >= right.len()) {
+            Broadcast::RightOne
+        } else if left_count == 1 {
+            Broadcast::LeftOne
+        } else if right.len() == 1 && left.last() == Some(&right[0]) {
+            Broadcast::RightBias
+        } else if left.len() == 1 && right.last() == Some(&left[0]) {
+            Broadcast::LeftBias
+        } else {
+            shape_mismatch(
+                op.name(),
+                left,
+                right,
+                "expected equal shapes, a one-element side, or a vector as long as the other \
+                 side's last dimension",
+            )
+        }
+    }
+
+    fn kind(self, which: Which) -> Kind {
+        match (self, which) {
+            (Broadcast::LeftOne, Which::Left) | (Broadcast::RightOne, Which::Right) => Kind::One,
+            (Broadcast::LeftBias, Which::Left) | (Broadcast::RightBias, Which::Right) => Kind::Bias,
+            _ => Kind::Full,
+        }
+    }
+}
+
+/// An operand as the kernels read it: a tensor view (of the result's shape,
+/// or a bias vector broadcast along the last axis) or a single value.
+#[derive(Clone)]
+enum Side<'a, A> {
+    Full(ArrayViewD<'a, A>),
+    Scalar(A),
+}
+
+fn operand_shape<A: Element>(operand: &Operand<A>) -> &[usize] {
+    match operand {
+        Operand::Tensor(var) => var.shape(),
+        Operand::Scalar(_) => &[],
+    }
+}
+
+fn side<A: Element>(operand: &Operand<A>, kind: Kind) -> Side<'_, A> {
+    match operand {
+        Operand::Scalar(value) => Side::Scalar(*value),
+        Operand::Tensor(var) if kind == Kind::One => Side::Scalar(var.item()),
+        Operand::Tensor(var) => Side::Full(var.value().view()),
+    }
+}
+
+/// The operand's `Var` when a gradient must be computed for it.
+fn needs_grad<A: Element>(operand: &Operand<A>) -> Option<&Var<A>> {
+    match operand {
+        Operand::Tensor(var) if var.requires_grad() => Some(var),
+        _ => None,
+    }
+}
+
+/// `f(left, right)` over the broadcast shape. At least one side is a tensor
+/// of the result's shape.
+fn combine<A: Element>(left: Side<'_, A>, right: Side<'_, A>, f: impl Fn(A, A) -> A) -> ArrayD<A> {
+    match (left, right) {
+        (Side::Full(l), Side::Full(r)) if l.ndim() >= r.ndim() => Zip::from(&l)
+            .and_broadcast(&r)
+            .map_collect(|&l, &r| f(l, r)),
+        (Side::Full(l), Side::Full(r)) => Zip::from(&r)
+            .and_broadcast(&l)
+            .map_collect(|&r, &l| f(l, r)),
+        (Side::Full(l), Side::Scalar(r)) => l.mapv(|l| f(l, r)),
+        (Side::Scalar(l), Side::Full(r)) => r.mapv(|r| f(l, r)),
+        (Side::Scalar(_), Side::Scalar(_)) => {
+            unreachable!("one side of an arithmetic operator is a tensor")
+        }
+    }
+}
+
+impl<A: Element> Arithmetic<A> {
+    fn apply(op: Op, left: Operand<A>, right: Operand<A>) -> Pending<A, Self> {
+        let broadcast = Broadcast::of(op, operand_shape(&left), operand_shape(&right));
+        let l = side(&left, broadcast.kind(Which::Left));
+        let r = side(&right, broadcast.kind(Which::Right));
+        let value = match op {
+            Op::Add => combine(l, r, |l, r| l + r),
+            Op::Sub => combine(l, r, |l, r| l - r),
+            Op::Mul => combine(l, r, |l, r| l * r),
+            Op::Div => combine(l, r, |l, r| l / r),
+        };
+        let requires_grad = needs_grad(&left).is_some() || needs_grad(&right).is_some();
+        Pending::new(
+            op.name(),
+            value,
+            requires_grad,
+            Arithmetic {
+                op,
+                left,
+                right,
+                broadcast,
+            },
+        )
+    }
+
+    fn side(&self, which: Which) -> Side<'_, A> {
+        let operand = match which {
+            Which::Left => &self.left,
+            Which::Right => &self.right,
+        };
+        side(operand, self.broadcast.kind(which))
+    }
+
+    /// The derivative of the result with respect to one operand, as a
+    /// factor applied to the result's gradient.
+    fn local<'a>(&'a self, which: Which, output: &'a ArrayD<A>) -> Local<'a, A> {
+        match (self.op, which) {
+            (Op::Add, _) | (Op::Sub, Which::Left) => Local::Identity,
+            (Op::Sub, Which::Right) => Local::Negate,
+            (Op::Mul, Which::Left) => Local::Times(self.side(Which::Right)),
+            (Op::Mul, Which::Right) => Local::Times(self.side(Which::Left)),
+            (Op::Div, Which::Left) => Local::Over(self.side(Which::Right)),
+            // d(l/r)/dr = -l/r^2 = -y/r: reuses the output instead of squaring.
+            (Op::Div, Which::Right) => Local::NegTimesOver(output.view(), self.side(Which::Right)),
+        }
+    }
+
+    fn add_gradient(
+        &self,
+        which: Which,
+        var: &Var<A>,
+        output: &ArrayD<A>,
+        grad: Cow<'_, ArrayD<A>>,
+    ) {
+        let local = self.local(which, output);
+        match self.broadcast.kind(which) {
+            Kind::Full => {
+                // A gradient buffer we own goes to the input as is when the
+                // input has none yet; otherwise the contribution is added
+                // straight into the input's buffer, with no temporary.
+                let fresh = var.grad_ref().is_none();
+                match grad {
+                    Cow::Owned(mut grad) if fresh => {
+                        local.transform(&mut grad);
+                        var.accumulate(grad);
+                    }
+                    grad => var.accumulate_with(|buffer| local.add_into(buffer, &grad)),
+                }
+            }
+            Kind::One => {
+                let total = local.sum(&grad);
+                var.accumulate_with(|mut buffer| buffer += total);
+            }
+            Kind::Bias => {
+                let (rows, negate) = match local {
+                    Local::Identity => (grad, false),
+                    Local::Negate => (grad, true),
+                    _ => {
+                        let mut grad = grad.into_owned();
+                        local.transform(&mut grad);
+                        (Cow::Owned(grad), false)
+                    }
+                };
+                var.accumulate_with(|mut buffer| {
+                    for row in rows.rows() {
+                        if negate {
+                            buffer -= &row;
+                        } else {
+                            buffer += &row;
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl<A: Element> BackwardStep<A> for Arithmetic<A> {
+    fn backward(self, output: &ArrayD<A>, grad: ArrayD<A>) {
+        match (needs_grad(&self.left), needs_grad(&self.right)) {
+            (Some(left), Some(right)) => {
+                // Only one side can be reduced (one-element or bias); it
+                // reads the gradient, and the full-shape side takes it over.
+                if self.broadcast.kind(Which::Right) == Kind::Full {
+                    self.add_gradient(Which::Left, left, output, Cow::Borrowed(&grad));
+                    self.add_gradient(Which::Right, right, output, Cow::Owned(grad));
+                } else {
+                    self.add_gradient(Which::Right, right, output, Cow::Borrowed(&grad));
+                    self.add_gradient(Which::Left, left, output, Cow::Owned(grad));
+                }
+            }
+            (Some(left), None) => self.add_gradient(Which::Left, left, output, Cow::Owned(grad)),
+            (None, Some(right)) => self.add_gradient(Which::Right, right, output, Cow::Owned(grad)),
+            (None, None) => {}
+        }
+    }
+}
+
+/// The factor an operand's gradient is the result's gradient times.
+enum Local<'a, A> {
+    Identity,
+    Negate,
+    Times(Side<'a, A>),
+    Over(Side<'a, A>),
+    /// `-output / side`.
+    NegTimesOver(ArrayViewD<'a, A>, Side<'a, A>),
+}
+
+impl<A: Element> Local<'_, A> {
+    /// `grad <- grad * factor`, in place.
+    fn transform(&self, grad: &mut ArrayD<A>) {
+        match self {
+            Local::Identity => {}
+            Local::Negate => grad.mapv_inplace(|g| -g),
+            Local::Times(Side::Scalar(s)) => *grad *= *s,
+            Local::Times(Side::Full(v)) => *grad *= v,
+            Local::Over(Side::Scalar(s)) => *grad /= *s,
+            Local::Over(Side::Full(v)) => *grad /= v,
+            Local::NegTimesOver(y, Side::Scalar(s)) => {
+                let s = *s;
+                Zip::from(grad).and(y).for_each(|g, &y| *g = -(*g * y) / s);
+            }
+            Local::NegTimesOver(y, Side::Full(v)) => {
+                Zip::from(grad)
+                    .and(y)
+                    .and_broadcast(v)
+                    .for_each(|g, &y, &v| *g = -(*g * y) / v);
+            }
+        }
+    }
+
+    /// `buffer += grad * factor`.
+    fn add_into(&self, mut buffer: ArrayViewMutD<'_, A>, grad: &ArrayD<A>) {
+        match self {
+            Local::Identity => buffer += grad,
+            Local::Negate => buffer -= grad,
+            Local::Times(Side::Scalar(s)) => buffer.scaled_add(*s, grad),
+            Local::Times(Side::Full(v)) => Zip::from(buffer)
+                .and(grad)
+                .and_broadcast(v)
+                .for_each(|b, &g, &v| *b += g * v),
+            Local::Over(Side::Scalar(s)) => {
+                let s = *s;
+                Zip::from(buffer).and(grad).for_each(|b, &g| *b += g / s);
+            }
+            Local::Over(Side::Full(v)) => Zip::from(buffer)
+                .and(grad)
+                .and_broadcast(v)
+                .for_each(|b, &g, &v| *b += g / v),
+            Local::NegTimesOver(y, Side::Scalar(s)) => {
+                let s = *s;
+                Zip::from(buffer)
+                    .and(grad)
+                    .and(y)
+                    .for_each(|b, &g, &y| *b -= g * y / s);
+            }
+            Local::NegTimesOver(y, Side::Full(v)) => Zip::from(buffer)
+                .and(grad)
+                .and(y)
+                .and_broadcast(v)
+                .for_each(|b, &g, &y, &v| *b -= g * y / v),
+        }
+    }
+
+    /// `sum(grad * factor)`: the gradient of a one-element operand.
+    fn sum(&self, grad: &ArrayD<A>) -> A {
+        let zero = A::zero();
+        match self {
+            Local::Identity => grad.sum(),
+            Local::Negate => -grad.sum(),
+            Local::Times(Side::Scalar(s)) => grad.sum() * *s,
+            Local::Times(Side::Full(v)) => Zip::from(grad)
+                .and_broadcast(v)
+                .fold(zero, |acc, &g, &v| acc + g * v),
+            Local::Over(Side::Scalar(s)) => grad.sum() / *s,
+            Local::Over(Side::Full(v)) => Zip::from(grad)
+                .and_broadcast(v)
+                .fold(zero, |acc, &g, &v| acc + g / v),
+            Local::NegTimesOver(y, Side::Scalar(s)) => {
+                -Zip::from(grad).and(y).fold(zero, |acc, &g, &y| acc + g * y) / *s
+            }
+            Local::NegTimesOver(y, Side::Full(v)) => Zip::from(grad)
+                .and(y)
+                .and_broadcast(v)
+                .fold(zero, |acc, &g, &y, &v| acc - g * y / v),
+        }
+    }
+}
+
+macro_rules! arithmetic_operator {
+    ($Trait:ident, $method:ident, $op:expr) => {
+        impl<A: Element, R: IntoOperand<A>> $Trait<R> for Var<A> {
+            type Output = Pending<A, Arithmetic<A>>;
+            fn $method(self, right: R) -> Self::Output {
+                Arithmetic::apply($op, Operand::Tensor(self), right.into_operand())
+            }
+        }
+
+        impl<A: Element, R: IntoOperand<A>> $Trait<R> for &Var<A> {
+            type Output = Pending<A, Arithmetic<A>>;
+            fn $method(self, right: R) -> Self::Output {
+                Arithmetic::apply($op, Operand::Tensor(self.clone()), right.into_operand())
+            }
+        }
+
+        impl<A: Element, R: IntoOperand<A>> $Trait<R> for &Param<A> {
+            type Output = Pending<A, Arithmetic<A>>;
+            fn $method(self, right: R) -> Self::Output {
+                Arithmetic::apply($op, Operand::Tensor(self.var().clone()), right.into_operand())
+            }
+        }
+
+        arithmetic_operator!(@scalar_left $Trait, $method, $op, f32);
+        arithmetic_operator!(@scalar_left $Trait, $method, $op, f64);
+    };
+    (@scalar_left $Trait:ident, $method:ident, $op:expr, $scalar:ty) => {
+        impl $Trait<Var<$scalar>> for $scalar {
+            type Output = Pending<$scalar, Arithmetic<$scalar>>;
+            fn $method(self, right: Var<$scalar>) -> Self::Output {
+                Arithmetic::apply($op, Operand::Scalar(self), Operand::Tensor(right))
+            }
+        }
+
+        impl $Trait<&Var<$scalar>> for $scalar {
+            type Output = Pending<$scalar, Arithmetic<$scalar>>;
+            fn $method(self, right: &Var<$scalar>) -> Self::Output {
+                Arithmetic::apply($op, Operand::Scalar(self), Operand::Tensor(right.clone()))
+            }
+        }
+
+        impl $Trait<&Param<$scalar>> for $scalar {
+            type Output = Pending<$scalar, Arithmetic<$scalar>>;
+            fn $method(self, right: &Param<$scalar>) -> Self::Output {
+                Arithmetic::apply($op, Operand::Scalar(self), Operand::Tensor(right.var().clone()))
+            }
+        }
+    };
+}
+
+arithmetic_operator!(Add, add, Op::Add);
+arithmetic_operator!(Sub, sub, Op::Sub);
+arithmetic_operator!(Mul, mul, Op::Mul);
+arithmetic_operator!(Div, div, Op::Div);
+
+// ---------------------------------------------------------------------------
+// Negation
+// ---------------------------------------------------------------------------
+
+/// The backward step of negation (`-x` or `x.neg()`), named so that the
+/// `Neg` trait's `Output` can be written down.
+pub struct Negation<A: Element> {
+    input: Var<A>,
+}
+
+impl<A: Element> Negation<A> {
+    fn apply(input: Var<A>) -> Pending<A, Self> {
+        let value = input.value().mapv(|x| -x);
+        let requires_grad = input.requires_grad();
+        Pending::new("neg", value, requires_grad, Negation { input })
+    }
+}
+
+impl<A: Element> BackwardStep<A> for Negation<A> {
+    fn backward(self, _output: &ArrayD<A>, mut grad: ArrayD<A>) {
+        if self.input.grad_ref().is_none() {
+            grad.mapv_inplace(|g| -g);
+            self.input.accumulate(grad);
+        } else {
+            self.input.accumulate_with(|mut buffer| buffer -= &grad);
+        }
+    }
+}
+
+impl<A: Element> Neg for Var<A> {
+    type Output = Pending<A, Negation<A>>;
+    fn neg(self) -> Self::Output {
+        Negation::apply(self)
+    }
+}
+
+impl<A: Element> Neg for &Var<A> {
+    type Output = Pending<A, Negation<A>>;
+    fn neg(self) -> Self::Output {
+        Negation::apply(self.clone())
+    }
+}
+
+impl<A: Element> Neg for &Param<A> {
+    type Output = Pending<A, Negation<A>>;
+    fn neg(self) -> Self::Output {
+        Negation::apply(self.var().clone())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Unary functions
+// ---------------------------------------------------------------------------
+
+/// Adds `derivative(grad, reference)` elementwise into `input`'s gradient,
+/// where `reference` is whatever the derivative is cheapest from (the
+/// input or the output). Reuses `grad`'s buffer when the input has no
+/// gradient yet, so a chain of unary operations allocates nothing backward.
+fn add_unary_gradient<A: Element>(
+    input: &Var<A>,
+    mut grad: ArrayD<A>,
+    reference: &ArrayD<A>,
+    derivative: impl Fn(A, A) -> A,
+) {
+    if input.grad_ref().is_none() {
+        Zip::from(&mut grad)
+            .and(reference)
+            .for_each(|g, &r| *g = derivative(*g, r));
+        input.accumulate(grad);
+    } else {
+        input.accumulate_with(|buffer| {
+            Zip::from(buffer)
+                .and(&grad)
+                .and(reference)
+                .for_each(|b, &g, &r| *b += derivative(g, r));
+        });
+    }
+}
+
 impl<A: Element> Var<A> {
+    /// Negation, elementwise; the same as the operator `-x`.
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let x = Var::constant(array![1.0f32, -2.0]);
+    /// x.neg().bind(|y| assert_eq!(y.value(), &array![-1.0, 2.0].into_dyn()));
+    /// ```
+    pub fn neg(&self) -> Pending<A, Negation<A>> {
+        Negation::apply(self.clone())
+    }
+
     /// Hyperbolic tangent, elementwise.
     pub fn tanh(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let x = self.clone();
@@ -16,12 +567,155 @@ impl<A: Element> Var<A> {
             self.requires_grad(),
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 // d tanh(x) = 1 - tanh(x)^2
-                x.accumulate(
-                    Zip::from(&grad)
-                        .and(y)
-                        .map_collect(|&g, &y| g * (A::one() - y * y)),
-                );
+                add_unary_gradient(&x, grad, y, |g, y| g * (A::one() - y * y));
             },
         )
+    }
+
+    /// The exponential `e^x`, elementwise.
+    pub fn exp(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        let x = self.clone();
+        Pending::new(
+            "exp",
+            self.value().mapv(A::exp),
+            self.requires_grad(),
+            move |y: &ArrayD<A>, grad: ArrayD<A>| {
+                // d e^x = e^x: the output itself.
+                add_unary_gradient(&x, grad, y, |g, y| g * y);
+            },
+        )
+    }
+
+    /// The natural logarithm, elementwise. Non-positive elements give NaN
+    /// or -inf, as in `f64::ln`.
+    pub fn log(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        let x = self.clone();
+        Pending::new(
+            "log",
+            self.value().mapv(A::ln),
+            self.requires_grad(),
+            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+                add_unary_gradient(&x, grad, x.value(), |g, x| g / x);
+            },
+        )
+    }
+
+    /// The logistic function `1 / (1 + e^-x)`, elementwise.
+    pub fn sigmoid(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        let x = self.clone();
+        Pending::new(
+            "sigmoid",
+            self.value().mapv(sigmoid),
+            self.requires_grad(),
+            move |y: &ArrayD<A>, grad: ArrayD<A>| {
+                add_unary_gradient(&x, grad, y, |g, y| g * y * (A::one() - y));
+            },
+        )
+    }
+
+    /// The rectifier `max(x, 0)`, elementwise. Its derivative at 0 is taken
+    /// to be 0.
+    pub fn relu(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        let x = self.clone();
+        Pending::new(
+            "relu",
+            self.value()
+                .mapv(|x| if x > A::zero() { x } else { A::zero() }),
+            self.requires_grad(),
+            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+                add_unary_gradient(&x, grad, x.value(), |g, x| {
+                    if x > A::zero() { g } else { A::zero() }
+                });
+            },
+        )
+    }
+
+    /// The square root, elementwise. Its gradient is infinite at 0.
+    pub fn sqrt(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        let x = self.clone();
+        Pending::new(
+            "sqrt",
+            self.value().mapv(A::sqrt),
+            self.requires_grad(),
+            move |y: &ArrayD<A>, grad: ArrayD<A>| {
+                // d sqrt(x) = 1 / (2 sqrt(x)): from the output, no second root.
+                add_unary_gradient(&x, grad, y, |g, y| g / (y + y));
+            },
+        )
+    }
+
+    /// The square `x * x`, elementwise.
+    pub fn square(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        let x = self.clone();
+        Pending::new(
+            "square",
+            self.value().mapv(|x| x * x),
+            self.requires_grad(),
+            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+                add_unary_gradient(&x, grad, x.value(), |g, x| g * (x + x));
+            },
+        )
+    }
+
+    /// The integer power `x^n`, elementwise.
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let x = Var::constant(array![2.0f64, -3.0]);
+    /// x.powi(3).bind(|y| assert_eq!(y.value(), &array![8.0, -27.0].into_dyn()));
+    /// ```
+    pub fn powi(&self, n: i32) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        let x = self.clone();
+        Pending::new(
+            "powi",
+            self.value().mapv(|x| x.powi(n)),
+            self.requires_grad(),
+            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+                // n x^(n-1), computed directly rather than as n y / x, which
+                // would be 0/0 at x = 0.
+                let factor = A::from_f64_lossy(f64::from(n));
+                add_unary_gradient(&x, grad, x.value(), |g, x| {
+                    if n == 0 {
+                        A::zero()
+                    } else {
+                        g * factor * x.powi(n - 1)
+                    }
+                });
+            },
+        )
+    }
+
+    /// The absolute value, elementwise. Its derivative at 0 is taken to be 0.
+    pub fn abs(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        let x = self.clone();
+        Pending::new(
+            "abs",
+            self.value().mapv(A::abs),
+            self.requires_grad(),
+            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+                add_unary_gradient(&x, grad, x.value(), |g, x| {
+                    if x > A::zero() {
+                        g
+                    } else if x < A::zero() {
+                        -g
+                    } else {
+                        A::zero()
+                    }
+                });
+            },
+        )
+    }
+}
+
+/// The logistic function, written so that neither branch can overflow:
+/// `e^-x` is only computed for `x >= 0`, `e^x` only for `x < 0`.
+fn sigmoid<A: Element>(x: A) -> A {
+    if x >= A::zero() {
+        A::one() / (A::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (A::one() + e)
     }
 }
