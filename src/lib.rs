@@ -141,6 +141,6 @@ pub mod prelude {
     pub use cps_macros::{Parameters, differentiable};
     pub use cps_runtime::{
         BackwardStep, Computation, Detach, Element, GradcheckReport, IntoOperand, Lazy, Operand,
-        Param, Parameters, Pending, Var, concat, gradcheck, lazy,
+        Param, Parameters, Pending, Value, Var, concat, gradcheck, lazy,
     };
 }

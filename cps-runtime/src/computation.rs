@@ -115,9 +115,9 @@ impl<A: Element, F: FnOnce(&ArrayD<A>, ArrayD<A>)> BackwardStep<A> for F {
 /// /// cube(x) = x^3, with its derivative 3x^2.
 /// fn cube(x: &Var<f64>) -> Pending<f64, impl BackwardStep<f64>> {
 ///     let input = x.clone();
-///     Pending::new("cube", x.value().mapv(|v| v * v * v), x.requires_grad(),
+///     Pending::new("cube", x.array().mapv(|v| v * v * v), x.requires_grad(),
 ///         move |_out: &ArrayD<f64>, grad: ArrayD<f64>| {
-///             input.accumulate(Zip::from(&grad).and(input.value())
+///             input.accumulate(Zip::from(&grad).and(input.array())
 ///                 .map_collect(|&g, &v| 3.0 * v * v * g));
 ///         })
 /// }
@@ -149,7 +149,7 @@ impl<A: Element, B: BackwardStep<A>> Pending<A, B> {
     }
 
     /// The computed value, before it is handed on.
-    pub fn value(&self) -> &ArrayD<A> {
+    pub fn array(&self) -> &ArrayD<A> {
         &self.value
     }
 }
@@ -169,7 +169,7 @@ impl<A: Element, B: BackwardStep<A>> Computation for Pending<A, B> {
             let out = Var::computed(value, op, requires_grad);
             k(out.clone());
             if requires_grad && let Some(grad) = out.finish() {
-                backward.backward(out.value(), grad);
+                backward.backward(out.array(), grad);
             }
         })
     }

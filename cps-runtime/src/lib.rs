@@ -32,4 +32,4 @@ pub use ops::operand::{IntoOperand, Operand};
 pub use ops::shape::concat;
 pub use param::Param;
 pub use parameters::Parameters;
-pub use var::Var;
+pub use var::{Value, Var};

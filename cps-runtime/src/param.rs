@@ -129,7 +129,7 @@ impl<A: Element> Deref for Param<A> {
 
 impl<A: Element> Clone for Param<A> {
     fn clone(&self) -> Self {
-        let mut copy = Param::new(self.var.value().clone());
+        let mut copy = Param::new(self.var.array().clone());
         copy.set_trainable(self.is_trainable());
         copy
     }
@@ -141,7 +141,7 @@ impl<A: Element> std::fmt::Debug for Param<A> {
             .field("id", &self.id)
             .field("shape", &self.shape())
             .field("trainable", &self.is_trainable())
-            .field("value", self.value())
+            .field("value", self.array())
             .finish()
     }
 }

@@ -94,6 +94,13 @@ impl<'k, T> Once<'k, T> {
     }
 }
 
+/// The value of a `mut` variable carried out of a branch or iteration: a
+/// copy, so that the code before may still hold borrows of the original.
+#[inline(always)]
+pub fn carry<T: Clone>(value: &T) -> T {
+    value.clone()
+}
+
 /// How one iteration of a lowered loop ends.
 pub enum Step<S, B, R> {
     /// Run the next iteration with this state.

@@ -95,8 +95,18 @@ impl<A: Element> Var<A> {
         Self::from_parts(value, Role::Computed, requires_grad, op)
     }
 
-    /// The tensor's current value.
-    pub fn value(&self) -> &ArrayD<A> {
+    /// The tensor's value, as a handle that does not borrow `self` (so a
+    /// condition such as `if h.value().sum() > 0.0` leaves `h` free to be
+    /// moved afterwards, which matters in rewritten code). It dereferences
+    /// to the [`ArrayD`]; see [`Var::array`] for a plain reference.
+    pub fn value(&self) -> Value<A> {
+        Value {
+            node: Rc::clone(&self.node),
+        }
+    }
+
+    /// The tensor's value, borrowed.
+    pub fn array(&self) -> &ArrayD<A> {
         &self.node.value
     }
 
@@ -239,5 +249,53 @@ impl<A: Element> fmt::Debug for Var<A> {
             .field("requires_grad", &self.requires_grad())
             .field("value", &self.node.value)
             .finish()
+    }
+}
+
+/// The value of a [`Var`], held by reference count: it dereferences to the
+/// [`ArrayD`] and keeps it alive without borrowing the `Var`.
+///
+/// ```
+/// use cps_runtime::*;
+/// use ndarray::array;
+///
+/// let x = Var::constant(array![1.0f32, 2.0]);
+/// let v = x.value();
+/// drop(x);
+/// assert_eq!(v.sum(), 3.0);
+/// assert_eq!(v, array![1.0f32, 2.0].into_dyn());
+/// ```
+pub struct Value<A: Element> {
+    node: Rc<Node<A>>,
+}
+
+impl<A: Element> std::ops::Deref for Value<A> {
+    type Target = ArrayD<A>;
+    fn deref(&self) -> &ArrayD<A> {
+        &self.node.value
+    }
+}
+
+impl<A: Element> AsRef<ArrayD<A>> for Value<A> {
+    fn as_ref(&self) -> &ArrayD<A> {
+        &self.node.value
+    }
+}
+
+impl<A: Element> PartialEq<ArrayD<A>> for Value<A> {
+    fn eq(&self, other: &ArrayD<A>) -> bool {
+        self.node.value == *other
+    }
+}
+
+impl<A: Element> fmt::Debug for Value<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.node.value, f)
+    }
+}
+
+impl<A: Element> fmt::Display for Value<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.node.value, f)
     }
 }

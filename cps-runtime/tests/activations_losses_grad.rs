@@ -21,7 +21,7 @@ fn weighted_sum(
     assert_eq!(x.shape(), weights.shape(), "weighted_sum: shapes differ");
     let input = x.clone();
     let weights = weights.clone();
-    let value = ndarray::arr0((x.value() * &weights).sum()).into_dyn();
+    let value = ndarray::arr0((x.array() * &weights).sum()).into_dyn();
     Pending::new(
         "weighted_sum",
         value,
@@ -37,7 +37,7 @@ where
 {
     lazy(|k: &mut dyn FnMut(Var<f64>)| op(x).bind(k))
         .eval()
-        .value()
+        .array()
         .clone()
 }
 
@@ -333,7 +333,7 @@ fn dropout_is_reproducible_with_a_seed() {
         "another seed should draw another mask"
     );
     // Kept elements are scaled by 1 / (1 - p) = 2, the others are zero.
-    for (&y, &x) in first.iter().zip(x.value()) {
+    for (&y, &x) in first.iter().zip(x.array()) {
         assert!(y == 0.0 || y == 2.0 * x, "dropout({x}) = {y}");
     }
 }
@@ -345,7 +345,7 @@ fn dropout_backward_uses_the_forward_mask() {
     let mut output = None;
     lazy(|k: &mut dyn FnMut(Var<f64>)| {
         x.dropout(0.25, &mut rng).bind(|y| {
-            output = Some(y.value().clone());
+            output = Some(y.array().clone());
             y.sum().bind(k)
         })
     })
@@ -382,12 +382,12 @@ fn dropout_with_p_zero_is_the_identity() {
     let mut output = None;
     lazy(|k: &mut dyn FnMut(Var<f64>)| {
         x.dropout(0.0, &mut rng).bind(|y| {
-            output = Some(y.value().clone());
+            output = Some(y.array().clone());
             weighted_sum(&y, &weights).bind(k)
         })
     })
     .backward();
-    assert_eq!(output.expect("the continuation ran"), *x.value());
+    assert_eq!(output.expect("the continuation ran"), *x.array());
     assert_eq!(x.grad(), weights);
 }
 

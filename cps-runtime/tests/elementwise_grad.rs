@@ -372,7 +372,7 @@ proptest! {
             unary(op, &p, |y| {
                 ran = true;
                 assert_eq!(y.shape(), expected.shape());
-                for (&got, &want) in y.value().iter().zip(expected.iter()) {
+                for (&got, &want) in y.array().iter().zip(expected.iter()) {
                     assert!((got - want).abs() <= 1e-15 * want.abs().max(1.0), "{op:?}: {got} vs {want}");
                 }
             });
@@ -385,10 +385,10 @@ proptest! {
 fn sigmoid_saturates_without_overflow() {
     let x = Var::constant(array![-1000.0f64, 0.0, 1000.0]);
     x.sigmoid()
-        .bind(|y| assert_eq!(y.value(), &array![0.0, 0.5, 1.0].into_dyn()));
+        .bind(|y| assert_eq!(y.array(), &array![0.0, 0.5, 1.0].into_dyn()));
     let x = Var::constant(array![-1000.0f32, 1000.0]);
     x.sigmoid()
-        .bind(|y| assert_eq!(y.value(), &array![0.0f32, 1.0].into_dyn()));
+        .bind(|y| assert_eq!(y.array(), &array![0.0f32, 1.0].into_dyn()));
 }
 
 #[test]
@@ -415,7 +415,7 @@ fn assert_forward(op: Op, left: &Param<f64>, right: &Param<f64>, expected: &Arra
     binary(op, Form::Param, left, right).bind(|y| {
         ran = true;
         assert_eq!(
-            y.value(),
+            y.array(),
             expected,
             "{op:?} {:?} and {:?}",
             left.shape(),
@@ -461,8 +461,8 @@ proptest! {
             assert_forward(op, &p(&matrix), &p(&bias), &ndarray_op(op, &matrix, &bias));
             assert_forward(op, &p(&bias), &p(&matrix), &ndarray_op(op, &bias, &matrix));
             // Scalars, either side.
-            binary(op, Form::Param, &p(&a), s).bind(|y| assert_eq!(y.value(), &a.mapv(|x| f(x, s))));
-            scalar_left(op, s, Form::Param, &p(&b)).bind(|y| assert_eq!(y.value(), &b.mapv(|x| f(s, x))));
+            binary(op, Form::Param, &p(&a), s).bind(|y| assert_eq!(y.array(), &a.mapv(|x| f(x, s))));
+            scalar_left(op, s, Form::Param, &p(&b)).bind(|y| assert_eq!(y.array(), &b.mapv(|x| f(s, x))));
         }
     }
 }
@@ -470,11 +470,11 @@ proptest! {
 #[test]
 fn operators_work_in_f32_with_scalars_on_either_side() {
     let x = Param::new(array![1.0f32, 2.0, 4.0]);
-    (2.0 * &x).bind(|y| assert_eq!(y.value(), &array![2.0f32, 4.0, 8.0].into_dyn()));
-    (1.0 - x.var()).bind(|y| assert_eq!(y.value(), &array![0.0f32, -1.0, -3.0].into_dyn()));
-    (1.0 / x.var().clone()).bind(|y| assert_eq!(y.value(), &array![1.0f32, 0.5, 0.25].into_dyn()));
-    (&x + 0.5).bind(|y| assert_eq!(y.value(), &array![1.5f32, 2.5, 4.5].into_dyn()));
-    (-&x).bind(|y: Var<f32>| assert_eq!(y.value(), &array![-1.0f32, -2.0, -4.0].into_dyn()));
+    (2.0 * &x).bind(|y| assert_eq!(y.array(), &array![2.0f32, 4.0, 8.0].into_dyn()));
+    (1.0 - x.var()).bind(|y| assert_eq!(y.array(), &array![0.0f32, -1.0, -3.0].into_dyn()));
+    (1.0 / x.var().clone()).bind(|y| assert_eq!(y.array(), &array![1.0f32, 0.5, 0.25].into_dyn()));
+    (&x + 0.5).bind(|y| assert_eq!(y.array(), &array![1.5f32, 2.5, 4.5].into_dyn()));
+    (-&x).bind(|y: Var<f32>| assert_eq!(y.array(), &array![-1.0f32, -2.0, -4.0].into_dyn()));
 }
 
 // --- which results require a gradient ----------------------------------------
@@ -572,7 +572,7 @@ fn constant_operands_receive_no_gradient() {
 #[test]
 fn same_param_used_twice_accumulates() {
     let w = Param::new(array![[1.0f64, -2.0, 0.5], [3.0, 0.25, -1.5]]);
-    let value = w.value().clone();
+    let value = w.array().clone();
 
     lazy(|k: &mut dyn FnMut(Var<f64>)| (&w * &w).bind(|y| y.sum().bind(k))).backward();
     assert_eq!(w.grad(), &value * 2.0);

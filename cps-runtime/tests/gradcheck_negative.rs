@@ -15,11 +15,11 @@ fn cube(
     let input = x.clone();
     Pending::new(
         "cube",
-        x.value().mapv(|v| v * v * v),
+        x.array().mapv(|v| v * v * v),
         x.requires_grad(),
         move |_: &ArrayD<f64>, grad: ArrayD<f64>| {
             let mut index = 0;
-            input.accumulate(Zip::from(&grad).and(input.value()).map_collect(|&g, &v| {
+            input.accumulate(Zip::from(&grad).and(input.array()).map_collect(|&g, &v| {
                 let d = 3.0 * v * v * scale(index);
                 index += 1;
                 g * d
@@ -109,7 +109,7 @@ fn missing_backward_fails() {
         lazy(|k: &mut dyn FnMut(Var<f64>)| {
             Pending::new(
                 "forgetful",
-                w.value().mapv(|v| 2.0 * v),
+                w.array().mapv(|v| 2.0 * v),
                 true,
                 |_: &ArrayD<f64>, _: ArrayD<f64>| {},
             )

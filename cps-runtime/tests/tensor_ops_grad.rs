@@ -23,7 +23,7 @@ fn weighted_sum(
     );
     let input = x.clone();
     let weights = weights.clone();
-    let value = (x.value() * &weights).sum();
+    let value = (x.array() * &weights).sum();
     Pending::new(
         "weighted_sum",
         ndarray::arr0(value).into_dyn(),
@@ -52,7 +52,7 @@ fn weighted_loss<M>(
 fn forward<M>(model: &M, op: impl Fn(&M, &mut dyn FnMut(Var<f64>))) -> ArrayD<f64> {
     let mut out = None;
     lazy(|k: &mut dyn FnMut(Var<f64>)| op(model, k))
-        .bind(|y: Var<f64>| out = Some(y.value().clone()));
+        .bind(|y: Var<f64>| out = Some(y.array().clone()));
     out.expect("the operation called its continuation")
 }
 
@@ -426,7 +426,7 @@ fn matmul_forms_on_larger_shapes_match_ndarray() {
         let a = pattern(m, k, 20);
         let b = pattern(k, n, 21);
         let c = Var::constant(a.clone()).matmul(&Var::constant(b.clone()));
-        assert_close(c.value(), &a.dot(&b).into_dyn());
+        assert_close(c.array(), &a.dot(&b).into_dyn());
     }
 }
 
@@ -512,7 +512,7 @@ fn rows_of_a_frozen_table_do_no_gradient_work() {
 fn results_of_constant_inputs_need_no_gradient() {
     let a = Var::constant(array![[1.0f64, 2.0], [3.0, 4.0]]);
     let v = Var::constant(array![1.0f64, 2.0]);
-    assert!(!a.matmul(&a).value().is_empty());
+    assert!(!a.matmul(&a).array().is_empty());
     let mut flags = Vec::new();
     a.matmul(&v).bind(|y| flags.push(y.requires_grad()));
     a.t().bind(|y| flags.push(y.requires_grad()));

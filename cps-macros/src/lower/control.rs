@@ -276,7 +276,7 @@ impl Lowerer {
             ));
         };
         let next = context.next.clone();
-        let carried = context.carried.clone();
+        let carried = super::carry_out(&context.carried);
         match expr {
             Expr::Continue(jump) => {
                 reject_jump_label(&jump.label)?;

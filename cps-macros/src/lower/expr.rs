@@ -158,11 +158,30 @@ impl Lowerer {
                          an operator; compute the index into a `let` first",
                     ));
                 }
+                // `x = value` on a `mut` local becomes a new binding of
+                // `x`: everything after it is inside this continuation, so
+                // that is the same, and no closure has to capture the old `x`
+                // (which `x + ...` may have moved).
+                let rebind = match &**place {
+                    Expr::Path(path) if path.qself.is_none() => path
+                        .path
+                        .get_ident()
+                        .filter(|ident| self.is_mutable(ident))
+                        .cloned(),
+                    _ => None,
+                };
                 self.expr(
                     &assign.right,
-                    Box::new(move |this: &mut Lowerer, value| {
-                        let rest = k(this, quote!(()))?;
-                        Ok(quote!(#place = #value; #rest))
+                    Box::new(move |this: &mut Lowerer, value| match rebind {
+                        Some(ident) => {
+                            this.scope.push((ident.clone(), true));
+                            let rest = k(this, quote!(()))?;
+                            Ok(quote!(let mut #ident = #value; #rest))
+                        }
+                        None => {
+                            let rest = k(this, quote!(()))?;
+                            Ok(quote!(#place = #value; #rest))
+                        }
                     }),
                 )
             }

@@ -141,17 +141,29 @@ impl Lowerer {
                 let k = &self.return_k;
                 quote!(#k.call(#value);)
             }
-            Terminal::Construct { k, carried } => quote!(#k(((#(#carried,)*), #value));),
+            Terminal::Construct { k, carried } => {
+                let carried = carry_out(carried);
+                quote!(#k(((#(#carried,)*), #value));)
+            }
             Terminal::Iteration => {
                 let context = self.loops.last().expect("an iteration ends inside a loop");
                 let next = &context.next;
-                let carried = &context.carried;
+                let carried = carry_out(&context.carried);
                 quote! {
                     let _: () = #value;
                     #next.call(::cps::__private::Step::Continue((#(#carried,)*)));
                 }
             }
         }
+    }
+
+    /// Whether `name` is a `mut` variable in scope.
+    fn is_mutable(&self, name: &Ident) -> bool {
+        self.scope
+            .iter()
+            .rev()
+            .find(|(ident, _)| ident == name)
+            .is_some_and(|(_, mutable)| *mutable)
     }
 
     /// The code that returns `value` from the function from where we are.
@@ -179,4 +191,23 @@ impl Lowerer {
         let k = self.terminal_cont(&terminal);
         self.stmts(stmts, k)
     }
+}
+
+/// The values of carried variables as they leave a branch or iteration.
+///
+/// A user's variable is cloned (for a `Var`, one reference count), not
+/// moved: the closures of the branch then capture it by reference, so a
+/// borrow such as `x.value()` may be alive where the branch ends. The
+/// macro's own loop iterators are never borrowed, so they are moved.
+pub(crate) fn carry_out(carried: &[Ident]) -> Vec<TokenStream> {
+    carried
+        .iter()
+        .map(|ident| {
+            if ident.to_string().starts_with("__cps_") {
+                quote!(#ident)
+            } else {
+                quote!(::cps::__private::carry(&#ident))
+            }
+        })
+        .collect()
 }

@@ -39,8 +39,8 @@ impl<A: Element> Var<A> {
     ///
     /// let x = Var::constant(array![[1000.0f64, 1000.0], [0.0, 2.0f64.ln()]]);
     /// let p = lazy(|k: &mut dyn FnMut(Var<f64>)| x.softmax().bind(|p| k(p))).eval();
-    /// assert_eq!(p.value()[[0, 0]], 0.5);
-    /// assert!((p.value()[[1, 1]] - 2.0 / 3.0).abs() < 1e-15);
+    /// assert_eq!(p.array()[[0, 0]], 0.5);
+    /// assert!((p.array()[[1, 1]] - 2.0 / 3.0).abs() < 1e-15);
     /// ```
     ///
     /// # Panics
@@ -48,7 +48,7 @@ impl<A: Element> Var<A> {
     #[track_caller]
     pub fn softmax(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let axis = last_axis("softmax", self);
-        let mut y = self.value().clone();
+        let mut y = self.array().clone();
         for mut row in y.lanes_mut(axis) {
             let max = row.fold(A::neg_infinity(), |m, &v| m.max(v));
             let mut total = A::zero();
@@ -91,7 +91,7 @@ impl<A: Element> Var<A> {
     ///
     /// let x = Var::constant(array![0.0f64, 0.0]);
     /// let y = lazy(|k: &mut dyn FnMut(Var<f64>)| x.log_softmax().bind(|y| k(y))).eval();
-    /// assert!((y.value()[0] - 0.5f64.ln()).abs() < 1e-15);
+    /// assert!((y.array()[0] - 0.5f64.ln()).abs() < 1e-15);
     /// ```
     ///
     /// # Panics
@@ -99,7 +99,7 @@ impl<A: Element> Var<A> {
     #[track_caller]
     pub fn log_softmax(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let axis = last_axis("log_softmax", self);
-        let mut y = self.value().clone();
+        let mut y = self.array().clone();
         for mut row in y.lanes_mut(axis) {
             let max = row.fold(A::neg_infinity(), |m, &v| m.max(v));
             let log_sum_exp = max + row.fold(A::zero(), |acc, &v| acc + (v - max).exp()).ln();
@@ -144,7 +144,7 @@ impl<A: Element> Var<A> {
     /// let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     /// let y = lazy(|k: &mut dyn FnMut(Var<f64>)| x.dropout(0.5, &mut rng).bind(|y| k(y))).eval();
     /// // Every element was either dropped or doubled.
-    /// assert!(y.value().iter().all(|&v| v == 0.0 || v == 2.0));
+    /// assert!(y.array().iter().all(|&v| v == 0.0 || v == 2.0));
     /// ```
     ///
     /// # Panics
@@ -165,14 +165,14 @@ impl<A: Element> Var<A> {
         // `None` when p = 0: nothing is dropped, so no mask is drawn or kept.
         let mask: Option<ArrayD<bool>> = (drop > 0.0).then(|| {
             let keep = Bernoulli::new(1.0 - drop).expect("1 - p is a probability");
-            ArrayD::from_shape_simple_fn(self.value().raw_dim(), || keep.sample(rng))
+            ArrayD::from_shape_simple_fn(self.array().raw_dim(), || keep.sample(rng))
         });
         let scale = (A::one() - p).recip();
         let value = match &mask {
-            Some(mask) => Zip::from(self.value())
+            Some(mask) => Zip::from(self.array())
                 .and(mask)
                 .map_collect(|&v, &kept| if kept { v * scale } else { A::zero() }),
-            None => self.value().clone(),
+            None => self.array().clone(),
         };
         let x = self.clone();
         Pending::new(

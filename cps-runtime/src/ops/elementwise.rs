@@ -171,7 +171,7 @@ fn side<A: Element>(operand: &Operand<A>, kind: Kind) -> Side<'_, A> {
     match operand {
         Operand::Scalar(value) => Side::Scalar(*value),
         Operand::Tensor(var) if kind == Kind::One => Side::Scalar(var.item()),
-        Operand::Tensor(var) => Side::Full(var.value().view()),
+        Operand::Tensor(var) => Side::Full(var.array().view()),
     }
 }
 
@@ -477,7 +477,7 @@ pub struct Negation<A: Element> {
 
 impl<A: Element> Negation<A> {
     fn apply(input: Var<A>) -> Pending<A, Self> {
-        let value = input.value().mapv(|x| -x);
+        let value = input.array().mapv(|x| -x);
         let requires_grad = input.requires_grad();
         Pending::new("neg", value, requires_grad, Negation { input })
     }
@@ -552,7 +552,7 @@ impl<A: Element> Var<A> {
     /// use ndarray::array;
     ///
     /// let x = Var::constant(array![1.0f32, -2.0]);
-    /// x.neg().bind(|y| assert_eq!(y.value(), &array![-1.0, 2.0].into_dyn()));
+    /// x.neg().bind(|y| assert_eq!(y.array(), &array![-1.0, 2.0].into_dyn()));
     /// ```
     pub fn neg(&self) -> Pending<A, Negation<A>> {
         Negation::apply(self.clone())
@@ -563,7 +563,7 @@ impl<A: Element> Var<A> {
         let x = self.clone();
         Pending::new(
             "tanh",
-            self.value().mapv(A::tanh),
+            self.array().mapv(A::tanh),
             self.requires_grad(),
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 // d tanh(x) = 1 - tanh(x)^2
@@ -577,7 +577,7 @@ impl<A: Element> Var<A> {
         let x = self.clone();
         Pending::new(
             "exp",
-            self.value().mapv(A::exp),
+            self.array().mapv(A::exp),
             self.requires_grad(),
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 // d e^x = e^x: the output itself.
@@ -592,10 +592,10 @@ impl<A: Element> Var<A> {
         let x = self.clone();
         Pending::new(
             "log",
-            self.value().mapv(A::ln),
+            self.array().mapv(A::ln),
             self.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
-                add_unary_gradient(&x, grad, x.value(), |g, x| g / x);
+                add_unary_gradient(&x, grad, x.array(), |g, x| g / x);
             },
         )
     }
@@ -605,7 +605,7 @@ impl<A: Element> Var<A> {
         let x = self.clone();
         Pending::new(
             "sigmoid",
-            self.value().mapv(sigmoid),
+            self.array().mapv(sigmoid),
             self.requires_grad(),
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 add_unary_gradient(&x, grad, y, |g, y| g * y * (A::one() - y));
@@ -619,11 +619,11 @@ impl<A: Element> Var<A> {
         let x = self.clone();
         Pending::new(
             "relu",
-            self.value()
+            self.array()
                 .mapv(|x| if x > A::zero() { x } else { A::zero() }),
             self.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
-                add_unary_gradient(&x, grad, x.value(), |g, x| {
+                add_unary_gradient(&x, grad, x.array(), |g, x| {
                     if x > A::zero() { g } else { A::zero() }
                 });
             },
@@ -635,7 +635,7 @@ impl<A: Element> Var<A> {
         let x = self.clone();
         Pending::new(
             "sqrt",
-            self.value().mapv(A::sqrt),
+            self.array().mapv(A::sqrt),
             self.requires_grad(),
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 // d sqrt(x) = 1 / (2 sqrt(x)): from the output, no second root.
@@ -649,10 +649,10 @@ impl<A: Element> Var<A> {
         let x = self.clone();
         Pending::new(
             "square",
-            self.value().mapv(|x| x * x),
+            self.array().mapv(|x| x * x),
             self.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
-                add_unary_gradient(&x, grad, x.value(), |g, x| g * (x + x));
+                add_unary_gradient(&x, grad, x.array(), |g, x| g * (x + x));
             },
         )
     }
@@ -664,19 +664,19 @@ impl<A: Element> Var<A> {
     /// use ndarray::array;
     ///
     /// let x = Var::constant(array![2.0f64, -3.0]);
-    /// x.powi(3).bind(|y| assert_eq!(y.value(), &array![8.0, -27.0].into_dyn()));
+    /// x.powi(3).bind(|y| assert_eq!(y.array(), &array![8.0, -27.0].into_dyn()));
     /// ```
     pub fn powi(&self, n: i32) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let x = self.clone();
         Pending::new(
             "powi",
-            self.value().mapv(|x| x.powi(n)),
+            self.array().mapv(|x| x.powi(n)),
             self.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
                 // n x^(n-1), computed directly rather than as n y / x, which
                 // would be 0/0 at x = 0.
                 let factor = A::from_f64_lossy(f64::from(n));
-                add_unary_gradient(&x, grad, x.value(), |g, x| {
+                add_unary_gradient(&x, grad, x.array(), |g, x| {
                     if n == 0 {
                         A::zero()
                     } else {
@@ -692,10 +692,10 @@ impl<A: Element> Var<A> {
         let x = self.clone();
         Pending::new(
             "abs",
-            self.value().mapv(A::abs),
+            self.array().mapv(A::abs),
             self.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
-                add_unary_gradient(&x, grad, x.value(), |g, x| {
+                add_unary_gradient(&x, grad, x.array(), |g, x| {
                     if x > A::zero() {
                         g
                     } else if x < A::zero() {

@@ -143,9 +143,9 @@ impl<A: Element> Var<A> {
     ///
     /// let w = Var::constant(array![[1.0f64, 2.0], [3.0, 4.0], [5.0, 6.0]]);
     /// let x = Var::constant(array![1.0f64, -1.0, 2.0]);
-    /// assert_eq!(x.matmul(&w).value(), &array![8.0, 10.0].into_dyn());
+    /// assert_eq!(x.matmul(&w).array(), &array![8.0, 10.0].into_dyn());
     /// // An operation's result is handed on by binding it.
-    /// w.t().bind(|wt| assert_eq!(wt.matmul(&x).value(), &array![8.0, 10.0].into_dyn()));
+    /// w.t().bind(|wt| assert_eq!(wt.matmul(&x).array(), &array![8.0, 10.0].into_dyn()));
     /// ```
     ///
     /// # Panics
@@ -157,8 +157,8 @@ impl<A: Element> Var<A> {
         let left_vector = self.shape().len() == 1;
         let right_vector = other.shape().len() == 1;
 
-        let a = as_matrix(self.value().view(), left_vector, false);
-        let b = as_matrix(other.value().view(), false, right_vector);
+        let a = as_matrix(self.array().view(), left_vector, false);
+        let b = as_matrix(other.array().view(), false, right_vector);
         let mut c = Array2::zeros((a.nrows(), b.ncols()));
         gemm(A::one(), a, b, A::zero(), c.view_mut());
         // Drop the axes the vector operands gained (no copy).
@@ -176,8 +176,8 @@ impl<A: Element> Var<A> {
             self.requires_grad() || other.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
                 let g = as_matrix(grad.view(), left_vector, right_vector);
-                let a = as_matrix(left.value().view(), left_vector, false);
-                let b = as_matrix(right.value().view(), false, right_vector);
+                let a = as_matrix(left.array().view(), left_vector, false);
+                let b = as_matrix(right.array().view(), false, right_vector);
                 // accumulate_with does nothing (and so computes nothing)
                 // for an input that needs no gradient.
                 left.accumulate_with(|ga| {
@@ -213,7 +213,7 @@ impl<A: Element> Var<A> {
     /// use ndarray::array;
     ///
     /// let m = Var::constant(array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]]);
-    /// assert_eq!(m.t().value(), &array![[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]].into_dyn());
+    /// assert_eq!(m.t().array(), &array![[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]].into_dyn());
     /// ```
     ///
     /// # Panics
@@ -228,7 +228,7 @@ impl<A: Element> Var<A> {
         let x = self.clone();
         Pending::new(
             "t",
-            self.value().t().as_standard_layout().into_owned(),
+            self.array().t().as_standard_layout().into_owned(),
             self.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| accumulate_view(&x, grad.t()),
         )

@@ -117,7 +117,7 @@ impl<A: Element> Var<A> {
         targets: &[usize],
         mean: bool,
     ) -> Pending<A, impl BackwardStep<A> + use<A>> {
-        let rows = logit_rows(op, self.value(), targets);
+        let rows = logit_rows(op, self.array(), targets);
         let scale = if mean {
             A::from_usize(targets.len())
                 .expect("a count fits a float")
@@ -158,7 +158,7 @@ impl<A: Element> Var<A> {
                     let mut buffer = buffer
                         .into_dimensionality::<Ix2>()
                         .expect("rank checked in forward");
-                    let rows = logits.value().view();
+                    let rows = logits.array().view();
                     let rows = if rank == 1 {
                         rows.insert_axis(Axis(0))
                     } else {
@@ -213,8 +213,8 @@ impl<A: Element> Var<A> {
             );
         }
         let count = A::from_usize(self.len()).expect("a count fits a float");
-        let squares = Zip::from(self.value())
-            .and(target.value())
+        let squares = Zip::from(self.array())
+            .and(target.array())
             .fold(A::zero(), |acc, &a, &b| acc + (a - b) * (a - b));
         let x = self.clone();
         let t = target.clone();
@@ -225,8 +225,8 @@ impl<A: Element> Var<A> {
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
                 let g = grad.first().copied().unwrap_or_else(A::zero);
                 let c = (g + g) / count;
-                let mut dx = Zip::from(x.value())
-                    .and(t.value())
+                let mut dx = Zip::from(x.array())
+                    .and(t.array())
                     .map_collect(|&a, &b| c * (a - b));
                 // The buffer goes by value to the last side that needs it.
                 if t.requires_grad() {

@@ -66,7 +66,7 @@ impl<A: Element> Var<A> {
         let x = self.clone();
         Pending::new(
             "sum",
-            ndarray::arr0(self.value().sum()).into_dyn(),
+            ndarray::arr0(self.array().sum()).into_dyn(),
             self.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| accumulate_view(&x, grad.view()),
         )
@@ -79,7 +79,7 @@ impl<A: Element> Var<A> {
         let scale = reciprocal::<A>(self.len());
         Pending::new(
             "mean",
-            ndarray::arr0(self.value().sum() * scale).into_dyn(),
+            ndarray::arr0(self.array().sum() * scale).into_dyn(),
             self.requires_grad(),
             move |_: &ArrayD<A>, mut grad: ArrayD<A>| {
                 grad *= scale;
@@ -96,8 +96,8 @@ impl<A: Element> Var<A> {
     /// use ndarray::array;
     ///
     /// let x = Var::constant(array![[1.0f64, 2.0, 3.0], [4.0, 5.0, 6.0]]);
-    /// assert_eq!(x.sum_axis(0).value(), &array![5.0, 7.0, 9.0].into_dyn());
-    /// assert_eq!(x.sum_axis(1).value(), &array![6.0, 15.0].into_dyn());
+    /// assert_eq!(x.sum_axis(0).array(), &array![5.0, 7.0, 9.0].into_dyn());
+    /// assert_eq!(x.sum_axis(1).array(), &array![6.0, 15.0].into_dyn());
     /// ```
     ///
     /// # Panics
@@ -108,7 +108,7 @@ impl<A: Element> Var<A> {
         let x = self.clone();
         Pending::new(
             "sum_axis",
-            self.value().sum_axis(Axis(axis)),
+            self.array().sum_axis(Axis(axis)),
             self.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
                 accumulate_view(&x, grad.view().insert_axis(Axis(axis)));
@@ -126,7 +126,7 @@ impl<A: Element> Var<A> {
         check_axis("mean_axis", self.shape(), axis);
         let x = self.clone();
         let scale = reciprocal::<A>(self.shape()[axis]);
-        let mut mean = self.value().sum_axis(Axis(axis));
+        let mut mean = self.array().sum_axis(Axis(axis));
         mean *= scale;
         Pending::new(
             "mean_axis",

@@ -21,7 +21,7 @@ use crate::var::Var;
 /// let a = Var::constant(array![[1.0f32, 2.0]]);
 /// let b = Var::constant(array![[3.0f32, 4.0], [5.0, 6.0]]);
 /// let joined = concat(&[&a, &b], 0);
-/// assert_eq!(joined.value(), &array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]].into_dyn());
+/// assert_eq!(joined.array(), &array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]].into_dyn());
 /// ```
 ///
 /// # Panics
@@ -43,7 +43,7 @@ impl<A: Element> Var<A> {
     /// use ndarray::array;
     ///
     /// let v = Var::constant(array![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]);
-    /// assert_eq!(v.reshape(&[2, 3]).value(), &array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn());
+    /// assert_eq!(v.reshape(&[2, 3]).array(), &array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn());
     /// ```
     ///
     /// # Panics
@@ -61,7 +61,7 @@ impl<A: Element> Var<A> {
             );
         }
         let value = self
-            .value()
+            .array()
             .to_shape(IxDyn(shape))
             .expect("the element counts agree")
             .into_owned();
@@ -92,7 +92,7 @@ impl<A: Element> Var<A> {
     ///
     /// let h = Var::constant(array![1.0f64, 2.0]);
     /// let x = Var::constant(array![3.0f64]);
-    /// assert_eq!(Var::concat(&[&h, &x], 0).value(), &array![1.0, 2.0, 3.0].into_dyn());
+    /// assert_eq!(Var::concat(&[&h, &x], 0).array(), &array![1.0, 2.0, 3.0].into_dyn());
     /// ```
     ///
     /// # Panics
@@ -132,7 +132,7 @@ impl<A: Element> Var<A> {
             let end = start + part.shape()[axis];
             value
                 .slice_axis_mut(Axis(axis), Slice::from(start..end))
-                .assign(part.value());
+                .assign(part.array());
             start = end;
         }
 
@@ -174,9 +174,9 @@ impl<A: Element> Var<A> {
     ///
     /// // Split a vector of gates into its parts.
     /// let gates = Var::constant(array![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]);
-    /// assert_eq!(gates.slice(0, 2, 4).value(), &array![3.0, 4.0].into_dyn());
+    /// assert_eq!(gates.slice(0, 2, 4).array(), &array![3.0, 4.0].into_dyn());
     /// let m = Var::constant(array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]]);
-    /// assert_eq!(m.slice(1, 1, 3).value(), &array![[2.0, 3.0], [5.0, 6.0]].into_dyn());
+    /// assert_eq!(m.slice(1, 1, 3).array(), &array![[2.0, 3.0], [5.0, 6.0]].into_dyn());
     /// ```
     ///
     /// # Panics
@@ -201,7 +201,7 @@ impl<A: Element> Var<A> {
         let x = self.clone();
         Pending::new(
             "slice",
-            self.value().slice_axis(Axis(axis), range).to_owned(),
+            self.array().slice_axis(Axis(axis), range).to_owned(),
             self.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
                 x.accumulate_with(|mut gx| {
@@ -226,7 +226,7 @@ impl<A: Element> Var<A> {
     /// use ndarray::array;
     ///
     /// let table = Var::constant(array![[0.0f32, 0.5], [1.0, 1.5], [2.0, 2.5]]);
-    /// assert_eq!(table.rows(&[2, 0, 2]).value(), &array![[2.0, 2.5], [0.0, 0.5], [2.0, 2.5]].into_dyn());
+    /// assert_eq!(table.rows(&[2, 0, 2]).array(), &array![[2.0, 2.5], [0.0, 0.5], [2.0, 2.5]].into_dyn());
     /// ```
     ///
     /// # Panics
@@ -235,7 +235,7 @@ impl<A: Element> Var<A> {
     #[track_caller]
     pub fn rows(&self, indices: &[usize]) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let table = self
-            .value()
+            .array()
             .view()
             .into_dimensionality::<Ix2>()
             .unwrap_or_else(|_| {
