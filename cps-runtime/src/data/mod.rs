@@ -1,1 +1,22 @@
-//! Data readers: treebanks, vocabularies, word vectors.
+//! Data readers: sentiment treebanks in bracketed (PTB) form, vocabularies,
+//! pretrained word vectors, and a synthetic treebank with known rules.
+//!
+//! ```
+//! use cps_runtime::data::{parse_treebank, Vocab};
+//!
+//! let train = parse_treebank(b"(3 (2 It) (4 (2 's) (4 good)))\n(1 (2 It) (1 drags))\n").unwrap();
+//! let vocab = Vocab::from_trees(&train);
+//! assert_eq!(vocab.len(), 5); // <unk> It 's good drags
+//! assert_eq!(vocab.indices(&train[1]), [1, 4]);
+//! ```
+
+pub mod glove;
+pub mod synthetic;
+pub mod tree;
+pub mod vocab;
+
+pub use glove::{GloveError, GloveLineError, GloveOptions, GloveReport, load_glove, read_glove};
+pub use tree::{
+    MAX_LABEL, Node, ParseError, ParseErrorKind, Tree, TreebankError, parse_treebank, read_treebank,
+};
+pub use vocab::Vocab;
