@@ -30,7 +30,12 @@ fn main() {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--ops" => ops = args.next().and_then(|v| v.parse().ok()).expect("--ops N"),
-            "--repeat" => repeat = args.next().and_then(|v| v.parse().ok()).expect("--repeat N"),
+            "--repeat" => {
+                repeat = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--repeat N")
+            }
             other => panic!("unknown argument {other}; expected --ops N or --repeat N"),
         }
     }

@@ -165,7 +165,7 @@ impl Error for ParamFileError {
 ///
 /// let mut copy = vec![Param::new(array![[0.0f32, 0.0]]), Param::new(array![0.0f32])];
 /// load_parameters(&mut copy, &path).unwrap();
-/// assert_eq!(copy[0].value(), model[0].value());
+/// assert_eq!(copy[0].array(), model[0].array());
 ///
 /// let mut wrong = vec![Param::new(array![0.0f32, 0.0]), Param::new(array![0.0f32])];
 /// let err = load_parameters(&mut wrong, &path).unwrap_err();
@@ -178,7 +178,7 @@ where
     M: Parameters<A> + ?Sized,
 {
     let mut tensors: Vec<(String, Encoded)> = Vec::new();
-    model.visit(&mut |name, param| tensors.push((name.to_string(), Encoded::new(param.value()))));
+    model.visit(&mut |name, param| tensors.push((name.to_string(), Encoded::new(param.array()))));
     write_encoded(tensors, path.as_ref())
 }
 

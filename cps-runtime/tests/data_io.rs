@@ -41,7 +41,7 @@ fn model<A: Element>(offset: f64) -> Model<A> {
 
 fn values<A: Element>(m: &Model<A>) -> Vec<ArrayD<A>> {
     let mut out = Vec::new();
-    m.visit(&mut |_, p| out.push(p.value().clone()));
+    m.visit(&mut |_, p| out.push(p.array().clone()));
     out
 }
 
@@ -147,7 +147,7 @@ fn reads_a_file_written_by_the_format_description() {
 
     let mut m = model::<f32>(0.0);
     load_parameters(&mut m, &path).unwrap();
-    assert_eq!(m.b_leaf.value(), &array![6.0f32, 6.5, 7.0].into_dyn());
+    assert_eq!(m.b_leaf.array(), &array![6.0f32, 6.5, 7.0].into_dyn());
 
     // And what we write, read back by hand: header length, then JSON naming each tensor.
     let ours = dir.path().join("ours.safetensors");
@@ -288,7 +288,7 @@ fn wrong_dtype_missing_and_unexpected_tensors() {
     let m = model::<f32>(0.0);
     write_tensors(
         &path,
-        [("W_leaf", m.w_leaf.value()), ("b_leaf", m.b_leaf.value())],
+        [("W_leaf", m.w_leaf.array()), ("b_leaf", m.b_leaf.array())],
     )
     .unwrap();
     let err = load_parameters(&mut model::<f32>(1.0), &path).unwrap_err();
@@ -303,9 +303,9 @@ fn wrong_dtype_missing_and_unexpected_tensors() {
     write_tensors(
         &path,
         [
-            ("W_leaf", m.w_leaf.value()),
-            ("b_leaf", m.b_leaf.value()),
-            ("scale", m.scale.value()),
+            ("W_leaf", m.w_leaf.array()),
+            ("b_leaf", m.b_leaf.array()),
+            ("scale", m.scale.array()),
             ("emb", &emb),
         ],
     )
