@@ -25,7 +25,7 @@ static NEXT_PARAM_ID: AtomicU64 = AtomicU64::new(0);
 ///
 /// let w = Param::new(array![[1.0f64, 2.0], [3.0, 4.0]]);
 /// assert_eq!(w.shape(), &[2, 2]);
-/// assert_eq!(w.grad(), ndarray::ArrayD::zeros(ndarray::IxDyn(&[2, 2])));
+/// assert_eq!(w.grad(), ndarray::ArrayD::<f64>::zeros(ndarray::IxDyn(&[2, 2])));
 /// ```
 pub struct Param<A: Element = f32> {
     var: Var<A>,

@@ -584,7 +584,7 @@ fn same_param_used_twice_accumulates() {
     // x - x and x / x are constant: their gradients cancel exactly.
     w.zero_grad();
     lazy(|k: &mut dyn FnMut(Var<f64>)| (&w - &w).bind(|y| y.sum().bind(k))).backward();
-    assert_eq!(w.grad(), ArrayD::zeros(IxDyn(&[2, 3])));
+    assert_eq!(w.grad(), ArrayD::<f64>::zeros(IxDyn(&[2, 3])));
 
     // Gradients on a Param add up across computations until consumed.
     w.zero_grad();
