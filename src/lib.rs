@@ -113,9 +113,12 @@
 //! Limits worth knowing:
 //! - closure bodies, match guards and macro arguments are ordinary code:
 //!   operations written there are not differentiated (call a
-//!   differentiable function from the body instead);
-//! - a bound value whose type is only known later needs a hint:
-//!   `.collect::<Vec<_>>()` rather than `let v: Vec<_> = ....collect()`;
+//!   differentiable function from the body instead), and a `Pending`
+//!   result left there is a type error, never a silent wrong gradient;
+//! - a call whose result type is inferred from later use needs a hint,
+//!   either on its `let` (`let v: Vec<_> = it.collect();` works) or as a
+//!   turbofish (`it.collect::<Vec<_>>()`) when it is used directly;
+//! - among macros, only `vec![...]` has its elements rewritten;
 //! - a value used inside an `if`/`match`/loop with bind points and then
 //!   *moved* after it must be cloned (Vars are cheap to clone).
 //!

@@ -225,8 +225,7 @@ fn recursion_over_a_tree_gradients() {
     let tree = sample_tree();
     let mut m = tree_model();
     assert_gradients(&mut m, |m| {
-        lazy(|k: &mut dyn FnMut(Var<f64>)| encode(m, &tree).bind(|h| h.sum().bind(|s| k(s))))
-            .backward()
+        lazy(|k: &mut dyn FnMut(Var<f64>)| encode(m, &tree).bind(|h| h.sum().bind(k))).backward()
     });
 }
 

@@ -55,6 +55,12 @@ impl<'ast> Visit<'ast> for EffectFinder {
                 self.visit_expr(&f.expr);
                 self.in_loop(|s| s.visit_block(&f.body));
             }
+            Expr::Macro(mac) if mac.mac.path.is_ident("vec") => {
+                let parser = syn::punctuated::Punctuated::<Expr, syn::Token![,]>::parse_terminated;
+                if let Ok(elements) = syn::parse::Parser::parse2(parser, mac.mac.tokens.clone()) {
+                    elements.iter().for_each(|e| self.visit_expr(e));
+                }
+            }
             Expr::Closure(_) | Expr::Macro(_) | Expr::Async(_) | Expr::Const(_) => {}
             _ => visit::visit_expr(self, expr),
         }

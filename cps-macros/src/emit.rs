@@ -72,7 +72,9 @@ fn rewrite(sig: &Signature, block: &syn::Block) -> Result<(Signature, syn::Block
         )]
         let #run = move |#k_raw: &mut dyn FnMut(#output)| {
             #[allow(unused_imports)]
-            use ::cps::__private::{BindComputation as _, BindPlain as _};
+            use ::cps::__private::{
+                BindAsComputation as _, BindAsPlain as _, BindComputation as _, BindPlain as _,
+            };
             let #k = ::cps::__private::Once::new(#k_raw);
             #body
         };
@@ -102,31 +104,22 @@ fn parameters(sig: &Signature) -> Vec<(Ident, bool)> {
 fn lazy_signature(sig: &Signature, output: &syn::Type) -> Signature {
     let mut sig = sig.clone();
     let lifetime = Lifetime::new("'__cps", Span::call_site());
-    // Const parameters are values: they need no outlives bound.
-    let bounds: Vec<syn::WherePredicate> = sig
-        .generics
-        .params
-        .iter()
-        .filter_map(|param| match param {
-            GenericParam::Lifetime(p) => {
-                let l = &p.lifetime;
-                Some(parse_quote!(#l: #lifetime))
-            }
-            GenericParam::Type(p) => {
-                let t = &p.ident;
-                Some(parse_quote!(#t: #lifetime))
-            }
-            GenericParam::Const(_) => None,
-        })
-        .collect();
+    // Every generic parameter outlives the computation; const parameters
+    // are values and need no bound. The bound goes on the parameter itself
+    // (not a `where` clause), so the user's bounds stay in one place.
+    for param in sig.generics.params.iter_mut() {
+        match param {
+            GenericParam::Lifetime(p) => p.bounds.push(lifetime.clone()),
+            GenericParam::Type(p) => p
+                .bounds
+                .push(syn::TypeParamBound::Lifetime(lifetime.clone())),
+            GenericParam::Const(_) => {}
+        }
+    }
     sig.generics.params.insert(
         0,
         GenericParam::Lifetime(LifetimeParam::new(lifetime.clone())),
     );
-    let where_clause = sig.generics.make_where_clause();
-    for bound in bounds {
-        where_clause.predicates.push(bound);
-    }
     let mut namer = NameElided(lifetime.clone());
     for input in &mut sig.inputs {
         match input {

@@ -9,13 +9,13 @@
 //! the continuation and back-propagates when it returns; any other value is
 //! passed on unchanged. The phases live in separate modules:
 //!
-//! - [`target`]: parse what the attribute is on (a function, a method or an
+//! - `target`: parse what the attribute is on (a function, a method or an
 //!   impl block) and reject what cannot be rewritten;
-//! - [`analyse`]: syntactic facts about expressions (does it need
+//! - `analyse`: syntactic facts about expressions (does it need
 //!   rewriting, which variables does it mention, which does it bind);
-//! - [`lower`]: the rewrite of statements, expressions and control flow;
-//! - [`emit`]: the public wrapper returning a lazy computation;
-//! - [`derive`]: `#[derive(Parameters)]`.
+//! - `lower`: the rewrite of statements, expressions and control flow;
+//! - `emit`: the public wrapper returning a lazy computation;
+//! - `derive`: the expansion of `#[derive(Parameters)]`.
 
 mod analyse;
 mod derive;

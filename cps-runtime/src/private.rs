@@ -2,6 +2,7 @@
 //! names here may change in any release.
 
 use std::cell::Cell;
+use std::marker::PhantomData;
 
 use crate::computation::Computation;
 use crate::stack;
@@ -60,6 +61,54 @@ impl<T> BindPlain for &Bind<T> {
     #[inline(always)]
     fn __cps_bind<K: FnOnce(T)>(&self, k: K) {
         k(self.take())
+    }
+}
+
+/// Holds the value of a bind point that initialises a `let` of type `T`.
+/// Method resolution prefers [`BindAsPlain`] when the value already is a
+/// `T` (inferring it, for `collect()`), then [`BindAsComputation`] when it
+/// is a computation producing a `T`.
+pub struct BindAs<T, V>(Cell<Option<V>>, PhantomData<fn() -> T>);
+
+impl<T, V> BindAs<T, V> {
+    /// Wraps the value of a bind point.
+    #[inline(always)]
+    pub fn new(value: V) -> Self {
+        BindAs(Cell::new(Some(value)), PhantomData)
+    }
+
+    #[inline(always)]
+    fn take(&self) -> V {
+        match self.0.take() {
+            Some(value) => value,
+            None => unreachable!("a bind point is bound once"),
+        }
+    }
+}
+
+/// The value already has the `let`'s type: hand it on.
+pub trait BindAsPlain<T> {
+    /// Hands the value to the continuation `k`.
+    fn __cps_bind_as<K: FnOnce(T)>(&self, k: K);
+}
+
+impl<T> BindAsPlain<T> for BindAs<T, T> {
+    #[inline(always)]
+    fn __cps_bind_as<K: FnOnce(T)>(&self, k: K) {
+        k(self.take())
+    }
+}
+
+/// The value is a computation of the `let`'s type: run it.
+pub trait BindAsComputation<T> {
+    /// Runs the computation with the continuation `k`.
+    fn __cps_bind_as<K: FnOnce(T)>(&self, k: K);
+}
+
+impl<T, C: Computation<Output = T>> BindAsComputation<T> for &BindAs<T, C> {
+    #[inline(always)]
+    fn __cps_bind_as<K: FnOnce(T)>(&self, k: K) {
+        self.take().bind(k)
     }
 }
 
@@ -137,11 +186,10 @@ where
     iterate(state, &body, &mut leave);
 }
 
-fn iterate<S, B, R>(
-    state: S,
-    body: &dyn Fn(S, &mut dyn FnMut(Step<S, B, R>)),
-    leave: &mut dyn FnMut(Exit<S, B, R>),
-) {
+/// One iteration of a loop: the state, and where the iteration ends.
+type LoopBody<'a, S, B, R> = &'a dyn Fn(S, &mut dyn FnMut(Step<S, B, R>));
+
+fn iterate<S, B, R>(state: S, body: LoopBody<'_, S, B, R>, leave: &mut dyn FnMut(Exit<S, B, R>)) {
     stack::grow(|| {
         body(state, &mut |step| match step {
             Step::Continue(state) => iterate(state, body, leave),

@@ -268,7 +268,7 @@ impl Lowerer {
     }
 
     /// `break` and `continue` of the innermost rewritten loop.
-    pub(super) fn loop_jump<'a>(&mut self, expr: &'a Expr) -> Result<TokenStream> {
+    pub(super) fn loop_jump(&mut self, expr: &Expr) -> Result<TokenStream> {
         let Some(context) = self.loops.last() else {
             return Err(Error::new_spanned(
                 expr,

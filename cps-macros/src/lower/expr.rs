@@ -14,6 +14,9 @@ type ContMany<'a> = Box<dyn FnOnce(&mut Lowerer, Vec<TokenStream>) -> Result<Tok
 impl Lowerer {
     /// Lowers `expr`; `k` receives an atom naming its value.
     pub fn expr<'a>(&mut self, expr: &'a Expr, k: Cont<'a>) -> Result<TokenStream> {
+        // The type of the `let` this expression initialises, if written:
+        // it guides the expression's own bind point, not its operands'.
+        let annotation = self.annotation.take();
         if !needs_lowering(expr) {
             return k(self, expr.to_token_stream());
         }
@@ -26,7 +29,12 @@ impl Lowerer {
                 self.operands(
                     call.args.iter().collect(),
                     Box::new(move |this: &mut Lowerer, args| {
-                        this.bind_point(span, quote_spanned!(span=> #func(#(#args),*)), k)
+                        this.bind_point_as(
+                            span,
+                            quote_spanned!(span=> #func(#(#args),*)),
+                            annotation,
+                            k,
+                        )
                     }),
                 )
             }
@@ -50,7 +58,7 @@ impl Lowerer {
                         };
                         let value =
                             quote_spanned!(span=> #receiver.#method #turbofish(#(#atoms),*));
-                        this.bind_point(span, value, k)
+                        this.bind_point_as(span, value, annotation, k)
                     }),
                 )
             }
@@ -60,7 +68,12 @@ impl Lowerer {
                     vec![&binary.left, &binary.right],
                     Box::new(move |this: &mut Lowerer, atoms| {
                         let (left, right) = (&atoms[0], &atoms[1]);
-                        this.bind_point(span, quote_spanned!(span=> #left #op #right), k)
+                        this.bind_point_as(
+                            span,
+                            quote_spanned!(span=> #left #op #right),
+                            annotation,
+                            k,
+                        )
                     }),
                 )
             }
@@ -74,7 +87,12 @@ impl Lowerer {
                         if is_deref {
                             k(this, quote!((#op #operand)))
                         } else {
-                            this.bind_point(span, quote_spanned!(span=> #op #operand), k)
+                            this.bind_point_as(
+                                span,
+                                quote_spanned!(span=> #op #operand),
+                                annotation,
+                                k,
+                            )
                         }
                     }),
                 )
@@ -203,6 +221,7 @@ impl Lowerer {
                 "#[differentiable] supports `if let` and `while let` with one pattern only; \
                  split this condition into nested `if`s",
             )),
+            Expr::Macro(mac) if mac.mac.path.is_ident("vec") => self.vec_literal(mac, k),
             Expr::If(_) | Expr::Match(_) | Expr::Block(_) => self.branching(expr, k),
             Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => self.looping(expr, k),
             Expr::Unsafe(block) => Err(Error::new_spanned(
@@ -305,6 +324,21 @@ impl Lowerer {
                 let (left, right) = (&atoms[0], &atoms[1]);
                 k(this, quote!((#left #op #right)))
             }),
+        )
+    }
+
+    /// `vec![a, b, c]`: its elements are ordinary expressions, so they are
+    /// bound like a tuple's. (Other macros are left as they are.)
+    fn vec_literal<'a>(&mut self, mac: &'a syn::ExprMacro, k: Cont<'a>) -> Result<TokenStream> {
+        let parser = syn::punctuated::Punctuated::<Expr, syn::Token![,]>::parse_terminated;
+        let Ok(elements) = syn::parse::Parser::parse2(parser, mac.mac.tokens.clone()) else {
+            return k(self, mac.to_token_stream());
+        };
+        let elements: &'a Vec<Expr> = Box::leak(Box::new(elements.into_iter().collect()));
+        let path = &mac.mac.path;
+        self.operands(
+            elements.iter().collect(),
+            Box::new(move |this: &mut Lowerer, atoms| k(this, quote!(#path![#(#atoms),*]))),
         )
     }
 

@@ -53,6 +53,8 @@ pub struct Lowerer {
     loops: Vec<LoopContext>,
     /// The function-level continuation.
     return_k: Ident,
+    /// The written type of the `let` being lowered (see [`Lowerer::expr`]).
+    annotation: Option<syn::Type>,
     next_temp: usize,
 }
 
@@ -64,6 +66,7 @@ impl Lowerer {
             carried: Vec::new(),
             loops: Vec::new(),
             return_k,
+            annotation: None,
             next_temp: 0,
         }
     }
@@ -85,6 +88,27 @@ impl Lowerer {
         let rest = k(self, quote!(#t))?;
         Ok(quote_spanned! {span=>
             (&::cps::__private::Bind::new(#value)).__cps_bind(|#t| { #rest });
+        })
+    }
+
+    /// Emits a bind point whose value initialises a `let` of type `ty`:
+    /// the type decides between running a computation of that output and
+    /// passing a plain value on, which also lets `collect()` and `parse()`
+    /// infer their result from the annotation.
+    fn bind_point_as(
+        &mut self,
+        span: Span,
+        value: TokenStream,
+        ty: Option<syn::Type>,
+        k: Cont,
+    ) -> Result<TokenStream> {
+        let Some(ty) = ty else {
+            return self.bind_point(span, value, k);
+        };
+        let t = self.temp("t");
+        let rest = k(self, quote!(#t))?;
+        Ok(quote_spanned! {span=>
+            (&::cps::__private::BindAs::<#ty, _>::new(#value)).__cps_bind_as(|#t| { #rest });
         })
     }
 

@@ -79,6 +79,9 @@ impl Lowerer {
                 Some(quote!({ #code return; }))
             }
         };
+        if let syn::Pat::Type(typed) = pat {
+            self.annotation = Some((*typed.ty).clone());
+        }
         self.expr(
             &init.expr,
             Box::new(move |this: &mut Lowerer, value: TokenStream| {

@@ -1,7 +1,7 @@
 //! Reductions: sums and means over all elements or along an axis.
 //!
 //! The backward step of every reduction spreads the output's gradient back
-//! over the reduced elements, which is a broadcast; [`accumulate_view`]
+//! over the reduced elements, which is a broadcast; `accumulate_view`
 //! does it without building the broadcast tensor when the input already
 //! has a gradient buffer.
 

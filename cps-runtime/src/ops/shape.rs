@@ -83,7 +83,7 @@ impl<A: Element> Var<A> {
     /// Joins `parts` along an existing `axis`; their shapes must agree on
     /// every other axis. Each part receives its own slice of the gradient.
     ///
-    /// Also available as the free function [`concat`]. A [`Param`](crate::Param)
+    /// Also available as the free function [`concat`](fn@concat). A [`Param`](crate::Param)
     /// is passed as `&*param` (or through [`Param::var`](crate::Param::var)).
     ///
     /// ```
