@@ -27,7 +27,9 @@ fn uses_kept(w: &Param<f64>, kept: &Var<f64>) -> Var<f64> {
 }
 
 #[test]
-#[should_panic(expected = "a gradient arrived at the result of `tanh` (shape [2]) after that operation's backward step had already run")]
+#[should_panic(
+    expected = "a gradient arrived at the result of `tanh` (shape [2]) after that operation's backward step had already run"
+)]
 fn a_smuggled_value_receiving_a_gradient_is_an_error() {
     let w = Param::new(array![0.5f64, -0.5]);
     leaks(&w).backward();
@@ -49,7 +51,9 @@ fn a_smuggled_value_read_forward_only_is_fine() {
 }
 
 #[test]
-#[should_panic(expected = "backward: the result must have exactly one element (a loss), got shape [2]")]
+#[should_panic(
+    expected = "backward: the result must have exactly one element (a loss), got shape [2]"
+)]
 fn backward_needs_a_scalar() {
     let w = Param::new(array![0.5f64, -0.5]);
     lazy(|k: &mut dyn FnMut(Var<f64>)| w.tanh().bind(k)).backward();

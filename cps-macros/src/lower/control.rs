@@ -38,6 +38,36 @@ impl Lowerer {
         self.mutable_among(&names)
     }
 
+    /// Lowers statements whose value goes to `terminal`. A trailing `if`,
+    /// `match` or block is then written in place, each branch ending at
+    /// `terminal` itself: nothing follows it, so it needs no
+    /// sub-computation and carries nothing.
+    pub(super) fn stmts_to<'a>(
+        &mut self,
+        stmts: &'a [syn::Stmt],
+        terminal: &Terminal,
+    ) -> Result<TokenStream> {
+        match stmts.split_last() {
+            Some((syn::Stmt::Expr(tail, None), init)) if is_branching(tail) => {
+                let terminal = terminal.clone();
+                self.stmts(
+                    init,
+                    Box::new(move |this: &mut Lowerer, _| this.branches(tail, &terminal)),
+                )
+            }
+            _ => self.stmts(stmts, self.terminal_cont(terminal)),
+        }
+    }
+
+    /// Lowers an expression whose value goes to `terminal` (see [`Lowerer::stmts_to`]).
+    fn expr_to(&mut self, expr: &Expr, terminal: &Terminal) -> Result<TokenStream> {
+        if is_branching(expr) {
+            self.branches(expr, terminal)
+        } else {
+            self.expr(expr, self.terminal_cont(terminal))
+        }
+    }
+
     /// `if`, `match` and blocks containing bind points.
     pub(super) fn branching<'a>(&mut self, expr: &'a Expr, k: Cont<'a>) -> Result<TokenStream> {
         let carried = self.carried_by(expr);
@@ -80,7 +110,7 @@ impl Lowerer {
                         "#[differentiable] does not support labelled blocks; use `if`/`else`",
                     ));
                 }
-                self.scoped(|this| this.stmts(&block.block.stmts, this.terminal_cont(terminal)))
+                self.scoped(|this| this.stmts_to(&block.block.stmts, terminal))
             }
             Expr::If(expr_if) => {
                 let then_branch = &expr_if.then_branch;
@@ -94,7 +124,7 @@ impl Lowerer {
                             Box::new(move |this: &mut Lowerer, scrutinee| {
                                 let then_code = this.scoped(|this| {
                                     this.declare(pat)?;
-                                    this.stmts(&then_branch.stmts, this.terminal_cont(&terminal))
+                                    this.stmts_to(&then_branch.stmts, &terminal)
                                 })?;
                                 let else_code = this.else_branch(else_branch, &terminal)?;
                                 Ok(quote!(if let #pat = #scrutinee { #then_code } else { #else_code }))
@@ -104,9 +134,8 @@ impl Lowerer {
                     condition => self.expr(
                         condition,
                         Box::new(move |this: &mut Lowerer, condition| {
-                            let then_code = this.scoped(|this| {
-                                this.stmts(&then_branch.stmts, this.terminal_cont(&terminal))
-                            })?;
+                            let then_code =
+                                this.scoped(|this| this.stmts_to(&then_branch.stmts, &terminal))?;
                             let else_code = this.else_branch(else_branch, &terminal)?;
                             Ok(quote!(if #condition { #then_code } else { #else_code }))
                         }),
@@ -127,7 +156,7 @@ impl Lowerer {
                                 .map(|(if_token, guard)| quote!(#if_token #guard));
                             let body = this.scoped(|this| {
                                 this.declare(pat)?;
-                                this.expr(&arm.body, this.terminal_cont(&terminal))
+                                this.expr_to(&arm.body, &terminal)
                             })?;
                             arms.push(quote!(#pat #guard => { #body }));
                         }
@@ -235,7 +264,7 @@ impl Lowerer {
             for ident in &carried {
                 this.scope.push((ident.clone(), true));
             }
-            this.stmts(&body.stmts, this.terminal_cont(&Terminal::Iteration))
+            this.stmts_to(&body.stmts, &Terminal::Iteration)
         });
         self.carried.pop();
         self.loops.pop();
@@ -297,6 +326,16 @@ impl Lowerer {
             _ => unreachable!("loop_jump() is called on jumps"),
         }
     }
+}
+
+/// An `if`, `match` or unlabelled block that must be rewritten.
+fn is_branching(expr: &Expr) -> bool {
+    let branching = match expr {
+        Expr::If(_) | Expr::Match(_) => true,
+        Expr::Block(block) => block.label.is_none(),
+        _ => false,
+    };
+    branching && crate::analyse::needs_lowering(expr)
 }
 
 fn reject_jump_label(label: &Option<syn::Lifetime>) -> Result<()> {

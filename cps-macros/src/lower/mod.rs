@@ -173,8 +173,11 @@ impl Lowerer {
                 let context = self.loops.last().expect("an iteration ends inside a loop");
                 let next = &context.next;
                 let carried = carry_out(&context.carried);
+                // An iteration's value is `()`; checking it keeps Rust's error
+                // for a loop body that ends in a value.
+                let check = (value.to_string() != "()").then(|| quote!(let _: () = #value;));
                 quote! {
-                    let _: () = #value;
+                    #check
                     #next.call(::cps::__private::Step::Continue((#(#carried,)*)));
                 }
             }
@@ -212,8 +215,7 @@ impl Lowerer {
         stmts: &[syn::Stmt],
         terminal: Terminal,
     ) -> Result<TokenStream> {
-        let k = self.terminal_cont(&terminal);
-        self.stmts(stmts, k)
+        self.stmts_to(stmts, &terminal)
     }
 }
 
