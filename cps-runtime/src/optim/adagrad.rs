@@ -1,0 +1,151 @@
+//! Adagrad: per-coordinate learning rates from the sum of squared gradients.
+
+use std::collections::HashMap;
+
+use ndarray::{ArrayD, IxDyn, Zip};
+
+use super::{Optimizer, check_non_negative, check_shapes};
+use crate::element::Element;
+
+/// Adagrad (Duchi et al., 2011), as `torch.optim.Adagrad`.
+///
+/// With gradient `g`, parameter `p`, learning rate `lr`, learning-rate
+/// decay `η`, weight decay `wd`, the parameter's step count `t` (from 1)
+/// and its accumulator `s` (starting at the initial accumulator value):
+///
+/// ```text
+/// lr_t = lr / (1 + (t − 1)·η)
+/// g ← g + wd·p
+/// s ← s + g²
+/// p ← p − lr_t · g / (√s + ε)
+/// ```
+///
+/// Defaults: `η = 0`, `wd = 0`, initial accumulator 0, `ε = 1e-10`.
+///
+/// ```
+/// use cps_runtime::*;
+/// use cps_runtime::optim::{Adagrad, Optimizer};
+/// use ndarray::array;
+///
+/// let mut w = Param::new(array![1.0f64]);
+/// let mut adagrad = Adagrad::new(0.5).eps(0.0);
+/// w.var().accumulate(array![2.0].into_dyn());
+/// adagrad.step(&mut w);
+/// // s = 4: w = 1 − 0.5 · 2 / 2
+/// assert_eq!(w.value()[0], 0.5);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Adagrad<A: Element = f32> {
+    lr: A,
+    lr_decay: A,
+    weight_decay: A,
+    initial_accumulator_value: A,
+    eps: A,
+    states: HashMap<u64, AdagradState<A>>,
+}
+
+#[derive(Clone, Debug)]
+struct AdagradState<A> {
+    step: u64,
+    sum: ArrayD<A>,
+}
+
+impl<A: Element> Adagrad<A> {
+    /// Adagrad with learning rate `lr` (PyTorch's default is 0.01) and the
+    /// other hyperparameters at their defaults.
+    ///
+    /// # Panics
+    /// When `lr` is negative or NaN.
+    pub fn new(lr: A) -> Self {
+        check_non_negative("Adagrad", "learning rate", lr);
+        Adagrad {
+            lr,
+            lr_decay: A::zero(),
+            weight_decay: A::zero(),
+            initial_accumulator_value: A::zero(),
+            eps: A::from_f64_lossy(1e-10),
+            states: HashMap::new(),
+        }
+    }
+
+    /// Learning-rate decay `η` (default 0): the `t`-th step of a parameter
+    /// uses `lr / (1 + (t − 1)·η)`.
+    ///
+    /// # Panics
+    /// When `lr_decay` is negative or NaN.
+    pub fn lr_decay(mut self, lr_decay: A) -> Self {
+        check_non_negative("Adagrad", "learning-rate decay", lr_decay);
+        self.lr_decay = lr_decay;
+        self
+    }
+
+    /// L2 penalty `wd` added to the gradient as `wd·p` (default 0).
+    ///
+    /// # Panics
+    /// When `weight_decay` is negative or NaN.
+    pub fn weight_decay(mut self, weight_decay: A) -> Self {
+        check_non_negative("Adagrad", "weight decay", weight_decay);
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// The value every accumulator starts from (default 0). A positive
+    /// value damps the first steps, which otherwise move each coordinate
+    /// by about `lr`.
+    ///
+    /// # Panics
+    /// When `value` is negative or NaN.
+    pub fn initial_accumulator_value(mut self, value: A) -> Self {
+        check_non_negative("Adagrad", "initial accumulator value", value);
+        self.initial_accumulator_value = value;
+        self
+    }
+
+    /// `ε`, added to the denominator for numerical stability (default 1e-10).
+    ///
+    /// # Panics
+    /// When `eps` is negative or NaN.
+    pub fn eps(mut self, eps: A) -> Self {
+        check_non_negative("Adagrad", "eps", eps);
+        self.eps = eps;
+        self
+    }
+}
+
+impl<A: Element> Optimizer<A> for Adagrad<A> {
+    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: ArrayD<A>) {
+        check_shapes(
+            "Adagrad",
+            value,
+            &grad,
+            self.states.get(&id).map(|s| &s.sum),
+        );
+        let initial = self.initial_accumulator_value;
+        let state = self.states.entry(id).or_insert_with(|| AdagradState {
+            step: 0,
+            sum: ArrayD::from_elem(IxDyn(value.shape()), initial),
+        });
+        state.step += 1;
+        // The step count is exact in f64 long past any real training run.
+        let decay = A::from_f64_lossy((state.step - 1) as f64);
+        let lr = self.lr / (A::one() + decay * self.lr_decay);
+        let (wd, eps) = (self.weight_decay, self.eps);
+        Zip::from(value)
+            .and(&grad)
+            .and(&mut state.sum)
+            .for_each(|p, &g, s| {
+                let g = g + wd * *p;
+                *s += g * g;
+                *p -= lr * g / (s.sqrt() + eps);
+            });
+    }
+
+    fn learning_rate(&self) -> A {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: A) {
+        check_non_negative("Adagrad", "learning rate", lr);
+        self.lr = lr;
+    }
+}
