@@ -142,6 +142,9 @@ pub use cps_runtime::*;
 /// Everything a user of `cps` needs: `use cps::prelude::*;`.
 pub mod prelude {
     pub use cps_macros::{Parameters, differentiable};
+    pub use cps_runtime::optim::{
+        Adagrad, Adam, AdamW, Optimizer, RmsProp, Sgd, clip_grad_norm, clip_grad_value,
+    };
     pub use cps_runtime::{
         BackwardStep, Computation, Detach, Element, GradcheckReport, IntoOperand, Lazy, Operand,
         Param, Parameters, Pending, Value, Var, concat, gradcheck, lazy,
