@@ -35,7 +35,7 @@ fn run<A: Element>(optimizer: &mut dyn Optimizer<A>, init: &[f64], grads: &[&[f6
         assert!(p.grad_ref().is_none(), "the step left a gradient behind");
         assert_eq!(p.grad(), ArrayD::zeros(ndarray::IxDyn(&[init.len()])));
     }
-    p.value().iter().map(|v| v.to_f64_lossless()).collect()
+    p.array().iter().map(|v| v.to_f64_lossless()).collect()
 }
 
 #[track_caller]
@@ -180,7 +180,7 @@ fn sgd_plain_by_hand() {
     p.var().accumulate(array![0.5, -1.0].into_dyn());
     sgd.step(&mut p);
     // 1 - 0.1·0.5 = 0.95; -2 + 0.1·1 = -1.9
-    assert_close(p.value().as_slice().unwrap(), &[0.95, -1.9], 1e-15);
+    assert_close(p.array().as_slice().unwrap(), &[0.95, -1.9], 1e-15);
 }
 
 #[test]
@@ -226,7 +226,7 @@ fn nesterov_and_heavy_ball_differ_as_the_formulas_say() {
         for _ in 0..2 {
             p.var().accumulate(array![1.0].into_dyn());
             sgd.step(&mut p);
-            values.push(p.value()[0]);
+            values.push(p.array()[0]);
         }
         values
     };
@@ -270,10 +270,10 @@ fn adagrad_by_hand() {
     let mut adagrad = Adagrad::new(0.5).eps(0.0);
     p.var().accumulate(array![2.0].into_dyn());
     adagrad.step(&mut p);
-    assert_eq!(p.value()[0], 0.5);
+    assert_eq!(p.array()[0], 0.5);
     p.var().accumulate(array![1.0].into_dyn());
     adagrad.step(&mut p);
-    assert_close(&[p.value()[0]], &[0.5 - 0.5 / 5f64.sqrt()], 1e-15);
+    assert_close(&[p.array()[0]], &[0.5 - 0.5 / 5f64.sqrt()], 1e-15);
 }
 
 #[test]
@@ -382,7 +382,7 @@ fn adam_first_step_moves_each_coordinate_by_the_learning_rate() {
     let mut p = Param::new(array![1.0f64, 1.0, 1.0]);
     p.var().accumulate(array![1e3, -2.0, 1e-3].into_dyn());
     Adam::new(0.1).eps(0.0).step(&mut p);
-    assert_close(p.value().as_slice().unwrap(), &[0.9, 1.1, 0.9], 1e-12);
+    assert_close(p.array().as_slice().unwrap(), &[0.9, 1.1, 0.9], 1e-12);
 }
 
 #[test]
@@ -410,11 +410,11 @@ fn frozen_parameters_are_untouched() {
         optimizer.step(&mut model);
         model.0.var().accumulate(array![1.0, 1.0].into_dyn());
     }
-    assert_eq!(model.1.value(), &array![3.0].into_dyn());
+    assert_eq!(model.1.array(), &array![3.0].into_dyn());
     // Its stale gradient is left where it was, too.
     assert_eq!(model.1.grad(), array![1.0].into_dyn());
     assert!(
-        model.0.value()[0] < 1.0,
+        model.0.array()[0] < 1.0,
         "the trainable parameter must move"
     );
 }
@@ -427,16 +427,16 @@ fn parameters_without_a_gradient_are_untouched_and_keep_fresh_state() {
         model[0].var().accumulate(array![1.0].into_dyn());
         adam.step(&mut model);
     }
-    assert_eq!(model[1].value()[0], 1.0);
+    assert_eq!(model[1].array()[0], 1.0);
     // Its state did not advance while it had no gradient: its first real
     // step is a first step (exactly lr·sign(g)), whatever the gradient.
     model[1].var().accumulate(array![-7.0].into_dyn());
     adam.step(&mut model);
-    assert_close(&[model[1].value()[0]], &[1.1], 1e-12);
+    assert_close(&[model[1].array()[0]], &[1.1], 1e-12);
     // The other parameter, without a gradient this time, stays put.
-    let before = model[0].value()[0];
+    let before = model[0].array()[0];
     assert!(before < 0.8);
-    assert_eq!(model[0].value()[0], before);
+    assert_eq!(model[0].array()[0], before);
 }
 
 #[test]
@@ -453,7 +453,7 @@ fn each_parameter_has_its_own_state() {
         optimizer.step(&mut together);
     }
     let alone = reference_sgd(0.05, 0.9, 0.0, false, 0.0);
-    assert_close(together.0.value().as_slice().unwrap(), &alone, 1e-12);
+    assert_close(together.0.array().as_slice().unwrap(), &alone, 1e-12);
     let short: Vec<f64> = {
         let mut p = Param::new(tensor::<f64>(&INIT[..2]));
         let mut sgd = Sgd::new(0.05).momentum(0.9);
@@ -461,9 +461,9 @@ fn each_parameter_has_its_own_state() {
             p.var().accumulate(tensor(&g[..2]));
             sgd.step(&mut p);
         }
-        p.value().iter().copied().collect()
+        p.array().iter().copied().collect()
     };
-    assert_close(together.1.value().as_slice().unwrap(), &short, 1e-12);
+    assert_close(together.1.array().as_slice().unwrap(), &short, 1e-12);
     assert_close(&short, &alone[..2], 1e-12);
 }
 
@@ -473,8 +473,8 @@ fn a_live_var_handle_keeps_the_old_value() {
     let old = p.var().clone();
     p.var().accumulate(array![1.0].into_dyn());
     Sgd::new(0.5).step(&mut p);
-    assert_eq!(p.value()[0], 0.5);
-    assert_eq!(old.value()[0], 1.0);
+    assert_eq!(p.array()[0], 0.5);
+    assert_eq!(old.array()[0], 1.0);
     assert!(p.grad_ref().is_none());
     assert!(old.grad_ref().is_none());
 }
@@ -487,7 +487,7 @@ fn the_learning_rate_can_change_between_steps() {
     sgd.set_learning_rate(0.25);
     p.var().accumulate(array![2.0].into_dyn());
     sgd.step(&mut p);
-    assert_eq!(p.value()[0], 0.5);
+    assert_eq!(p.array()[0], 0.5);
 }
 
 #[test]
@@ -604,7 +604,7 @@ fn squared_error<A: Element>(
     target: &ArrayD<A>,
 ) -> Pending<A, impl BackwardStep<A> + use<A>> {
     let input = w.clone();
-    let diff = w.value() - target;
+    let diff = w.array() - target;
     let value = diff.mapv(|d| d * d);
     Pending::new(
         "squared_error",
