@@ -16,7 +16,7 @@
 //! let mut sgd = Sgd::new(0.1);
 //! w.var().accumulate(array![0.5, 1.0].into_dyn()); // as a backward pass would
 //! sgd.step(&mut w);
-//! assert_eq!(w.value(), &array![0.95, -2.1].into_dyn());
+//! assert_eq!(w.array(), &array![0.95, -2.1].into_dyn());
 //! assert!(w.grad_ref().is_none()); // the gradient was consumed
 //! ```
 
