@@ -150,6 +150,25 @@ pub fn carry<T: Clone>(value: &T) -> T {
     value.clone()
 }
 
+/// A copy of a local variable lent to a call as `&x`. In
+/// continuation-passing style the callee is still running while the rest
+/// of the caller runs, so a reference to `x` itself would keep `x`
+/// borrowed; the rest may want to move it (return it, say).
+#[inline(always)]
+pub fn lend<T: Lendable>(value: &T) -> T {
+    value.clone()
+}
+
+/// Types a `#[differentiable]` function can lend to a call as `&x`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is passed to a call as `&x` in a #[differentiable] function, which lends the call a copy, but it is not `Clone`",
+    label = "lent here",
+    note = "bind the reference first (`let r = &x;`) and pass `r`, or implement `Clone`"
+)]
+pub trait Lendable: Clone {}
+
+impl<T: Clone> Lendable for T {}
+
 /// How one iteration of a lowered loop ends.
 pub enum Step<S, B, R> {
     /// Run the next iteration with this state.

@@ -26,7 +26,7 @@ impl Lowerer {
             Expr::Group(inner) => self.expr(&inner.expr, k),
             Expr::Call(call) => {
                 let func = &call.func;
-                self.operands(
+                self.call_operands(
                     call.args.iter().collect(),
                     Box::new(move |this: &mut Lowerer, args| {
                         this.bind_point_as(
@@ -48,7 +48,7 @@ impl Lowerer {
                     operands.push(&**receiver);
                 }
                 operands.extend(call.args.iter());
-                self.operands(
+                self.call_operands(
                     operands,
                     Box::new(move |this: &mut Lowerer, mut atoms| {
                         let receiver = if lower_receiver {
@@ -246,19 +246,34 @@ impl Lowerer {
         exprs: Vec<&'a Expr>,
         k: ContMany<'a>,
     ) -> Result<TokenStream> {
-        self.operands_from(exprs, Vec::new(), k)
+        self.operands_from(exprs, Vec::new(), false, k)
+    }
+
+    /// Lowers the arguments of a call (see [`Lowerer::lent_local`]).
+    fn call_operands<'a>(&mut self, exprs: Vec<&'a Expr>, k: ContMany<'a>) -> Result<TokenStream> {
+        self.operands_from(exprs, Vec::new(), true, k)
     }
 
     fn operands_from<'a>(
         &mut self,
         mut exprs: Vec<&'a Expr>,
         mut done: Vec<TokenStream>,
+        lend: bool,
         k: ContMany<'a>,
     ) -> Result<TokenStream> {
         if done.len() == exprs.len() {
             return k(self, done);
         }
         let next = exprs[done.len()];
+        if let Some(local) = lend.then(|| self.lent_local(next)).flatten() {
+            // `&x` handed to a call: the callee may still hold the
+            // reference while the rest of the function runs (inside its
+            // continuation), and the rest may move `x`. Lend it a copy.
+            let copy = self.temp("lent");
+            done.push(quote!((&#copy)));
+            let rest = self.operands_from(exprs, done, lend, k)?;
+            return Ok(quote!(let #copy = ::cps::__private::lend(&#local); #rest));
+        }
         // An operand after a lowered one is evaluated inside that one's
         // continuation, which keeps Rust's left-to-right order.
         self.expr(
@@ -266,9 +281,26 @@ impl Lowerer {
             Box::new(move |this: &mut Lowerer, atom| {
                 done.push(atom);
                 let exprs = std::mem::take(&mut exprs);
-                this.operands_from(exprs, done, k)
+                this.operands_from(exprs, done, lend, k)
             }),
         )
+    }
+
+    /// `Some(x)` when `expr` is `&x` for a local variable `x`: as an
+    /// argument of a call, the callee gets a reference to a copy of `x`.
+    fn lent_local(&self, expr: &Expr) -> Option<syn::Ident> {
+        let Expr::Reference(reference) = expr else {
+            return None;
+        };
+        if reference.mutability.is_some() {
+            return None;
+        }
+        let Expr::Path(path) = &*reference.expr else {
+            return None;
+        };
+        let ident = path.path.get_ident()?;
+        let is_local = ident != "self" && self.scope.iter().any(|(local, _)| local == ident);
+        is_local.then(|| ident.clone())
     }
 
     /// Comparisons and the lazy logical operators.

@@ -55,6 +55,7 @@ pub struct Lowerer {
     return_k: Ident,
     /// The written type of the `let` being lowered (see [`Lowerer::expr`]).
     annotation: Option<syn::Type>,
+
     next_temp: usize,
 }
 

@@ -1,0 +1,190 @@
+//! Command-line options of the Tree-LSTM example.
+
+use std::path::PathBuf;
+
+/// What to train on and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// A folder with `train.txt`, `dev.txt`, `test.txt`; none: the synthetic treebank.
+    pub data: Option<PathBuf>,
+    pub epochs: usize,
+    /// Train on the first N training trees only.
+    pub limit: Option<usize>,
+    pub train_embeddings: bool,
+    pub glove: Option<PathBuf>,
+    pub save: Option<PathBuf>,
+    pub load: Option<PathBuf>,
+    /// Start from the PyTorch reference's `--save-init` file.
+    pub init: Option<PathBuf>,
+    pub loss_log: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
+    pub seed: u64,
+    pub learning_rate: f32,
+    /// Embedding and hidden sizes (defaults depend on the data).
+    pub embedding: Option<usize>,
+    pub hidden: Option<usize>,
+    /// Skip evaluation on the development and test sets.
+    pub no_eval: bool,
+    /// Train data-parallel on this many threads (gradients of one tree per
+    /// thread are summed into one step).
+    pub threads: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            data: None,
+            epochs: 0,
+            limit: None,
+            train_embeddings: false,
+            glove: None,
+            save: None,
+            load: None,
+            init: None,
+            loss_log: None,
+            plot: Some(PathBuf::from("treelstm-loss.svg")),
+            seed: 7,
+            learning_rate: 0.05,
+            embedding: None,
+            hidden: None,
+            no_eval: false,
+            threads: 1,
+        }
+    }
+}
+
+pub const USAGE: &str = "\
+usage: treelstm [options]
+  --data DIR            train.txt, dev.txt and test.txt in PTB form (default: a synthetic treebank)
+  --epochs N            passes over the training set (default: 1 on --data, 6 on synthetic data)
+  --limit N             use the first N training trees
+  --train-embeddings    train the word vectors too (frozen by default)
+  --glove FILE          word vectors in 'word v1 ... vN' text form
+  --save FILE           write the parameters (safetensors) after training
+  --load FILE           start from parameters written by --save
+  --init FILE           start from the PyTorch reference's --save-init file
+  --loss-log FILE       write each training tree's loss, one per line
+  --plot FILE           the loss curve, as SVG (default: treelstm-loss.svg; 'none' to skip)
+  --embedding N         embedding size (default: 300 on --data, 32 on synthetic data)
+  --hidden N            hidden size (default: 150 on --data, 48 on synthetic data)
+  --lr X                Adagrad learning rate (default: 0.05)
+  --seed N              initialisation seed (default: 7)
+  --threads N           data-parallel training over N threads (default: 1)
+  --no-eval             skip the dev and test evaluation";
+
+/// Parses the arguments after the program name.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options::default();
+    let mut epochs = None;
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--data" => options.data = Some(value("--data")?.into()),
+            "--epochs" => epochs = Some(number(&value("--epochs")?, "--epochs")?),
+            "--limit" => options.limit = Some(number(&value("--limit")?, "--limit")?),
+            "--train-embeddings" => options.train_embeddings = true,
+            "--glove" => options.glove = Some(value("--glove")?.into()),
+            "--save" => options.save = Some(value("--save")?.into()),
+            "--load" => options.load = Some(value("--load")?.into()),
+            "--init" => options.init = Some(value("--init")?.into()),
+            "--loss-log" => options.loss_log = Some(value("--loss-log")?.into()),
+            "--plot" => {
+                let path = value("--plot")?;
+                options.plot = (path != "none").then(|| path.into());
+            }
+            "--embedding" => {
+                options.embedding = Some(number(&value("--embedding")?, "--embedding")?)
+            }
+            "--hidden" => options.hidden = Some(number(&value("--hidden")?, "--hidden")?),
+            "--lr" => {
+                let text = value("--lr")?;
+                options.learning_rate = text
+                    .parse()
+                    .ok()
+                    .filter(|lr: &f32| lr.is_finite() && *lr > 0.0)
+                    .ok_or_else(|| format!("--lr expects a positive number, got '{text}'"))?;
+            }
+            "--seed" => options.seed = number(&value("--seed")?, "--seed")? as u64,
+            "--threads" => options.threads = number(&value("--threads")?, "--threads")?.max(1),
+            "--no-eval" => options.no_eval = true,
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown option '{other}'\n{USAGE}")),
+        }
+    }
+    options.epochs = epochs.unwrap_or(if options.data.is_some() { 1 } else { 6 });
+    if options.init.is_some() && options.load.is_some() {
+        return Err("--init and --load both set the parameters; give one of them".to_string());
+    }
+    Ok(options)
+}
+
+fn number(text: &str, flag: &str) -> Result<usize, String> {
+    text.parse()
+        .map_err(|_| format!("{flag} expects a non-negative integer, got '{text}'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_words(words: &[&str]) -> Result<Options, String> {
+        parse(words.iter().map(|w| w.to_string()))
+    }
+
+    #[test]
+    fn defaults_depend_on_the_data() {
+        assert_eq!(parse_words(&[]).unwrap().epochs, 6);
+        let sst = parse_words(&["--data", "sst"]).unwrap();
+        assert_eq!((sst.epochs, sst.data), (1, Some(PathBuf::from("sst"))));
+    }
+
+    #[test]
+    fn options_are_read() {
+        let o = parse_words(&[
+            "--epochs",
+            "3",
+            "--limit",
+            "10",
+            "--train-embeddings",
+            "--plot",
+            "none",
+            "--lr",
+            "0.1",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                o.epochs,
+                o.limit,
+                o.train_embeddings,
+                o.plot,
+                o.learning_rate
+            ),
+            (3, Some(10), true, None, 0.1)
+        );
+    }
+
+    #[test]
+    fn mistakes_are_explained() {
+        assert_eq!(
+            parse_words(&["--epochs"]).unwrap_err(),
+            "--epochs needs a value"
+        );
+        assert_eq!(
+            parse_words(&["--epochs", "two"]).unwrap_err(),
+            "--epochs expects a non-negative integer, got 'two'"
+        );
+        assert!(
+            parse_words(&["--frobnicate"])
+                .unwrap_err()
+                .starts_with("unknown option '--frobnicate'")
+        );
+        assert!(
+            parse_words(&["--lr", "-1"])
+                .unwrap_err()
+                .contains("positive")
+        );
+        assert!(parse_words(&["--init", "a", "--load", "b"]).is_err());
+    }
+}

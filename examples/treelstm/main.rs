@@ -1,0 +1,234 @@
+//! A binary constituency Tree-LSTM (Tai et al. 2015) for sentiment, trained
+//! one tree at a time with Adagrad; the model of Lantern's benchmark and of
+//! the PyTorch reference in the project's baselines.
+//!
+//! ```text
+//! cargo run --release --example treelstm                          # synthetic treebank
+//! cargo run --release --example treelstm -- --data path/to/sst   # the Stanford Sentiment Treebank
+//! ```
+
+mod cli;
+mod model;
+mod plot;
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use cps::data::synthetic::{SyntheticConfig, generate};
+use cps::data::{GloveOptions, Tree, Vocab, load_glove, read_treebank};
+use cps::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use model::TreeLstm;
+
+fn main() {
+    if let Err(message) = run() {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}
+
+/// A tree with its words' vocabulary indices.
+type Example = (Tree, Vec<usize>);
+
+fn run() -> Result<(), String> {
+    let options = cli::parse(std::env::args().skip(1))?;
+    let (mut train, dev, test, source) = match &options.data {
+        Some(dir) => {
+            let read = |name: &str| read_treebank(dir.join(name)).map_err(|e| e.to_string());
+            (
+                read("train.txt")?,
+                read("dev.txt")?,
+                read("test.txt")?,
+                dir.display().to_string(),
+            )
+        }
+        None => {
+            let bank = generate(&SyntheticConfig {
+                seed: 1,
+                train: 2000,
+                dev: 300,
+                test: 300,
+                max_depth: 6,
+            });
+            (
+                bank.train,
+                bank.dev,
+                bank.test,
+                "synthetic treebank".to_string(),
+            )
+        }
+    };
+    if let Some(limit) = options.limit {
+        train.truncate(limit);
+    }
+    let vocab = Vocab::from_trees(&train);
+    let synthetic = options.data.is_none();
+    let embedding = options
+        .embedding
+        .unwrap_or(if synthetic { 32 } else { 300 });
+    let hidden = options.hidden.unwrap_or(if synthetic { 48 } else { 150 });
+
+    let mut model = TreeLstm::new(vocab.len(), embedding, hidden, 0.3, options.seed);
+    if let Some(path) = &options.glove {
+        let report = load_glove(
+            path,
+            &vocab,
+            model.emb.value_mut(),
+            GloveOptions {
+                skip_malformed: true,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        println!("word vectors: {report:?}");
+    }
+    if let Some(path) = &options.init {
+        load_reference_init(&mut model, path)?;
+    }
+    if let Some(path) = &options.load {
+        cps::io::load_parameters(&mut model, path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    model.emb.set_trainable(options.train_embeddings);
+
+    let encode = |trees: Vec<Tree>| -> Vec<Example> {
+        trees
+            .into_iter()
+            .map(|t| {
+                let w = vocab.indices(&t);
+                (t, w)
+            })
+            .collect()
+    };
+    let (train, dev, test) = (encode(train), encode(dev), encode(test));
+    let nodes: usize = train.iter().map(|(t, _)| t.node_count()).sum();
+    println!(
+        "{source}: {} training trees ({nodes} nodes), {} dev, {} test; vocabulary {}; embedding {embedding}, hidden {hidden}{}",
+        train.len(),
+        dev.len(),
+        test.len(),
+        vocab.len(),
+        if options.train_embeddings {
+            ", embeddings trained"
+        } else {
+            ""
+        }
+    );
+
+    let mut optimizer = Adagrad::new(options.learning_rate);
+    let mut loss_log = match &options.loss_log {
+        Some(path) => Some(BufWriter::new(
+            File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        )),
+        None => None,
+    };
+    let flops_per_epoch: f64 = train
+        .iter()
+        .map(|(t, _)| model::training_flops(t, embedding, hidden, options.train_embeddings))
+        .sum();
+    let mut losses = Vec::with_capacity(train.len() * options.epochs);
+    for epoch in 1..=options.epochs {
+        let bar = ProgressBar::new(train.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "epoch {prefix} {bar:30} {pos}/{len} trees, {per_sec}, loss {msg}",
+            )
+            .expect("a valid template"),
+        );
+        bar.set_prefix(epoch.to_string());
+        let start = Instant::now();
+        let mut total = 0.0f64;
+        for (i, (tree, words)) in train.iter().enumerate() {
+            let loss = model::tree_loss(&model, tree, words).backward();
+            optimizer.step(&mut model);
+            total += f64::from(loss);
+            losses.push(loss);
+            if let Some(log) = &mut loss_log {
+                writeln!(log, "{loss:.9}").map_err(|e| e.to_string())?;
+            }
+            if i % 64 == 0 {
+                bar.set_position(i as u64);
+                bar.set_message(format!("{:.3}", total / (i + 1) as f64));
+            }
+        }
+        bar.finish_and_clear();
+        let seconds = start.elapsed().as_secs_f64();
+        println!(
+            "epoch {epoch}: mean loss {:.4} per tree, {:.1} s, {:.0} trees/s, {:.0} nodes/s, {:.2} GFLOP/s",
+            total / train.len().max(1) as f64,
+            seconds,
+            train.len() as f64 / seconds,
+            nodes as f64 / seconds,
+            flops_per_epoch / seconds / 1e9
+        );
+        if !options.no_eval && !dev.is_empty() {
+            let (root, all) = model::accuracy(&model, &dev);
+            println!(
+                "         dev: root accuracy {:.1}%, all-node accuracy {:.1}%",
+                100.0 * root,
+                100.0 * all
+            );
+        }
+    }
+    if let Some(mut log) = loss_log {
+        log.flush().map_err(|e| e.to_string())?;
+    }
+    if !options.no_eval && !test.is_empty() {
+        let (root, all) = model::accuracy(&model, &test);
+        println!(
+            "test: root accuracy {:.1}%, all-node accuracy {:.1}%",
+            100.0 * root,
+            100.0 * all
+        );
+    }
+    if let Some(path) = peak_memory() {
+        println!("peak memory: {path}");
+    }
+    if let Some(path) = &options.save {
+        cps::io::save_parameters(&model, path).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("parameters saved to {}", path.display());
+    }
+    if let Some(path) = &options.plot
+        && !losses.is_empty()
+    {
+        plot::loss_curve(&losses, (train.len() / 20).clamp(1, 500), path)?;
+        println!("loss curve: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Loads the PyTorch reference's initial parameters (`--save-init`).
+fn load_reference_init(model: &mut TreeLstm, path: &Path) -> Result<(), String> {
+    let tensors =
+        cps::io::read_tensors::<f32>(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut problem = None;
+    let mut index = 0;
+    model.visit_mut(&mut |name, param| {
+        let file_name = model::FILE_NAMES[index].1;
+        debug_assert_eq!(model::FILE_NAMES[index].0, name);
+        index += 1;
+        match tensors.get(file_name) {
+            Some(t) if t.shape() == param.shape() => param.set_value(t.clone()),
+            Some(t) => {
+                problem.get_or_insert(format!(
+                    "{}: tensor `{file_name}` has shape {:?}, the model expects {:?} (same --data, --limit, sizes?)",
+                    path.display(),
+                    t.shape(),
+                    param.shape()
+                ));
+            }
+            None => {
+                problem.get_or_insert(format!("{}: no tensor named `{file_name}`", path.display()));
+            }
+        }
+    });
+    problem.map_or(Ok(()), Err)
+}
+
+/// The process's peak resident memory, where the system reports it.
+fn peak_memory() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.trim_start_matches("VmHWM:").trim().to_string())
+}
