@@ -61,12 +61,14 @@ impl<A: Element> Param<A> {
 
     /// Takes the accumulated gradient out, leaving none.
     pub fn take_grad(&self) -> Option<ArrayD<A>> {
+        self.var.flush_deferred();
         self.var.node.grad.borrow_mut().take()
     }
 
     /// Discards the accumulated gradient.
     pub fn zero_grad(&self) {
-        self.take_grad();
+        self.var.node.deferred.borrow_mut().clear();
+        self.var.node.grad.borrow_mut().take();
     }
 
     /// Whether gradients accumulate in this parameter (true by default).
@@ -95,6 +97,7 @@ impl<A: Element> Param<A> {
                     requires_grad: old.requires_grad.clone(),
                     finished: std::cell::Cell::new(false),
                     op: old.op,
+                    deferred: std::cell::RefCell::new(old.deferred.take()),
                 }),
             };
             self.var = copy;

@@ -21,7 +21,7 @@ pub(crate) enum Role {
     Computed,
 }
 
-pub(crate) struct Node<A> {
+pub(crate) struct Node<A: Element> {
     pub(crate) value: ArrayD<A>,
     pub(crate) grad: RefCell<Option<ArrayD<A>>>,
     pub(crate) role: Role,
@@ -30,6 +30,11 @@ pub(crate) struct Node<A> {
     /// gradient arriving afterwards would be lost, so it is an error.
     pub(crate) finished: Cell<bool>,
     pub(crate) op: &'static str,
+    /// Rank-one updates `grad += outer(u, v)` not yet added to `grad`: a
+    /// parameter used as a matrix times a vector at every node of a tree
+    /// collects them, and adds them as one matrix product when its gradient
+    /// is read (see [`Var::defer_outer`]).
+    pub(crate) deferred: RefCell<Vec<(ArrayD<A>, Var<A>)>>,
 }
 
 /// A differentiable tensor value backed by an [`ndarray::ArrayD`].
@@ -74,6 +79,7 @@ impl<A: Element> Var<A> {
                 requires_grad: Cell::new(requires_grad),
                 finished: Cell::new(false),
                 op,
+                deferred: RefCell::new(Vec::new()),
             }),
         }
     }
@@ -153,12 +159,57 @@ impl<A: Element> Var<A> {
 
     /// A copy of the gradient accumulated so far, if any.
     pub fn grad(&self) -> Option<ArrayD<A>> {
+        self.flush_deferred();
         self.node.grad.borrow().clone()
     }
 
     /// Borrows the gradient accumulated so far, if any, without copying.
     pub fn grad_ref(&self) -> Ref<'_, Option<ArrayD<A>>> {
+        self.flush_deferred();
         self.node.grad.borrow()
+    }
+
+    /// Adds `outer(u, v)` (a matrix of shape `[u.len(), v.len()]`) into
+    /// this matrix's gradient, later: updates are collected and added as
+    /// one matrix product `U^T V` when the gradient is next read, which
+    /// turns a memory-bound rank-one update per use into a compute-bound
+    /// product per computation. Only parameters defer; other values add at
+    /// once (their gradient is read as soon as their continuation returns).
+    pub(crate) fn defer_outer(&self, u: ArrayD<A>, v: Var<A>) {
+        if !self.requires_grad() {
+            return;
+        }
+        if self.node.role != Role::Param {
+            let v = v.array().view().into_shape_with_order(v.len()).expect("a vector");
+            self.accumulate_with(|mut grad| {
+                for (mut row, &scale) in grad.outer_iter_mut().zip(u.iter()) {
+                    row.scaled_add(scale, &v);
+                }
+            });
+            return;
+        }
+        self.check_open();
+        self.node.deferred.borrow_mut().push((u, v));
+    }
+
+    /// Adds the deferred rank-one updates into the gradient.
+    pub(crate) fn flush_deferred(&self) {
+        let pending = std::mem::take(&mut *self.node.deferred.borrow_mut());
+        let Some((first_u, first_v)) = pending.first() else {
+            return;
+        };
+        let (rows, columns) = (first_u.len(), first_v.len());
+        let count = pending.len();
+        let mut us = ndarray::Array2::<A>::zeros((count, rows));
+        let mut vs = ndarray::Array2::<A>::zeros((count, columns));
+        for (k, (u, v)) in pending.iter().enumerate() {
+            us.row_mut(k).assign(&u.view().into_shape_with_order(rows).expect("a vector"));
+            vs.row_mut(k).assign(&v.array().view().into_shape_with_order(columns).expect("a vector"));
+        }
+        self.accumulate_with(|grad| {
+            let mut grad = grad.into_dimensionality::<ndarray::Ix2>().expect("a matrix");
+            ndarray::linalg::general_mat_mul(A::one(), &us.t(), &vs, A::one(), &mut grad);
+        });
     }
 
     /// A new constant holding this value: no gradient flows back through it.

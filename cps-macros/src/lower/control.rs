@@ -42,9 +42,9 @@ impl Lowerer {
     /// `match` or block is then written in place, each branch ending at
     /// `terminal` itself: nothing follows it, so it needs no
     /// sub-computation and carries nothing.
-    pub(super) fn stmts_to<'a>(
+    pub(super) fn stmts_to(
         &mut self,
-        stmts: &'a [syn::Stmt],
+        stmts: &[syn::Stmt],
         terminal: &Terminal,
     ) -> Result<TokenStream> {
         match stmts.split_last() {
