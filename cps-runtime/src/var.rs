@@ -180,7 +180,11 @@ impl<A: Element> Var<A> {
             return;
         }
         if self.node.role != Role::Param {
-            let v = v.array().view().into_shape_with_order(v.len()).expect("a vector");
+            let v = v
+                .array()
+                .view()
+                .into_shape_with_order(v.len())
+                .expect("a vector");
             self.accumulate_with(|mut grad| {
                 for (mut row, &scale) in grad.outer_iter_mut().zip(u.iter()) {
                     row.scaled_add(scale, &v);
@@ -203,11 +207,19 @@ impl<A: Element> Var<A> {
         let mut us = ndarray::Array2::<A>::zeros((count, rows));
         let mut vs = ndarray::Array2::<A>::zeros((count, columns));
         for (k, (u, v)) in pending.iter().enumerate() {
-            us.row_mut(k).assign(&u.view().into_shape_with_order(rows).expect("a vector"));
-            vs.row_mut(k).assign(&v.array().view().into_shape_with_order(columns).expect("a vector"));
+            us.row_mut(k)
+                .assign(&u.view().into_shape_with_order(rows).expect("a vector"));
+            vs.row_mut(k).assign(
+                &v.array()
+                    .view()
+                    .into_shape_with_order(columns)
+                    .expect("a vector"),
+            );
         }
         self.accumulate_with(|grad| {
-            let mut grad = grad.into_dimensionality::<ndarray::Ix2>().expect("a matrix");
+            let mut grad = grad
+                .into_dimensionality::<ndarray::Ix2>()
+                .expect("a matrix");
             ndarray::linalg::general_mat_mul(A::one(), &us.t(), &vs, A::one(), &mut grad);
         });
     }

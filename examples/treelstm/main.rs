@@ -13,7 +13,6 @@ mod plot;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
 use std::time::Instant;
 
 use cps::data::synthetic::{SyntheticConfig, generate};
@@ -84,7 +83,7 @@ fn run() -> Result<(), String> {
         println!("word vectors: {report:?}");
     }
     if let Some(path) = &options.init {
-        load_reference_init(&mut model, path)?;
+        model::load_reference_init(&mut model, path)?;
     }
     if let Some(path) = &options.load {
         cps::io::load_parameters(&mut model, path)
@@ -196,34 +195,6 @@ fn run() -> Result<(), String> {
         println!("loss curve: {}", path.display());
     }
     Ok(())
-}
-
-/// Loads the PyTorch reference's initial parameters (`--save-init`).
-fn load_reference_init(model: &mut TreeLstm, path: &Path) -> Result<(), String> {
-    let tensors =
-        cps::io::read_tensors::<f32>(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut problem = None;
-    let mut index = 0;
-    model.visit_mut(&mut |name, param| {
-        let file_name = model::FILE_NAMES[index].1;
-        debug_assert_eq!(model::FILE_NAMES[index].0, name);
-        index += 1;
-        match tensors.get(file_name) {
-            Some(t) if t.shape() == param.shape() => param.set_value(t.clone()),
-            Some(t) => {
-                problem.get_or_insert(format!(
-                    "{}: tensor `{file_name}` has shape {:?}, the model expects {:?} (same --data, --limit, sizes?)",
-                    path.display(),
-                    t.shape(),
-                    param.shape()
-                ));
-            }
-            None => {
-                problem.get_or_insert(format!("{}: no tensor named `{file_name}`", path.display()));
-            }
-        }
-    });
-    problem.map_or(Ok(()), Err)
 }
 
 /// The process's peak resident memory, where the system reports it.

@@ -3,10 +3,11 @@
 //! one recursive differentiable function over the tree.
 
 use std::cell::RefCell;
+use std::path::Path;
 
 use cps::data::{Node, Tree};
 use cps::prelude::*;
-use ndarray::{Array, Array1, Array2};
+use ndarray::{Array, Array2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
@@ -269,22 +270,30 @@ pub fn training_flops(tree: &Tree, embedding: usize, hidden: usize, train_embedd
     leaves * leaf + internal * inner + (leaves + internal) * output
 }
 
-/// Zeros of the right shapes, for loading a file into.
-#[allow(dead_code)]
-pub fn zeros(vocabulary: usize, embedding: usize, hidden: usize) -> TreeLstm {
-    let p = |shape: &[usize]| Param::new(Array::zeros(shape));
-    let mut emb = Param::new(Array2::zeros((vocabulary, embedding)));
-    emb.set_trainable(false);
-    TreeLstm {
-        emb,
-        w_leaf: p(&[3 * hidden, embedding]),
-        b_leaf: Param::new(Array1::zeros(3 * hidden)),
-        u_int: p(&[5 * hidden, 2 * hidden]),
-        b_i: p(&[hidden]),
-        b_f: p(&[hidden]),
-        b_o: p(&[hidden]),
-        b_u: p(&[hidden]),
-        why: p(&[CLASSES, hidden]),
-        by: p(&[CLASSES]),
-    }
+/// Loads the PyTorch reference's initial parameters (`--save-init`).
+pub fn load_reference_init(model: &mut TreeLstm, path: &Path) -> Result<(), String> {
+    let tensors =
+        cps::io::read_tensors::<f32>(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut problem = None;
+    let mut index = 0;
+    model.visit_mut(&mut |name, param| {
+        let file_name = FILE_NAMES[index].1;
+        debug_assert_eq!(FILE_NAMES[index].0, name);
+        index += 1;
+        match tensors.get(file_name) {
+            Some(t) if t.shape() == param.shape() => param.set_value(t.clone()),
+            Some(t) => {
+                problem.get_or_insert(format!(
+                    "{}: tensor `{file_name}` has shape {:?}, the model expects {:?} (same --data, --limit, sizes?)",
+                    path.display(),
+                    t.shape(),
+                    param.shape()
+                ));
+            }
+            None => {
+                problem.get_or_insert(format!("{}: no tensor named `{file_name}`", path.display()));
+            }
+        }
+    });
+    problem.map_or(Ok(()), Err)
 }

@@ -185,7 +185,13 @@ impl<A: Element> Var<A> {
                     // outer product `grad ⊗ right`, added later together
                     // with the matrix's other uses (see `defer_outer`).
                     right.accumulate_with(|gb| {
-                        gemm(A::one(), a.t(), g.view(), A::one(), as_matrix(gb, false, right_vector))
+                        gemm(
+                            A::one(),
+                            a.t(),
+                            g.view(),
+                            A::one(),
+                            as_matrix(gb, false, right_vector),
+                        )
                     });
                     left.defer_outer(grad, right);
                     return;

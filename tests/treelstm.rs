@@ -1,0 +1,170 @@
+//! The flagship example's model, tested in-process: it learns the
+//! synthetic treebank, and from the same start on the same trees it
+//! computes the same per-tree losses as the PyTorch reference.
+
+#[path = "../examples/treelstm/model.rs"]
+#[allow(dead_code)]
+mod model;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cps::data::synthetic::{SyntheticConfig, generate};
+use cps::data::{Tree, Vocab, read_treebank};
+use cps::prelude::*;
+use model::TreeLstm;
+
+fn encode(vocab: &Vocab, trees: Vec<Tree>) -> Vec<(Tree, Vec<usize>)> {
+    trees
+        .into_iter()
+        .map(|t| {
+            let w = vocab.indices(&t);
+            (t, w)
+        })
+        .collect()
+}
+
+fn train_epoch(
+    model: &mut TreeLstm,
+    optimizer: &mut Adagrad,
+    trees: &[(Tree, Vec<usize>)],
+) -> Vec<f32> {
+    trees
+        .iter()
+        .map(|(tree, words)| {
+            let loss = model::tree_loss(model, tree, words).backward();
+            optimizer.step(model);
+            loss
+        })
+        .collect()
+}
+
+#[test]
+fn learns_the_synthetic_treebank() {
+    let bank = generate(&SyntheticConfig {
+        seed: 3,
+        train: 800,
+        dev: 100,
+        test: 0,
+        max_depth: 5,
+    });
+    let vocab = Vocab::from_trees(&bank.train);
+    let (train, dev) = (encode(&vocab, bank.train), encode(&vocab, bank.dev));
+    let mut model = TreeLstm::new(vocab.len(), 24, 32, 0.3, 11);
+    let mut optimizer = Adagrad::new(0.05);
+    let (root_before, _) = model::accuracy(&model, &dev);
+    let first = train_epoch(&mut model, &mut optimizer, &train);
+    let mut last = first.clone();
+    for _ in 0..3 {
+        last = train_epoch(&mut model, &mut optimizer, &train);
+    }
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    assert!(
+        mean(&last) < 0.6 * mean(&first),
+        "loss {} -> {}",
+        mean(&first),
+        mean(&last)
+    );
+    let (root, all) = model::accuracy(&model, &dev);
+    // Five classes: chance is 20%.
+    assert!(
+        root > 0.6 && all > 0.8,
+        "dev accuracy: root {root} (before {root_before}), all nodes {all}"
+    );
+}
+
+fn sst_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("SST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/sst"));
+    dir.join("train.txt").is_file().then_some(dir)
+}
+
+fn python_with_torch() -> bool {
+    Command::new("python3")
+        .args(["-c", "import torch, safetensors"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn same_losses_as_the_pytorch_reference() {
+    const TREES: usize = 1000;
+    let Some(sst) = sst_dir() else {
+        println!(
+            "SKIPPED same_losses_as_the_pytorch_reference: no SST at ../shared/data/sst (set SST_DIR)"
+        );
+        return;
+    };
+    let reference =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/baselines/treelstm_torch.py");
+    if !reference.is_file() || !python_with_torch() {
+        println!(
+            "SKIPPED same_losses_as_the_pytorch_reference: needs python3 with torch and safetensors, and {}",
+            reference.display()
+        );
+        return;
+    }
+    let scratch = std::env::temp_dir().join(format!("cps-parity-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch directory");
+    let (init, torch_log) = (
+        scratch.join("init.safetensors"),
+        scratch.join("torch-losses.txt"),
+    );
+    let status = Command::new("python3")
+        .arg(&reference)
+        .args(["--data".as_ref(), sst.as_os_str()])
+        .args([
+            "--limit",
+            &TREES.to_string(),
+            "--epochs",
+            "1",
+            "--no-dev",
+            "--threads",
+            "1",
+        ])
+        .args([
+            "--save-init".as_ref(),
+            init.as_os_str(),
+            "--loss-log".as_ref(),
+            torch_log.as_os_str(),
+        ])
+        .status()
+        .expect("the reference runs");
+    assert!(status.success(), "the PyTorch reference failed");
+
+    let mut trees = read_treebank(sst.join("train.txt")).expect("SST parses");
+    trees.truncate(TREES);
+    let vocab = Vocab::from_trees(&trees);
+    let train = encode(&vocab, trees);
+    let mut model = TreeLstm::new(vocab.len(), 300, 150, 0.3, 0);
+    model::load_reference_init(&mut model, &init).expect("the reference's parameters load");
+    let mut optimizer = Adagrad::new(0.05);
+    let ours = train_epoch(&mut model, &mut optimizer, &train);
+
+    let theirs: Vec<f64> = std::fs::read_to_string(&torch_log)
+        .expect("the reference's loss log")
+        .lines()
+        .map(|l| l.trim().parse().expect("a loss per line"))
+        .collect();
+    assert_eq!(theirs.len(), TREES);
+    let mut worst = (0.0f64, 0usize);
+    for (i, (&a, &b)) in ours.iter().zip(&theirs).enumerate() {
+        let error = (f64::from(a) - b).abs() / b.abs().max(1e-6);
+        if error > worst.0 {
+            worst = (error, i);
+        }
+    }
+    println!(
+        "largest relative difference in per-tree loss over {TREES} trees: {:.2e} (tree {})",
+        worst.0, worst.1
+    );
+    std::fs::remove_dir_all(&scratch).ok();
+    assert!(
+        worst.0 < 1e-3,
+        "tree {}: ours {} vs PyTorch {}",
+        worst.1,
+        ours[worst.1],
+        theirs[worst.1]
+    );
+}
