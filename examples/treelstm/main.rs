@@ -154,12 +154,13 @@ fn run() -> Result<(), String> {
         bar.finish_and_clear();
         let seconds = start.elapsed().as_secs_f64();
         println!(
-            "epoch {epoch}: mean loss {:.4} per tree, {:.1} s, {:.0} trees/s, {:.0} nodes/s, {:.2} GFLOP/s",
+            "epoch {epoch}: mean loss {:.4} per tree, {:.1} s, {:.0} trees/s, {:.0} nodes/s, {:.2} GFLOP/s, memory {}",
             total / train.len().max(1) as f64,
             seconds,
             train.len() as f64 / seconds,
             nodes as f64 / seconds,
-            flops_per_epoch / seconds / 1e9
+            flops_per_epoch / seconds / 1e9,
+            memory("VmRSS:").unwrap_or_else(|| "unknown".to_string())
         );
         if !options.no_eval && !dev.is_empty() {
             let (root, all) = model::accuracy(&model, &dev);
@@ -181,8 +182,8 @@ fn run() -> Result<(), String> {
             100.0 * all
         );
     }
-    if let Some(path) = peak_memory() {
-        println!("peak memory: {path}");
+    if let Some(peak) = memory("VmHWM:") {
+        println!("peak memory: {peak}");
     }
     if let Some(path) = &options.save {
         cps::io::save_parameters(&model, path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -197,9 +198,10 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// The process's peak resident memory, where the system reports it.
-fn peak_memory() -> Option<String> {
+/// A line of the process's memory status (`VmRSS:` resident now,
+/// `VmHWM:` peak), where the system reports it.
+fn memory(field: &str) -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    Some(line.trim_start_matches("VmHWM:").trim().to_string())
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    Some(line.trim_start_matches(field).trim().to_string())
 }
