@@ -24,5 +24,9 @@ fn main() {
         best = best.min(start.elapsed().as_secs_f64());
     }
     let flops = 2.0 * (n as f64).powi(3);
-    println!("sgemm {n}x{n}x{n}, one thread, best of 7: {:.1} GFLOP/s (checksum {:.3})", flops / best / 1e9, c.sum());
+    println!(
+        "sgemm {n}x{n}x{n}, one thread, best of 7: {:.1} GFLOP/s (checksum {:.3})",
+        flops / best / 1e9,
+        c.sum()
+    );
 }

@@ -102,19 +102,23 @@ impl TreeLstm {
     pub fn hidden(&self) -> usize {
         self.b_i.len()
     }
+}
 
-    /// The embedding size.
-    pub fn embedding(&self) -> usize {
-        self.emb.shape()[1]
-    }
+/// What every node of a tree shares: the internal gates' bias, and the
+/// leaves' gate inputs `W_leaf [x_1 ... x_L]`, one column per leaf: one
+/// matrix product per tree rather than a matrix-vector product per leaf
+/// (the same numbers; the weights are read once instead of once a leaf).
+#[differentiable]
+fn shared(m: &TreeLstm, words: &[usize]) -> (Var, Var) {
+    let leaf_gates = m.w_leaf.matmul(&m.emb.rows(words).t());
+    (internal_bias(m), leaf_gates)
 }
 
 /// A leaf: `[i; o; u] = W_leaf x + b_leaf`, `c = i * u`, `h = o * tanh(c)`.
 #[differentiable]
-fn leaf_cell(m: &TreeLstm, word: usize) -> (Var, Var) {
+fn leaf_cell(m: &TreeLstm, leaf_gates: &Var, leaf: usize) -> (Var, Var) {
     let n = m.hidden();
-    let x = m.emb.rows(&[word]).reshape(&[m.embedding()]);
-    let gates = m.w_leaf.matmul(&x) + &m.b_leaf;
+    let gates = leaf_gates.slice(1, leaf, leaf + 1).reshape(&[3 * n]) + &m.b_leaf;
     let i = gates.slice(0, 0, n).sigmoid();
     let o = gates.slice(0, n, 2 * n).sigmoid();
     let u = gates.slice(0, 2 * n, 3 * n).tanh();
@@ -166,16 +170,17 @@ fn internal_bias(m: &TreeLstm) -> Var {
 /// The subtree rooted at node `i`: its summed cross-entropy over every
 /// node, and its hidden and cell states.
 #[differentiable]
-fn node(m: &TreeLstm, bias: &Var, tree: &Tree, words: &[usize], i: usize) -> (Var, Var, Var) {
+fn node(m: &TreeLstm, shared: &(Var, Var), tree: &Tree, i: usize) -> (Var, Var, Var) {
+    let (bias, leaf_gates) = shared;
     match tree.node(i) {
         Node::Leaf { leaf, label } => {
-            let (h, c) = leaf_cell(m, words[leaf]);
+            let (h, c) = leaf_cell(m, leaf_gates, leaf);
             let loss = logits(m, &h).cross_entropy(&[label as usize]);
             (loss, h, c)
         }
         Node::Internal { left, right, label } => {
-            let (loss_l, h_l, c_l) = node(m, bias, tree, words, left);
-            let (loss_r, h_r, c_r) = node(m, bias, tree, words, right);
+            let (loss_l, h_l, c_l) = node(m, shared, tree, left);
+            let (loss_r, h_r, c_r) = node(m, shared, tree, right);
             let (h, c) = internal_cell(m, bias, (h_l, c_l), (h_r, c_r));
             let loss = logits(m, &h).cross_entropy(&[label as usize]);
             (loss_l + loss_r + loss, h, c)
@@ -186,8 +191,8 @@ fn node(m: &TreeLstm, bias: &Var, tree: &Tree, words: &[usize], i: usize) -> (Va
 /// The loss of a whole tree: the sum of the cross-entropy at every node.
 #[differentiable]
 pub fn tree_loss(m: &TreeLstm, tree: &Tree, words: &[usize]) -> Var {
-    let bias = internal_bias(m);
-    let (loss, _h, _c) = node(m, &bias, tree, words, tree.root());
+    let shared = shared(m, words);
+    let (loss, _h, _c) = node(m, &shared, tree, tree.root());
     loss
 }
 
@@ -196,17 +201,17 @@ pub fn tree_loss(m: &TreeLstm, tree: &Tree, words: &[usize]) -> Var {
 #[differentiable]
 fn classify(
     m: &TreeLstm,
-    bias: &Var,
+    shared: &(Var, Var),
     tree: &Tree,
-    words: &[usize],
     i: usize,
     predictions: &RefCell<Vec<u8>>,
 ) -> (Var, Var) {
+    let (bias, leaf_gates) = shared;
     let (h, c) = match tree.node(i) {
-        Node::Leaf { leaf, .. } => leaf_cell(m, words[leaf]),
+        Node::Leaf { leaf, .. } => leaf_cell(m, leaf_gates, leaf),
         Node::Internal { left, right, .. } => {
-            let l = classify(m, bias, tree, words, left, predictions);
-            let r = classify(m, bias, tree, words, right, predictions);
+            let l = classify(m, shared, tree, left, predictions);
+            let r = classify(m, shared, tree, right, predictions);
             internal_cell(m, bias, l, r)
         }
     };
@@ -231,8 +236,8 @@ fn record(predictions: &RefCell<Vec<u8>>, i: usize, scores: &Var) {
 /// Each node's predicted class, by forward evaluation only.
 pub fn predict(m: &TreeLstm, tree: &Tree, words: &[usize]) -> Vec<u8> {
     let predictions = RefCell::new(vec![0u8; tree.node_count()]);
-    let bias = internal_bias(m).eval();
-    classify(m, &bias, tree, words, tree.root(), &predictions).eval();
+    let shared = shared(m, words).eval();
+    classify(m, &shared, tree, tree.root(), &predictions).eval();
     predictions.into_inner()
 }
 
