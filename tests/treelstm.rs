@@ -5,6 +5,8 @@
 #[path = "../examples/treelstm/model.rs"]
 #[allow(dead_code)]
 mod model;
+#[path = "../examples/treelstm/parallel.rs"]
+mod parallel;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -71,6 +73,62 @@ fn learns_the_synthetic_treebank() {
         root > 0.6 && all > 0.8,
         "dev accuracy: root {root} (before {root_before}), all nodes {all}"
     );
+}
+
+#[test]
+fn data_parallel_steps_apply_the_summed_gradients_of_their_trees() {
+    let bank = generate(&SyntheticConfig {
+        seed: 5,
+        train: 6,
+        dev: 0,
+        test: 0,
+        max_depth: 4,
+    });
+    let vocab = Vocab::from_trees(&bank.train);
+    let train = encode(&vocab, bank.train);
+    let fresh = || TreeLstm::new(vocab.len(), 8, 12, 0.3, 21);
+
+    // Three threads: two steps of three trees each.
+    let mut parallel_model = fresh();
+    let mut optimizer = Adagrad::new(0.05);
+    let mut parallel_losses = Vec::new();
+    parallel::train_epoch(
+        &mut parallel_model,
+        &mut optimizer,
+        &train,
+        3,
+        &fresh,
+        |l| parallel_losses.push(l),
+    );
+
+    // The same by hand: gradients of three trees add up, then one step.
+    let mut serial_model = fresh();
+    let mut optimizer = Adagrad::new(0.05);
+    let mut serial_losses = Vec::new();
+    for step in train.chunks(3) {
+        for (tree, words) in step {
+            serial_losses.push(model::tree_loss(&serial_model, tree, words).backward());
+        }
+        optimizer.step(&mut serial_model);
+    }
+    assert_eq!(parallel_losses.len(), 6);
+    for (a, b) in parallel_losses.iter().zip(&serial_losses) {
+        assert!((a - b).abs() <= 1e-5 * b.abs(), "{a} vs {b}");
+    }
+    let mut serial_values = Vec::new();
+    serial_model.visit(&mut |_, p| serial_values.push(p.array().clone()));
+    let mut index = 0;
+    parallel_model.visit(&mut |name, p| {
+        let difference = (p.array() - &serial_values[index])
+            .mapv(f32::abs)
+            .fold(0.0f32, |m, &d| m.max(d));
+        // The sums are the same up to the order of additions; Adagrad's
+        // first steps are about lr * g / |g|, which magnifies rounding in
+        // gradients near zero, hence a tolerance well above f32's epsilon
+        // but far below the step size (0.05).
+        assert!(difference < 1e-4, "{name} differs by {difference}");
+        index += 1;
+    });
 }
 
 fn sst_dir() -> Option<PathBuf> {

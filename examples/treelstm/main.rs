@@ -9,6 +9,7 @@
 
 mod cli;
 mod model;
+mod parallel;
 mod plot;
 
 use std::fs::File;
@@ -127,6 +128,13 @@ fn run() -> Result<(), String> {
         .map(|(t, _)| model::training_flops(t, embedding, hidden, options.train_embeddings))
         .sum();
     let mut losses = Vec::with_capacity(train.len() * options.epochs);
+    // Helper threads build their replicas from a copy of the word vectors
+    // (trained ones are refreshed at every step like the other parameters).
+    let model_embedding = if options.threads > 1 {
+        model.emb.array().clone()
+    } else {
+        Default::default()
+    };
     for epoch in 1..=options.epochs {
         let bar = ProgressBar::new(train.len() as u64);
         bar.set_style(
@@ -138,18 +146,44 @@ fn run() -> Result<(), String> {
         bar.set_prefix(epoch.to_string());
         let start = Instant::now();
         let mut total = 0.0f64;
-        for (i, (tree, words)) in train.iter().enumerate() {
-            let loss = model::tree_loss(&model, tree, words).backward();
-            optimizer.step(&mut model);
+        let mut log_error = None;
+        let mut record = |loss: f32| {
             total += f64::from(loss);
             losses.push(loss);
-            if let Some(log) = &mut loss_log {
-                writeln!(log, "{loss:.9}").map_err(|e| e.to_string())?;
+            if let Some(log) = &mut loss_log
+                && let Err(e) = writeln!(log, "{loss:.9}")
+            {
+                log_error.get_or_insert(e.to_string());
             }
-            if i % 64 == 0 {
-                bar.set_position(i as u64);
-                bar.set_message(format!("{:.3}", total / (i + 1) as f64));
+            let done = losses.len() % train.len().max(1);
+            if done % 64 == 0 {
+                bar.set_position(done as u64);
+                bar.set_message(format!("{:.3}", total / (done.max(1)) as f64));
             }
+        };
+        if options.threads > 1 {
+            let replica = || {
+                let mut copy = TreeLstm::new(vocab.len(), embedding, hidden, 0.3, 0);
+                copy.emb.set_value(model_embedding.clone());
+                copy.emb.set_trainable(options.train_embeddings);
+                copy
+            };
+            parallel::train_epoch(
+                &mut model,
+                &mut optimizer,
+                &train,
+                options.threads,
+                &replica,
+                &mut record,
+            );
+        } else {
+            for (tree, words) in &train {
+                record(model::tree_loss(&model, tree, words).backward());
+                optimizer.step(&mut model);
+            }
+        }
+        if let Some(e) = log_error {
+            return Err(e);
         }
         bar.finish_and_clear();
         let seconds = start.elapsed().as_secs_f64();
