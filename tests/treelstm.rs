@@ -16,16 +16,6 @@ use cps::data::{Tree, Vocab, read_treebank};
 use cps::prelude::*;
 use model::TreeLstm;
 
-fn encode(vocab: &Vocab, trees: Vec<Tree>) -> Vec<(Tree, Vec<usize>)> {
-    trees
-        .into_iter()
-        .map(|t| {
-            let w = vocab.indices(&t);
-            (t, w)
-        })
-        .collect()
-}
-
 fn train_epoch(
     model: &mut TreeLstm,
     optimizer: &mut Adagrad,
@@ -51,7 +41,10 @@ fn learns_the_synthetic_treebank() {
         max_depth: 5,
     });
     let vocab = Vocab::from_trees(&bank.train);
-    let (train, dev) = (encode(&vocab, bank.train), encode(&vocab, bank.dev));
+    let (train, dev) = (
+        model::encode(&vocab, bank.train),
+        model::encode(&vocab, bank.dev),
+    );
     let mut model = TreeLstm::new(vocab.len(), 24, 32, 0.3, 11);
     let mut optimizer = Adagrad::new(0.05);
     let (root_before, _) = model::accuracy(&model, &dev);
@@ -85,7 +78,7 @@ fn data_parallel_steps_apply_the_summed_gradients_of_their_trees() {
         max_depth: 4,
     });
     let vocab = Vocab::from_trees(&bank.train);
-    let train = encode(&vocab, bank.train);
+    let train = model::encode(&vocab, bank.train);
     let fresh = || TreeLstm::new(vocab.len(), 8, 12, 0.3, 21);
 
     // Three threads: two steps of three trees each.
@@ -194,7 +187,7 @@ fn same_losses_as_the_pytorch_reference() {
     let mut trees = read_treebank(sst.join("train.txt")).expect("SST parses");
     trees.truncate(TREES);
     let vocab = Vocab::from_trees(&trees);
-    let train = encode(&vocab, trees);
+    let train = model::encode(&vocab, trees);
     let mut model = TreeLstm::new(vocab.len(), 300, 150, 0.3, 0);
     model::load_reference_init(&mut model, &init).expect("the reference's parameters load");
     let mut optimizer = Adagrad::new(0.05);

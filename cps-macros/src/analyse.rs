@@ -93,26 +93,8 @@ pub fn is_bind_operator(op: &syn::BinOp) -> bool {
 
 /// Whether the body of a loop leaves it with a value (`break value`).
 pub fn has_valued_break(block: &syn::Block) -> bool {
-    struct Finder {
-        found: bool,
-        depth: usize,
-    }
-    impl<'ast> Visit<'ast> for Finder {
-        fn visit_expr(&mut self, expr: &'ast Expr) {
-            match expr {
-                Expr::Break(b) if self.depth == 0 && b.expr.is_some() => self.found = true,
-                Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
-                    self.depth += 1;
-                    visit::visit_expr(self, expr);
-                    self.depth -= 1;
-                }
-                Expr::Closure(_) | Expr::Async(_) => {}
-                _ => visit::visit_expr(self, expr),
-            }
-        }
-        fn visit_item(&mut self, _: &'ast syn::Item) {}
-    }
-    let mut finder = Finder {
+    let mut finder = JumpFinder {
+        wanted: |jump: &Expr| matches!(jump, Expr::Break(b) if b.expr.is_some()),
         found: false,
         depth: 0,
     };
@@ -123,31 +105,40 @@ pub fn has_valued_break(block: &syn::Block) -> bool {
 /// Whether `expr` contains a `break` or `continue` that leaves it (and so
 /// needs the enclosing loop's state).
 pub fn has_loop_jump(expr: &Expr) -> bool {
-    struct Finder {
-        found: bool,
-        depth: usize,
-    }
-    impl<'ast> Visit<'ast> for Finder {
-        fn visit_expr(&mut self, expr: &'ast Expr) {
-            match expr {
-                Expr::Break(_) | Expr::Continue(_) if self.depth == 0 => self.found = true,
-                Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
-                    self.depth += 1;
-                    visit::visit_expr(self, expr);
-                    self.depth -= 1;
-                }
-                Expr::Closure(_) | Expr::Async(_) => {}
-                _ => visit::visit_expr(self, expr),
-            }
-        }
-        fn visit_item(&mut self, _: &'ast syn::Item) {}
-    }
-    let mut finder = Finder {
+    let mut finder = JumpFinder {
+        wanted: |_: &Expr| true,
         found: false,
         depth: 0,
     };
     finder.visit_expr(expr);
     finder.found
+}
+
+/// Looks for a `break` or `continue` of the outermost loop level that
+/// satisfies `wanted`; jumps of loops nested inside belong to those loops.
+struct JumpFinder<F> {
+    wanted: F,
+    found: bool,
+    depth: usize,
+}
+
+impl<'ast, F: Fn(&Expr) -> bool> Visit<'ast> for JumpFinder<F> {
+    fn visit_expr(&mut self, expr: &'ast Expr) {
+        match expr {
+            Expr::Break(_) | Expr::Continue(_) if self.depth == 0 && (self.wanted)(expr) => {
+                self.found = true
+            }
+            Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
+                self.depth += 1;
+                visit::visit_expr(self, expr);
+                self.depth -= 1;
+            }
+            Expr::Closure(_) | Expr::Async(_) => {}
+            _ => visit::visit_expr(self, expr),
+        }
+    }
+
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
 }
 
 /// Every name an expression may refer to as a variable: single-segment

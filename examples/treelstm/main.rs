@@ -17,7 +17,7 @@ use std::io::{BufWriter, Write};
 use std::time::Instant;
 
 use cps::data::synthetic::{SyntheticConfig, generate};
-use cps::data::{GloveOptions, Tree, Vocab, load_glove, read_treebank};
+use cps::data::{GloveOptions, Vocab, load_glove, read_treebank};
 use cps::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use model::TreeLstm;
@@ -28,9 +28,6 @@ fn main() {
         std::process::exit(1);
     }
 }
-
-/// A tree with its words' vocabulary indices.
-type Example = (Tree, Vec<usize>);
 
 fn run() -> Result<(), String> {
     let options = cli::parse(std::env::args().skip(1))?;
@@ -92,15 +89,7 @@ fn run() -> Result<(), String> {
     }
     model.emb.set_trainable(options.train_embeddings);
 
-    let encode = |trees: Vec<Tree>| -> Vec<Example> {
-        trees
-            .into_iter()
-            .map(|t| {
-                let w = vocab.indices(&t);
-                (t, w)
-            })
-            .collect()
-    };
+    let encode = |trees| model::encode(&vocab, trees);
     let (train, dev, test) = (encode(train), encode(dev), encode(test));
     let nodes: usize = train.iter().map(|(t, _)| t.node_count()).sum();
     println!(

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::path::Path;
 
-use cps::data::{Node, Tree};
+use cps::data::{Node, Tree, Vocab};
 use cps::prelude::*;
 use ndarray::{Array, Array2};
 use rand::rngs::StdRng;
@@ -239,6 +239,17 @@ pub fn predict(m: &TreeLstm, tree: &Tree, words: &[usize]) -> Vec<u8> {
     let shared = shared(m, words).eval();
     classify(m, &shared, tree, tree.root(), &predictions).eval();
     predictions.into_inner()
+}
+
+/// Pairs each tree with its words' vocabulary indices.
+pub fn encode(vocab: &Vocab, trees: Vec<Tree>) -> Vec<(Tree, Vec<usize>)> {
+    trees
+        .into_iter()
+        .map(|tree| {
+            let words = vocab.indices(&tree);
+            (tree, words)
+        })
+        .collect()
 }
 
 /// Accuracy over a set of trees: (root accuracy, all-node accuracy).
