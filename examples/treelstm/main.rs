@@ -84,8 +84,7 @@ fn run() -> Result<(), String> {
         model::load_reference_init(&mut model, path)?;
     }
     if let Some(path) = &options.load {
-        cps::io::load_parameters(&mut model, path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        cps::io::load_parameters(&mut model, path).map_err(|e| e.to_string())?;
     }
     model.emb.set_trainable(options.train_embeddings);
 
@@ -209,7 +208,7 @@ fn run() -> Result<(), String> {
         println!("peak memory: {peak}");
     }
     if let Some(path) = &options.save {
-        cps::io::save_parameters(&model, path).map_err(|e| format!("{}: {e}", path.display()))?;
+        cps::io::save_parameters(&model, path).map_err(|e| e.to_string())?;
         println!("parameters saved to {}", path.display());
     }
     if let Some(path) = &options.plot

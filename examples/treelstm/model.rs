@@ -288,8 +288,7 @@ pub fn training_flops(tree: &Tree, embedding: usize, hidden: usize, train_embedd
 
 /// Loads the PyTorch reference's initial parameters (`--save-init`).
 pub fn load_reference_init(model: &mut TreeLstm, path: &Path) -> Result<(), String> {
-    let tensors =
-        cps::io::read_tensors::<f32>(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let tensors = cps::io::read_tensors::<f32>(path).map_err(|e| e.to_string())?;
     let mut problem = None;
     let mut index = 0;
     model.visit_mut(&mut |name, param| {
