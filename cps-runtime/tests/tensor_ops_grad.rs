@@ -687,3 +687,31 @@ fn sum_along_a_missing_axis() {
 fn mean_along_a_missing_axis() {
     let _ = v(3).mean_axis(1);
 }
+
+/// A matrix-vector product's matrix gradient is deferred for parameters
+/// and added at once for computed matrices: both paths, and a parameter
+/// used several times before its gradient is read.
+#[test]
+fn matrix_vector_gradients_deferred_or_not() {
+    let w = Param::new(ndarray::array![[0.5f64, -0.3, 0.2], [0.1, 0.4, -0.6]]);
+    let v = Param::new(ndarray::array![0.7f64, -0.2, 0.9]);
+    let mut model = vec![w, v];
+    let report = gradcheck(&mut model, |m| {
+        lazy(|k: &mut dyn FnMut(Var<f64>)| {
+            // `w·v` and `w·tanh(v)` defer `w`'s gradient; `tanh(w)·v` is a
+            // computed matrix, whose gradient is added at once.
+            m[0].matmul(&m[1]).bind(|a| {
+                m[1].tanh().bind(|tv| {
+                    m[0].matmul(&tv).bind(|b| {
+                        m[0].tanh().bind(|tw| {
+                            tw.matmul(&m[1])
+                                .bind(|c| (&a * &b).bind(|ab| (ab + c).bind(|s| s.sum().bind(k))))
+                        })
+                    })
+                })
+            })
+        })
+        .backward()
+    });
+    assert!(report.passes(1e-6), "{report}");
+}

@@ -68,6 +68,16 @@ impl Lowerer {
         }
     }
 
+    /// Forbids shadowing `carried` until the matching `self.carried.pop()`.
+    fn protect(&mut self, carried: &[syn::Ident]) {
+        self.carried.push(
+            carried
+                .iter()
+                .map(ToString::to_string)
+                .collect::<BTreeSet<_>>(),
+        );
+    }
+
     /// `if`, `match` and blocks containing bind points.
     pub(super) fn branching<'a>(&mut self, expr: &'a Expr, k: Cont<'a>) -> Result<TokenStream> {
         let carried = self.carried_by(expr);
@@ -77,12 +87,7 @@ impl Lowerer {
             k: sub_k.clone(),
             carried: carried.clone(),
         };
-        self.carried.push(
-            carried
-                .iter()
-                .map(ToString::to_string)
-                .collect::<BTreeSet<_>>(),
-        );
+        self.protect(&carried);
         let body = self.scoped(|this| this.branches(expr, &terminal));
         self.carried.pop();
         let body = body?;
@@ -254,12 +259,7 @@ impl Lowerer {
             next: next.clone(),
             carried: carried.clone(),
         });
-        self.carried.push(
-            carried
-                .iter()
-                .map(ToString::to_string)
-                .collect::<BTreeSet<_>>(),
-        );
+        self.protect(&carried);
         let body_code = self.scoped(|this| {
             for ident in &carried {
                 this.scope.push((ident.clone(), true));

@@ -180,31 +180,6 @@ impl<A: Element> Var<A> {
                 let b = as_matrix(right.array().view(), false, right_vector);
                 // accumulate_with does nothing (and so computes nothing)
                 // for an input that needs no gradient.
-                if right_vector && !left_vector && left.requires_grad() {
-                    // A matrix times a vector: the matrix's gradient is the
-                    // outer product `grad ⊗ right`, added later together
-                    // with the matrix's other uses (see `defer_outer`).
-                    right.accumulate_with(|gb| {
-                        gemm(
-                            A::one(),
-                            a.t(),
-                            g.view(),
-                            A::one(),
-                            as_matrix(gb, false, right_vector),
-                        )
-                    });
-                    left.defer_outer(grad, right);
-                    return;
-                }
-                left.accumulate_with(|ga| {
-                    gemm(
-                        A::one(),
-                        g.view(),
-                        b.t(),
-                        A::one(),
-                        as_matrix(ga, left_vector, false),
-                    )
-                });
                 right.accumulate_with(|gb| {
                     gemm(
                         A::one(),
@@ -214,6 +189,22 @@ impl<A: Element> Var<A> {
                         as_matrix(gb, false, right_vector),
                     )
                 });
+                if right_vector && !left_vector {
+                    // A matrix times a vector: the matrix's gradient is the
+                    // outer product `grad ⊗ right`, added later together
+                    // with the matrix's other uses (see `defer_outer`).
+                    left.defer_outer(grad, right);
+                } else {
+                    left.accumulate_with(|ga| {
+                        gemm(
+                            A::one(),
+                            g.view(),
+                            b.t(),
+                            A::one(),
+                            as_matrix(ga, left_vector, false),
+                        )
+                    });
+                }
             },
         )
     }
