@@ -129,9 +129,12 @@ impl<A: Element, F: FnOnce(&ArrayD<A>, ArrayD<A>)> BackwardStep<A> for F {
 /// ```
 #[must_use = "an operation's result does nothing until it is bound to a continuation"]
 pub struct Pending<A: Element, B> {
-    value: ArrayD<A>,
-    op: &'static str,
-    requires_grad: bool,
+    // The result is boxed into its `Var` right away: a `Pending` is then a
+    // pointer and a (usually small) backward step, so the copies made while
+    // it travels to its bind point, and the frame that keeps it until the
+    // backward pass, stay small. The stack is the tape, so every byte of an
+    // operation's frame is paid per operation.
+    out: Var<A>,
     backward: B,
 }
 
@@ -141,16 +144,14 @@ impl<A: Element, B: BackwardStep<A>> Pending<A, B> {
     /// backward step.
     pub fn new(op: &'static str, value: ArrayD<A>, requires_grad: bool, backward: B) -> Self {
         Pending {
-            value,
-            op,
-            requires_grad,
+            out: Var::computed(value, op, requires_grad),
             backward,
         }
     }
 
     /// The computed value, before it is handed on.
     pub fn array(&self) -> &ArrayD<A> {
-        &self.value
+        self.out.array()
     }
 }
 
@@ -159,14 +160,9 @@ impl<A: Element, B: BackwardStep<A>> Computation for Pending<A, B> {
 
     #[inline]
     fn bind<K: FnOnce(Var<A>)>(self, k: K) {
+        let Pending { out, backward } = self;
         stack::grow(move || {
-            let Pending {
-                value,
-                op,
-                requires_grad,
-                backward,
-            } = self;
-            let out = Var::computed(value, op, requires_grad);
+            let requires_grad = out.requires_grad();
             k(out.clone());
             if requires_grad && let Some(grad) = out.finish() {
                 backward.backward(out.array(), grad);

@@ -4,7 +4,7 @@ use std::cell::{Cell, Ref, RefCell};
 use std::fmt;
 use std::rc::Rc;
 
-use ndarray::{ArrayD, ArrayViewMutD, IxDyn};
+use ndarray::{ArrayD, ArrayViewMutD};
 
 use crate::element::Element;
 
@@ -285,7 +285,7 @@ impl<A: Element> Var<A> {
         }
         self.check_open();
         let mut slot = self.node.grad.borrow_mut();
-        let buffer = slot.get_or_insert_with(|| ArrayD::zeros(IxDyn(self.node.value.shape())));
+        let buffer = slot.get_or_insert_with(|| ArrayD::zeros(self.node.value.raw_dim()));
         add(buffer.view_mut());
     }
 
@@ -299,7 +299,7 @@ impl<A: Element> Var<A> {
     /// Sets this value's gradient to ones: the seed of a backward pass.
     pub(crate) fn seed(&self) {
         if self.requires_grad() {
-            *self.node.grad.borrow_mut() = Some(ArrayD::ones(IxDyn(self.shape())));
+            *self.node.grad.borrow_mut() = Some(ArrayD::ones(self.node.value.raw_dim()));
         }
     }
 }

@@ -186,6 +186,22 @@ fn needs_grad<A: Element>(operand: &Operand<A>) -> Option<&Var<A>> {
 /// `f(left, right)` over the broadcast shape. At least one side is a tensor
 /// of the result's shape.
 fn combine<A: Element>(left: Side<'_, A>, right: Side<'_, A>, f: impl Fn(A, A) -> A) -> ArrayD<A> {
+    if let (Side::Full(l), Side::Full(r)) = (&left, &right)
+        && let (Some(ls), Some(rs)) = (l.as_slice(), r.as_slice())
+        && ls.len() == rs.len()
+    {
+        // Both in standard layout with as many elements: whether the shapes
+        // are equal or one is a bias vector as long as the other's only row,
+        // element i meets element i. Skips the broadcasting iterator, whose
+        // set-up costs more than the arithmetic on small tensors.
+        let values = ls.iter().zip(rs).map(|(&l, &r)| f(l, r)).collect();
+        let shape = if l.ndim() >= r.ndim() {
+            l.raw_dim()
+        } else {
+            r.raw_dim()
+        };
+        return ArrayD::from_shape_vec(shape, values).expect("as many elements as the shape");
+    }
     match (left, right) {
         (Side::Full(l), Side::Full(r)) if l.ndim() >= r.ndim() => Zip::from(&l)
             .and_broadcast(&r)
@@ -261,13 +277,13 @@ impl<A: Element> Arithmetic<A> {
                 // A gradient buffer we own goes to the input as is when the
                 // input has none yet; otherwise the contribution is added
                 // straight into the input's buffer, with no temporary.
-                let fresh = var.grad_ref().is_none();
-                match grad {
-                    Cow::Owned(mut grad) if fresh => {
-                        local.transform(&mut grad);
-                        var.accumulate(grad);
-                    }
-                    grad => var.accumulate_with(|buffer| local.add_into(buffer, &grad)),
+                // A borrowed one is copied (cheaper than zeros plus an add).
+                if var.grad_ref().is_none() {
+                    let mut grad = grad.into_owned();
+                    local.transform(&mut grad);
+                    var.accumulate(grad);
+                } else {
+                    var.accumulate_with(|buffer| local.add_into(buffer, &grad));
                 }
             }
             Kind::One => {
@@ -319,6 +335,31 @@ impl<A: Element> BackwardStep<A> for Arithmetic<A> {
     }
 }
 
+/// `buffer[i] += term(i, grad[i])` for every element.
+#[inline(always)]
+fn add_each<A: Element>(buffer: &mut [A], grad: &[A], term: impl Fn(usize, A) -> A) {
+    for (i, (b, &g)) in buffer.iter_mut().zip(grad).enumerate() {
+        *b += term(i, g);
+    }
+}
+
+/// A factor read by index over flat, standard-layout data.
+#[derive(Clone, Copy)]
+enum Flat<'a, A> {
+    Scalar(A),
+    Slice(&'a [A]),
+}
+
+impl<A: Copy> Flat<'_, A> {
+    #[inline(always)]
+    fn at(self, i: usize) -> A {
+        match self {
+            Flat::Scalar(s) => s,
+            Flat::Slice(v) => v[i],
+        }
+    }
+}
+
 /// The factor an operand's gradient is the result's gradient times.
 enum Local<'a, A> {
     Identity,
@@ -332,6 +373,11 @@ enum Local<'a, A> {
 impl<A: Element> Local<'_, A> {
     /// `grad <- grad * factor`, in place.
     fn transform(&self, grad: &mut ArrayD<A>) {
+        if let Some(g) = grad.as_slice_mut()
+            && self.transform_flat(g)
+        {
+            return;
+        }
         match self {
             Local::Identity => {}
             Local::Negate => grad.mapv_inplace(|g| -g),
@@ -354,6 +400,12 @@ impl<A: Element> Local<'_, A> {
 
     /// `buffer += grad * factor`.
     fn add_into(&self, mut buffer: ArrayViewMutD<'_, A>, grad: &ArrayD<A>) {
+        if let (Some(b), Some(g)) = (buffer.as_slice_mut(), grad.as_slice())
+            && b.len() == g.len()
+            && self.add_into_flat(b, g)
+        {
+            return;
+        }
         match self {
             Local::Identity => buffer += grad,
             Local::Negate => buffer -= grad,
@@ -383,6 +435,67 @@ impl<A: Element> Local<'_, A> {
                 .and_broadcast(v)
                 .for_each(|b, &g, &y, &v| *b -= g * y / v),
         }
+    }
+
+    /// The factor's elements in the order of a standard-layout gradient of
+    /// `len` elements, when it is laid out that way too (or is a scalar).
+    fn flat_factor<'s>(side: &'s Side<'_, A>, len: usize) -> Option<Flat<'s, A>> {
+        match side {
+            Side::Scalar(s) => Some(Flat::Scalar(*s)),
+            Side::Full(v) => v.as_slice().filter(|v| v.len() == len).map(Flat::Slice),
+        }
+    }
+
+    /// [`Local::transform`] over a standard-layout gradient; false when a
+    /// factor is not laid out the same way (the caller then broadcasts).
+    fn transform_flat(&self, grad: &mut [A]) -> bool {
+        let len = grad.len();
+        match self {
+            Local::Identity => {}
+            Local::Negate => grad.iter_mut().for_each(|g| *g = -*g),
+            Local::Times(side) => match Self::flat_factor(side, len) {
+                Some(f) => grad.iter_mut().enumerate().for_each(|(i, g)| *g *= f.at(i)),
+                None => return false,
+            },
+            Local::Over(side) => match Self::flat_factor(side, len) {
+                Some(f) => grad.iter_mut().enumerate().for_each(|(i, g)| *g /= f.at(i)),
+                None => return false,
+            },
+            Local::NegTimesOver(y, side) => match (y.as_slice(), Self::flat_factor(side, len)) {
+                (Some(ys), Some(f)) if ys.len() == len => grad
+                    .iter_mut()
+                    .zip(ys)
+                    .enumerate()
+                    .for_each(|(i, (g, &y))| *g = -(*g * y) / f.at(i)),
+                _ => return false,
+            },
+        }
+        true
+    }
+
+    /// [`Local::add_into`] over standard-layout buffers of equal length;
+    /// false when a factor is not laid out the same way.
+    fn add_into_flat(&self, buffer: &mut [A], grad: &[A]) -> bool {
+        let len = grad.len();
+        match self {
+            Local::Identity => add_each(buffer, grad, |_, g| g),
+            Local::Negate => add_each(buffer, grad, |_, g| -g),
+            Local::Times(side) => match Self::flat_factor(side, len) {
+                Some(f) => add_each(buffer, grad, |i, g| g * f.at(i)),
+                None => return false,
+            },
+            Local::Over(side) => match Self::flat_factor(side, len) {
+                Some(f) => add_each(buffer, grad, |i, g| g / f.at(i)),
+                None => return false,
+            },
+            Local::NegTimesOver(y, side) => match (y.as_slice(), Self::flat_factor(side, len)) {
+                (Some(ys), Some(f)) if ys.len() == len => {
+                    add_each(buffer, grad, |i, g| -(g * ys[i]) / f.at(i))
+                }
+                _ => return false,
+            },
+        }
+        true
     }
 
     /// `sum(grad * factor)`: the gradient of a one-element operand.
@@ -529,17 +642,31 @@ fn add_unary_gradient<A: Element>(
     reference: &ArrayD<A>,
     derivative: impl Fn(A, A) -> A,
 ) {
+    // Standard-layout operands (the usual case) are walked as slices: the
+    // general iterator's set-up dominates on small tensors.
     if input.grad_ref().is_none() {
-        Zip::from(&mut grad)
-            .and(reference)
-            .for_each(|g, &r| *g = derivative(*g, r));
+        match (grad.as_slice_mut(), reference.as_slice()) {
+            (Some(g), Some(r)) if g.len() == r.len() => g
+                .iter_mut()
+                .zip(r)
+                .for_each(|(g, &r)| *g = derivative(*g, r)),
+            _ => Zip::from(&mut grad)
+                .and(reference)
+                .for_each(|g, &r| *g = derivative(*g, r)),
+        }
         input.accumulate(grad);
     } else {
-        input.accumulate_with(|buffer| {
-            Zip::from(buffer)
-                .and(&grad)
-                .and(reference)
-                .for_each(|b, &g, &r| *b += derivative(g, r));
+        input.accumulate_with(|mut buffer| {
+            match (buffer.as_slice_mut(), grad.as_slice(), reference.as_slice()) {
+                (Some(b), Some(g), Some(r)) if b.len() == g.len() && g.len() == r.len() => b
+                    .iter_mut()
+                    .zip(g.iter().zip(r))
+                    .for_each(|(b, (&g, &r))| *b += derivative(g, r)),
+                _ => Zip::from(buffer)
+                    .and(&grad)
+                    .and(reference)
+                    .for_each(|b, &g, &r| *b += derivative(g, r)),
+            }
         });
     }
 }
