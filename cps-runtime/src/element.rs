@@ -27,6 +27,7 @@ pub trait Element:
     + Send
     + Sync
     + sealed::Sealed
+    + crate::ops::kernels::MatVecKernels
     + 'static
 {
     /// Converts an `f64` constant into this type (rounding for `f32`).

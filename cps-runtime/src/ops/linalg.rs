@@ -40,10 +40,9 @@ fn as_matrix<S: RawData>(array: ArrayBase<S, IxDyn>, row: bool, column: bool) ->
         .expect("matmul checked the operands' ranks")
 }
 
-/// `y = alpha·m·v + beta·y`, reading `m` along its contiguous axis: dot
-/// products of rows when rows are contiguous (what ndarray's GEMV does),
-/// scaled additions of columns when columns are (a transposed matrix,
-/// which a dot product would read with a stride).
+/// `y = alpha·m·v + beta·y`. A matrix stored row-major, or the transpose
+/// of one (a gradient's `Wᵀ·g`), runs on the crate's matrix-vector kernels
+/// (see `kernels.rs`); other layouts on ndarray's general product.
 fn mat_vec<A: Element>(
     alpha: A,
     m: ArrayView2<'_, A>,
@@ -51,20 +50,15 @@ fn mat_vec<A: Element>(
     beta: A,
     mut y: ArrayViewMut1<'_, A>,
 ) {
-    let rows_contiguous = m.ncols() <= 1 || m.strides()[1] == 1;
-    let columns_contiguous = m.nrows() <= 1 || m.strides()[0] == 1;
-    if rows_contiguous || !columns_contiguous {
-        general_mat_vec_mul(alpha, &m, &v, beta, &mut y);
-        return;
+    if let (Some(v), Some(y)) = (v.as_slice(), y.as_slice_mut()) {
+        if let Some(rows) = m.as_slice() {
+            return A::mat_vec(alpha, rows, v, beta, y);
+        }
+        if let Some(columns) = m.t().as_slice() {
+            return A::mat_t_vec(alpha, columns, v, beta, y);
+        }
     }
-    if beta.is_zero() {
-        y.fill(A::zero());
-    } else if !beta.is_one() {
-        y *= beta;
-    }
-    for (column, &scale) in m.columns().into_iter().zip(v) {
-        y.scaled_add(alpha * scale, &column);
-    }
+    general_mat_vec_mul(alpha, &m, &v, beta, &mut y);
 }
 
 /// `c = alpha·a·b + beta·c`. Products with a single output row or column

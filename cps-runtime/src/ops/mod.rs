@@ -6,6 +6,7 @@
 
 pub mod activations;
 pub mod elementwise;
+pub(crate) mod kernels;
 pub mod linalg;
 pub mod losses;
 pub mod operand;
