@@ -24,6 +24,7 @@ pub mod __private {
     pub use crate::private::*;
 }
 mod private;
+mod simd;
 
 pub use computation::{BackwardStep, Computation, Detach, Lazy, Pending, lazy};
 pub use element::Element;

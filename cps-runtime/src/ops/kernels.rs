@@ -106,13 +106,6 @@ mod portable {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    /// Whether this processor runs the AVX2/FMA kernels (detected once;
-    /// the standard library caches the answer).
-    #[inline]
-    pub(super) fn available() -> bool {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-
     #[target_feature(enable = "avx2,fma")]
     fn horizontal_sum(v: __m256) -> f32 {
         let halves = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -123,7 +116,7 @@ mod avx2 {
     /// `y = alpha·M·v + beta·y`, four rows at a time.
     ///
     /// # Safety
-    /// The processor must support AVX2 and FMA ([`available`]); `m` must
+    /// The processor must support AVX2 and FMA; `m` must
     /// hold `y.len() * v.len()` elements (checked by the caller).
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn mat_vec(alpha: f32, m: &[f32], v: &[f32], beta: f32, y: &mut [f32]) {
@@ -202,7 +195,7 @@ mod avx2 {
     /// a time, so it is loaded and stored once per four rows.
     ///
     /// # Safety
-    /// The processor must support AVX2 and FMA ([`available`]); `m` must
+    /// The processor must support AVX2 and FMA; `m` must
     /// hold `g.len() * y.len()` elements (checked by the caller).
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn mat_t_vec(alpha: f32, m: &[f32], g: &[f32], beta: f32, y: &mut [f32]) {
@@ -279,7 +272,7 @@ impl MatVecKernels for f32 {
     fn mat_vec(alpha: f32, m: &[f32], v: &[f32], beta: f32, y: &mut [f32]) {
         check_lengths(m.len(), y.len(), v.len());
         #[cfg(target_arch = "x86_64")]
-        if avx2::available() {
+        if crate::simd::avx2_available() {
             // SAFETY: the processor supports AVX2 and FMA; lengths checked.
             return unsafe { avx2::mat_vec(alpha, m, v, beta, y) };
         }
@@ -289,7 +282,7 @@ impl MatVecKernels for f32 {
     fn mat_t_vec(alpha: f32, m: &[f32], g: &[f32], beta: f32, y: &mut [f32]) {
         check_lengths(m.len(), g.len(), y.len());
         #[cfg(target_arch = "x86_64")]
-        if avx2::available() {
+        if crate::simd::avx2_available() {
             // SAFETY: the processor supports AVX2 and FMA; lengths checked.
             return unsafe { avx2::mat_t_vec(alpha, m, g, beta, y) };
         }

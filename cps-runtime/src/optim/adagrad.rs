@@ -6,6 +6,7 @@ use ndarray::{ArrayD, IxDyn, Zip};
 
 use super::{Optimizer, check_non_negative, check_shapes};
 use crate::element::Element;
+use crate::simd::vectorized;
 
 /// Adagrad (Duchi et al., 2011), as `torch.optim.Adagrad`.
 ///
@@ -130,14 +131,23 @@ impl<A: Element> Optimizer<A> for Adagrad<A> {
         let decay = A::from_f64_lossy((state.step - 1) as f64);
         let lr = self.lr / (A::one() + decay * self.lr_decay);
         let (wd, eps) = (self.weight_decay, self.eps);
-        Zip::from(value)
-            .and(&grad)
-            .and(&mut state.sum)
-            .for_each(|p, &g, s| {
-                let g = g + wd * *p;
-                *s += g * g;
-                *p -= lr * g / (s.sqrt() + eps);
-            });
+        let update = |p: &mut A, g: A, s: &mut A| {
+            let g = g + wd * *p;
+            *s += g * g;
+            *p -= lr * g / (s.sqrt() + eps);
+        };
+        match (value.as_slice_mut(), grad.as_slice(), state.sum.as_slice_mut()) {
+            // The common case, a loop the compiler vectorises.
+            (Some(values), Some(grads), Some(sums)) => vectorized(|| {
+                for ((p, &g), s) in values.iter_mut().zip(grads).zip(sums) {
+                    update(p, g, s);
+                }
+            }),
+            _ => Zip::from(value)
+                .and(&grad)
+                .and(&mut state.sum)
+                .for_each(|p, &g, s| update(p, g, s)),
+        }
     }
 
     fn learning_rate(&self) -> A {
