@@ -22,6 +22,17 @@ use cps::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use model::TreeLstm;
 
+/// Prints a line of the report. A reader that went away (`| head`) ends the
+/// run quietly instead of panicking, as command-line tools do.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 fn main() {
     if let Err(message) = run() {
         eprintln!("error: {message}");
@@ -78,7 +89,7 @@ fn run() -> Result<(), String> {
             },
         )
         .map_err(|e| e.to_string())?;
-        println!("word vectors: {report:?}");
+        report!("word vectors: {report:?}");
     }
     if let Some(path) = &options.init {
         model::load_reference_init(&mut model, path)?;
@@ -91,7 +102,7 @@ fn run() -> Result<(), String> {
     let encode = |trees| model::encode(&vocab, trees);
     let (train, dev, test) = (encode(train), encode(dev), encode(test));
     let nodes: usize = train.iter().map(|(t, _)| t.node_count()).sum();
-    println!(
+    report!(
         "{source}: {} training trees ({nodes} nodes), {} dev, {} test; vocabulary {}; embedding {embedding}, hidden {hidden}{}",
         train.len(),
         dev.len(),
@@ -175,7 +186,7 @@ fn run() -> Result<(), String> {
         }
         bar.finish_and_clear();
         let seconds = start.elapsed().as_secs_f64();
-        println!(
+        report!(
             "epoch {epoch}: mean loss {:.4} per tree, {:.1} s, {:.0} trees/s, {:.0} nodes/s, {:.2} GFLOP/s, memory {}",
             total / train.len().max(1) as f64,
             seconds,
@@ -186,7 +197,7 @@ fn run() -> Result<(), String> {
         );
         if !options.no_eval && !dev.is_empty() {
             let (root, all) = model::accuracy(&model, &dev);
-            println!(
+            report!(
                 "         dev: root accuracy {:.1}%, all-node accuracy {:.1}%",
                 100.0 * root,
                 100.0 * all
@@ -198,24 +209,24 @@ fn run() -> Result<(), String> {
     }
     if !options.no_eval && !test.is_empty() {
         let (root, all) = model::accuracy(&model, &test);
-        println!(
+        report!(
             "test: root accuracy {:.1}%, all-node accuracy {:.1}%",
             100.0 * root,
             100.0 * all
         );
     }
     if let Some(peak) = memory("VmHWM:") {
-        println!("peak memory: {peak}");
+        report!("peak memory: {peak}");
     }
     if let Some(path) = &options.save {
         cps::io::save_parameters(&model, path).map_err(|e| e.to_string())?;
-        println!("parameters saved to {}", path.display());
+        report!("parameters saved to {}", path.display());
     }
     if let Some(path) = &options.plot
         && !losses.is_empty()
     {
         plot::loss_curve(&losses, (train.len() / 20).clamp(1, 500), path)?;
-        println!("loss curve: {}", path.display());
+        report!("loss curve: {}", path.display());
     }
     Ok(())
 }

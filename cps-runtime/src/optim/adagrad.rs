@@ -136,7 +136,11 @@ impl<A: Element> Optimizer<A> for Adagrad<A> {
             *s += g * g;
             *p -= lr * g / (s.sqrt() + eps);
         };
-        match (value.as_slice_mut(), grad.as_slice(), state.sum.as_slice_mut()) {
+        match (
+            value.as_slice_mut(),
+            grad.as_slice(),
+            state.sum.as_slice_mut(),
+        ) {
             // The common case, a loop the compiler vectorises.
             (Some(values), Some(grads), Some(sums)) => vectorized(|| {
                 for ((p, &g), s) in values.iter_mut().zip(grads).zip(sums) {
