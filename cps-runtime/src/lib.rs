@@ -15,6 +15,7 @@ pub mod ops;
 pub mod optim;
 pub mod param;
 pub mod parameters;
+pub mod second_core;
 pub mod stack;
 pub mod var;
 
@@ -33,4 +34,5 @@ pub use ops::operand::{IntoOperand, Operand};
 pub use ops::shape::concat;
 pub use param::Param;
 pub use parameters::Parameters;
+pub use second_core::SecondCore;
 pub use var::{Value, Var};

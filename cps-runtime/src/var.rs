@@ -220,7 +220,7 @@ impl<A: Element> Var<A> {
             let mut grad = grad
                 .into_dimensionality::<ndarray::Ix2>()
                 .expect("a matrix");
-            ndarray::linalg::general_mat_mul(A::one(), &us.t(), &vs, A::one(), &mut grad);
+            crate::ops::linalg::gemm(A::one(), us.t(), vs.view(), A::one(), grad.view_mut());
         });
     }
 

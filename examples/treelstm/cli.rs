@@ -28,6 +28,9 @@ pub struct Options {
     /// Train data-parallel on this many threads (gradients of one tree per
     /// thread are summed into one step).
     pub threads: usize,
+    /// Split the large matrix products with a second core (same steps as
+    /// one thread).
+    pub second_core: bool,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
             hidden: None,
             no_eval: false,
             threads: 1,
+            second_core: false,
         }
     }
 }
@@ -70,6 +74,8 @@ usage: treelstm [options]
   --lr X                Adagrad learning rate (default: 0.05)
   --seed N              initialisation seed (default: 7)
   --threads N           data-parallel training over N threads (default: 1)
+  --second-core         share the large matrix products with a second core
+                        (one tree per step, as on one thread)
   --no-eval             skip the dev and test evaluation";
 
 /// Parses the arguments after the program name.
@@ -107,12 +113,18 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
             }
             "--seed" => options.seed = number(&value("--seed")?, "--seed")? as u64,
             "--threads" => options.threads = number(&value("--threads")?, "--threads")?.max(1),
+            "--second-core" => options.second_core = true,
             "--no-eval" => options.no_eval = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown option '{other}'\n{USAGE}")),
         }
     }
     options.epochs = epochs.unwrap_or(if options.data.is_some() { 1 } else { 6 });
+    if options.second_core && options.threads > 1 {
+        return Err(
+            "--second-core and --threads N both use the second core; give one of them".to_string(),
+        );
+    }
     if options.init.is_some() && options.load.is_some() {
         return Err("--init and --load both set the parameters; give one of them".to_string());
     }
@@ -186,5 +198,16 @@ mod tests {
                 .contains("positive")
         );
         assert!(parse_words(&["--init", "a", "--load", "b"]).is_err());
+        assert!(
+            parse_words(&["--second-core", "--threads", "2"])
+                .unwrap_err()
+                .contains("give one of them")
+        );
+    }
+
+    #[test]
+    fn the_second_core_is_opt_in() {
+        assert!(!parse_words(&[]).unwrap().second_core);
+        assert!(parse_words(&["--second-core"]).unwrap().second_core);
     }
 }

@@ -134,6 +134,7 @@ fn run() -> Result<(), String> {
     } else {
         Default::default()
     };
+    let _second_core = options.second_core.then(cps::SecondCore::start);
     for epoch in 1..=options.epochs {
         let bar = ProgressBar::new(train.len() as u64);
         bar.set_style(

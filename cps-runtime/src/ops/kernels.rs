@@ -10,10 +10,13 @@
 //! `target-cpu` flag); `f64` (used for gradient checks) and other
 //! processors run portable code with the same summation order per lane.
 
+use crate::element::Element;
+use crate::second_core;
+
 /// `y = alpha·M·v + beta·y` for a row-major `M` of `y.len()` rows and
 /// `v.len()` columns. `beta = 0` overwrites `y` (even if it holds NaN).
 ///
-/// Implemented for the [`Element`](crate::Element) types, and sealed with
+/// Implemented for the [`Element`] types, and sealed with
 /// them: the trait is public only so that `Element` can require it.
 pub trait MatVecKernels: Sized {
     /// `y = alpha·M·v + beta·y`, `M` row-major with `v.len()` columns.
@@ -297,6 +300,47 @@ impl MatVecKernels for f64 {
 
     fn mat_t_vec(alpha: f64, m: &[f64], g: &[f64], beta: f64, y: &mut [f64]) {
         portable::mat_t_vec(alpha, m, g, beta, y)
+    }
+}
+
+/// `y = alpha·M·v + beta·y` ([`MatVecKernels::mat_vec`]), with the first
+/// half of `M`'s rows on the [second core](crate::SecondCore) when one is
+/// active.
+pub(crate) fn mat_vec<A: Element>(alpha: A, m: &[A], v: &[A], beta: A, y: &mut [A]) {
+    let cols = v.len();
+    match second_core::split_point(y.len(), m.len()) {
+        Some(half) => {
+            let (m_first, m_second) = m.split_at(half * cols);
+            let (y_first, y_second) = y.split_at_mut(half);
+            second_core::join(
+                || A::mat_vec(alpha, m_first, v, beta, y_first),
+                || A::mat_vec(alpha, m_second, v, beta, y_second),
+            )
+        }
+        None => A::mat_vec(alpha, m, v, beta, y),
+    }
+}
+
+/// `y = alpha·Mᵀ·g + beta·y` ([`MatVecKernels::mat_t_vec`]), with the
+/// first half of `M`'s rows on the [second core](crate::SecondCore) when
+/// one is active: each core sums its rows, and the partner's partial sum
+/// is added last.
+pub(crate) fn mat_t_vec<A: Element>(alpha: A, m: &[A], g: &[A], beta: A, y: &mut [A]) {
+    let cols = y.len();
+    match second_core::split_point(g.len(), m.len()) {
+        Some(half) => {
+            let (m_first, m_second) = m.split_at(half * cols);
+            let (g_first, g_second) = g.split_at(half);
+            let mut partial = vec![A::zero(); cols];
+            second_core::join(
+                || A::mat_t_vec(alpha, m_first, g_first, A::zero(), &mut partial),
+                || A::mat_t_vec(alpha, m_second, g_second, beta, y),
+            );
+            for (out, p) in y.iter_mut().zip(partial) {
+                *out += p;
+            }
+        }
+        None => A::mat_t_vec(alpha, m, g, beta, y),
     }
 }
 

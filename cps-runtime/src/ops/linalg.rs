@@ -16,8 +16,10 @@ use ndarray::{
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
+use crate::ops::kernels;
 use crate::ops::reductions::accumulate_view;
 use crate::ops::shape_mismatch;
+use crate::second_core;
 use crate::var::Var;
 
 /// Views a tensor of a matrix product as a matrix: a vector operand on the
@@ -52,10 +54,10 @@ fn mat_vec<A: Element>(
 ) {
     if let (Some(v), Some(y)) = (v.as_slice(), y.as_slice_mut()) {
         if let Some(rows) = m.as_slice() {
-            return A::mat_vec(alpha, rows, v, beta, y);
+            return kernels::mat_vec(alpha, rows, v, beta, y);
         }
         if let Some(columns) = m.t().as_slice() {
-            return A::mat_t_vec(alpha, columns, v, beta, y);
+            return kernels::mat_t_vec(alpha, columns, v, beta, y);
         }
     }
     general_mat_vec_mul(alpha, &m, &v, beta, &mut y);
@@ -65,7 +67,11 @@ fn mat_vec<A: Element>(
 /// (the vector forms, and a batch of one) are matrix-vector products:
 /// a general GEMM would spend more time packing its operands than
 /// multiplying them.
-fn gemm<A: Element>(
+///
+/// With a [second core](crate::SecondCore), a large product splits its
+/// rows: the partner computes the first half of `c`'s rows (from the first
+/// half of `a`'s), the caller the rest.
+pub(crate) fn gemm<A: Element>(
     alpha: A,
     a: ArrayView2<'_, A>,
     b: ArrayView2<'_, A>,
@@ -77,6 +83,13 @@ fn gemm<A: Element>(
         mat_vec(alpha, b.t(), a.row(0), beta, c.row_mut(0));
     } else if c.ncols() == 1 {
         mat_vec(alpha, a, b.column(0), beta, c.column_mut(0));
+    } else if let Some(half) = second_core::split_point(c.nrows(), a.len() + c.len()) {
+        let (a_first, a_second) = a.split_at(Axis(0), half);
+        let (mut c_first, mut c_second) = c.split_at(Axis(0), half);
+        second_core::join(
+            || general_mat_mul(alpha, &a_first, &b, beta, &mut c_first),
+            || general_mat_mul(alpha, &a_second, &b, beta, &mut c_second),
+        );
     } else {
         general_mat_mul(alpha, &a, &b, beta, &mut c);
     }

@@ -6,6 +6,7 @@ use ndarray::{ArrayD, IxDyn, Zip};
 
 use super::{Optimizer, check_non_negative, check_shapes};
 use crate::element::Element;
+use crate::second_core;
 use crate::simd::vectorized;
 
 /// Adagrad (Duchi et al., 2011), as `torch.optim.Adagrad`.
@@ -136,17 +137,33 @@ impl<A: Element> Optimizer<A> for Adagrad<A> {
             *s += g * g;
             *p -= lr * g / (s.sqrt() + eps);
         };
+        // Split like the matrix kernels' rows when on a second core.
+        let rows = value.shape().first().copied().unwrap_or(1).max(1);
         match (
             value.as_slice_mut(),
             grad.as_slice(),
             state.sum.as_slice_mut(),
         ) {
             // The common case, a loop the compiler vectorises.
-            (Some(values), Some(grads), Some(sums)) => vectorized(|| {
-                for ((p, &g), s) in values.iter_mut().zip(grads).zip(sums) {
-                    update(p, g, s);
+            (Some(values), Some(grads), Some(sums)) => {
+                let run = |values: &mut [A], grads: &[A], sums: &mut [A]| {
+                    vectorized(|| {
+                        for ((p, &g), s) in values.iter_mut().zip(grads).zip(sums) {
+                            update(p, g, s);
+                        }
+                    })
+                };
+                match second_core::split_point(rows, values.len()) {
+                    Some(half) => {
+                        let at = half * (values.len() / rows);
+                        let (v0, v1) = values.split_at_mut(at);
+                        let (g0, g1) = grads.split_at(at);
+                        let (s0, s1) = sums.split_at_mut(at);
+                        second_core::join(|| run(v0, g0, s0), || run(v1, g1, s1));
+                    }
+                    None => run(values, grads, sums),
                 }
-            }),
+            }
             _ => Zip::from(value)
                 .and(&grad)
                 .and(&mut state.sum)
