@@ -169,26 +169,26 @@ impl<A: Element> Var<A> {
         self.node.grad.borrow()
     }
 
-    /// Adds `outer(u, v)` (a matrix of shape `[u.len(), v.len()]`) into
-    /// this matrix's gradient, later: updates are collected and added as
-    /// one matrix product `U^T V` when the gradient is next read, which
-    /// turns a memory-bound rank-one update per use into a compute-bound
-    /// product per computation. Only parameters defer; other values add at
-    /// once (their gradient is read as soon as their continuation returns).
+    /// Adds `uᵀ·v` into this matrix's gradient, later: `u` is one row
+    /// (a vector of the matrix's row count) or a block of rows, `v` as many
+    /// rows of the matrix's column count; a single row pair is the outer
+    /// product `u ⊗ v`. Updates are collected and added as one matrix
+    /// product when the gradient is next read, which turns a memory-bound
+    /// update per use into a compute-bound product per computation. Only
+    /// parameters defer; other values add at once (their gradient is read
+    /// as soon as their continuation returns).
     pub(crate) fn defer_outer(&self, u: ArrayD<A>, v: Var<A>) {
         if !self.requires_grad() {
             return;
         }
         if self.node.role != Role::Param {
-            let v = v
-                .array()
-                .view()
-                .into_shape_with_order(v.len())
-                .expect("a vector");
-            self.accumulate_with(|mut grad| {
-                for (mut row, &scale) in grad.outer_iter_mut().zip(u.iter()) {
-                    row.scaled_add(scale, &v);
-                }
+            let (u, v_value) = (as_rows(u.view()), v.array().view());
+            let v_rows = as_rows(v_value);
+            self.accumulate_with(|grad| {
+                let grad = grad
+                    .into_dimensionality::<ndarray::Ix2>()
+                    .expect("a matrix");
+                crate::ops::linalg::gemm(A::one(), u.t(), v_rows, A::one(), grad);
             });
             return;
         }
@@ -196,31 +196,30 @@ impl<A: Element> Var<A> {
         self.node.deferred.borrow_mut().push((u, v));
     }
 
-    /// Adds the deferred rank-one updates into the gradient.
+    /// Adds the deferred updates into the gradient.
     pub(crate) fn flush_deferred(&self) {
         let pending = std::mem::take(&mut *self.node.deferred.borrow_mut());
         let Some((first_u, first_v)) = pending.first() else {
             return;
         };
-        let (rows, columns) = (first_u.len(), first_v.len());
-        let count = pending.len();
+        let columns = |a: &ArrayD<A>| a.shape().last().copied().unwrap_or(1);
+        let (rows, cols) = (columns(first_u), columns(first_v.array()));
+        let count: usize = pending.iter().map(|(u, _)| u.len() / rows.max(1)).sum();
         let mut us = ndarray::Array2::<A>::zeros((count, rows));
-        let mut vs = ndarray::Array2::<A>::zeros((count, columns));
-        for (k, (u, v)) in pending.iter().enumerate() {
-            us.row_mut(k)
-                .assign(&u.view().into_shape_with_order(rows).expect("a vector"));
-            vs.row_mut(k).assign(
-                &v.array()
-                    .view()
-                    .into_shape_with_order(columns)
-                    .expect("a vector"),
-            );
+        let mut vs = ndarray::Array2::<A>::zeros((count, cols));
+        let mut at = 0;
+        for (u, v) in &pending {
+            let (u, v) = (as_rows(u.view()), as_rows(v.array().view()));
+            let n = u.nrows();
+            us.slice_mut(ndarray::s![at..at + n, ..]).assign(&u);
+            vs.slice_mut(ndarray::s![at..at + n, ..]).assign(&v);
+            at += n;
         }
         self.accumulate_with(|grad| {
-            let mut grad = grad
+            let grad = grad
                 .into_dimensionality::<ndarray::Ix2>()
                 .expect("a matrix");
-            crate::ops::linalg::gemm(A::one(), us.t(), vs.view(), A::one(), grad.view_mut());
+            crate::ops::linalg::gemm(A::one(), us.t(), vs.view(), A::one(), grad);
         });
     }
 
@@ -361,4 +360,14 @@ impl<A: Element> fmt::Display for Value<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.node.value, f)
     }
+}
+
+/// A vector as a one-row matrix, a matrix as itself.
+fn as_rows<A>(a: ndarray::ArrayViewD<'_, A>) -> ndarray::ArrayView2<'_, A> {
+    let a = if a.ndim() == 1 {
+        a.insert_axis(ndarray::Axis(0))
+    } else {
+        a
+    };
+    a.into_dimensionality().expect("a vector or a matrix")
 }

@@ -219,6 +219,36 @@ proptest! {
         prop_assert!(data.grad().is_none());
     }
 
+    /// `x·wᵀ` for one example (a vector) and for a batch, against
+    /// ndarray; the weight's gradient is a deferred one for a parameter,
+    /// an immediate one for a computed value (`w·1`, a scaled copy).
+    #[test]
+    fn linear_for_one_example_and_a_batch(
+        (x, w, batch) in (product_dims(), any::<bool>()).prop_flat_map(|((n, k, m), batch)| {
+            let x = if batch { vec![n, k] } else { vec![k] };
+            (values(x), values(vec![m, k]), Just(batch))
+        })
+    ) {
+        let w2 = w.view().into_dimensionality::<Ix2>().unwrap();
+        let expected = if batch {
+            x.view().into_dimensionality::<Ix2>().unwrap().dot(&w2.t()).into_dyn()
+        } else {
+            w2.dot(&x.view().into_dimensionality::<ndarray::Ix1>().unwrap()).into_dyn()
+        };
+        let weights = weights_like(expected.shape(), 9);
+        let mut model = (Param::new(x), Param::new(w));
+        let op = |(x, w): &(Param<f64>, Param<f64>), k: &mut dyn FnMut(Var<f64>)| x.linear(w).bind(k);
+        assert_close(&forward(&model, op), &expected);
+        let report = gradcheck(&mut model, |m| weighted_loss(m, &weights, op));
+        prop_assert!(report.passes(TOLERANCE), "{}", report);
+        // Through a computed weight (not deferred).
+        let through_copy = |(x, w): &(Param<f64>, Param<f64>), k: &mut dyn FnMut(Var<f64>)| {
+            (w * 2.0).bind(|w2| x.linear(&w2).bind(&mut *k))
+        };
+        let report = gradcheck(&mut model, |m| weighted_loss(m, &weights, through_copy));
+        prop_assert!(report.passes(TOLERANCE), "{}", report);
+    }
+
     #[test]
     fn transpose_of_a_matrix(x in tensor(2..=2)) {
         let expected = x.t().to_owned();
@@ -590,6 +620,22 @@ fn matmul_vector_vector_mismatch() {
 )]
 fn matmul_of_a_3d_tensor() {
     let _ = Var::constant(ArrayD::<f64>::zeros(IxDyn(&[2, 3, 4]))).matmul(&m(4, 5));
+}
+
+#[test]
+#[should_panic(
+    expected = "linear: shape mismatch between [2, 3] and [5, 4]: the input has 3 features but the weight has 4 columns"
+)]
+fn linear_with_mismatched_features() {
+    let _ = m(2, 3).linear(&m(5, 4));
+}
+
+#[test]
+#[should_panic(
+    expected = "linear: shape mismatch between [3] and [3]: the input must be a vector or a matrix and the weight a matrix"
+)]
+fn linear_with_a_vector_weight() {
+    let _ = v(3).linear(&v(3));
 }
 
 #[test]

@@ -216,6 +216,85 @@ impl<A: Element> Var<A> {
         )
     }
 
+    /// `self · weightᵀ`: a linear layer without bias (PyTorch's
+    /// `F.linear`), for inputs that are one example (a vector of `k`) or a
+    /// batch of examples (`n × k`, one per row) and a weight of shape
+    /// `m × k`. The result is `m` or `n × m`.
+    ///
+    /// Same as `self.matmul(&weight.t())`, but the weight is read in place
+    /// rather than transposed into a copy, and when the weight is a
+    /// [`Param`](crate::Param) its gradient `gradᵀ · self` is collected
+    /// and added as one matrix product when read, as for
+    /// [`matmul`](Var::matmul) with a vector.
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let w = Var::constant(array![[1.0f64, 2.0], [3.0, 4.0], [5.0, 6.0]]);
+    /// let batch = Var::constant(array![[1.0f64, 0.0], [0.0, 1.0]]);
+    /// assert_eq!(batch.linear(&w).array(), &array![[1.0, 3.0, 5.0], [2.0, 4.0, 6.0]].into_dyn());
+    /// ```
+    ///
+    /// # Panics
+    /// When `weight` is not a matrix, `self` not a vector or a matrix, or
+    /// their last dimensions differ; the message names both shapes.
+    #[track_caller]
+    pub fn linear(&self, weight: &Var<A>) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        let (input_shape, weight_shape) = (self.shape(), weight.shape());
+        if weight_shape.len() != 2 || !(1..=2).contains(&input_shape.len()) {
+            shape_mismatch(
+                "linear",
+                input_shape,
+                weight_shape,
+                "the input must be a vector or a matrix and the weight a matrix",
+            );
+        }
+        let (inner, weight_inner) = (input_shape[input_shape.len() - 1], weight_shape[1]);
+        if inner != weight_inner {
+            shape_mismatch(
+                "linear",
+                input_shape,
+                weight_shape,
+                &format!(
+                    "the input has {inner} features but the weight has {weight_inner} columns"
+                ),
+            );
+        }
+        let vector = input_shape.len() == 1;
+        let x = as_matrix(self.array().view(), vector, false);
+        let w = as_matrix(weight.array().view(), false, false);
+        let mut y = Array2::zeros((x.nrows(), w.nrows()));
+        gemm(A::one(), x, w.t(), A::zero(), y.view_mut());
+        let value = if vector {
+            y.remove_axis(Axis(0)).into_dyn()
+        } else {
+            y.into_dyn()
+        };
+
+        let (input, weight) = (self.clone(), weight.clone());
+        Pending::new(
+            "linear",
+            value,
+            self.requires_grad() || weight.requires_grad(),
+            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+                let g = as_matrix(grad.view(), vector, false);
+                let w = as_matrix(weight.array().view(), false, false);
+                input.accumulate_with(|gx| {
+                    gemm(
+                        A::one(),
+                        g.view(),
+                        w,
+                        A::one(),
+                        as_matrix(gx, vector, false),
+                    )
+                });
+                // The weight's gradient gᵀ·x, deferred for parameters.
+                weight.defer_outer(grad, input);
+            },
+        )
+    }
+
     /// The transpose of a matrix (a vector is returned unchanged, as a
     /// row and a column vector are the same 1-D tensor).
     ///
