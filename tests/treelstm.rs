@@ -2,6 +2,8 @@
 //! synthetic treebank, and from the same start on the same trees it
 //! computes the same per-tree losses as the PyTorch reference.
 
+#[path = "../examples/treelstm/levels.rs"]
+mod levels;
 #[path = "../examples/treelstm/model.rs"]
 #[allow(dead_code)]
 mod model;
@@ -29,6 +31,57 @@ fn train_epoch(
             loss
         })
         .collect()
+}
+
+/// The level-by-level model computes the per-node model's losses and
+/// gradients (to f32 rounding) on trees of many shapes.
+#[test]
+fn level_by_level_gives_the_node_by_node_losses_and_gradients() {
+    let bank = generate(&SyntheticConfig {
+        seed: 5,
+        train: 60,
+        dev: 0,
+        test: 0,
+        max_depth: 8,
+    });
+    let vocab = Vocab::from_trees(&bank.train);
+    let trees = model::encode(&vocab, bank.train);
+    let model = TreeLstm::new(vocab.len(), 24, 32, 0.3, 4);
+    let grads = |model: &TreeLstm| {
+        let mut all = Vec::new();
+        model.visit(&mut |name, p| all.push((name.to_string(), p.take_grad())));
+        all
+    };
+    for (tree, words) in &trees {
+        let by_node = model::tree_loss(&model, tree, words).backward();
+        let node_grads = grads(&model);
+        let plan = levels::LevelPlan::new(tree);
+        let by_level = levels::tree_loss_by_level(&model, &plan, words).backward();
+        let level_grads = grads(&model);
+        assert!(
+            (by_node - by_level).abs() <= 1e-5 * by_node.abs(),
+            "loss {by_node} by node, {by_level} by level"
+        );
+        for ((name, a), (_, b)) in node_grads.iter().zip(&level_grads) {
+            let (Some(a), Some(b)) = (a, b) else {
+                assert_eq!(
+                    a.is_some(),
+                    b.is_some(),
+                    "{name}: a gradient on one side only"
+                );
+                continue;
+            };
+            let scale = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let worst = a
+                .iter()
+                .zip(b)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                worst <= 1e-4 * scale,
+                "{name}: differs by {worst} (scale {scale})"
+            );
+        }
+    }
 }
 
 #[test]

@@ -31,6 +31,17 @@ pub struct Options {
     /// Split the large matrix products with a second core (same steps as
     /// one thread).
     pub second_core: bool,
+    /// Node by node (the recursive model) or level by level.
+    pub mode: Mode,
+}
+
+/// How a tree is computed: both give the same losses and gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// One node at a time, by recursion over the tree (`model.rs`).
+    Node,
+    /// All nodes of one height at a time (`levels.rs`).
+    Level,
 }
 
 impl Default for Options {
@@ -53,6 +64,7 @@ impl Default for Options {
             no_eval: false,
             threads: 1,
             second_core: false,
+            mode: Mode::Node,
         }
     }
 }
@@ -74,6 +86,8 @@ usage: treelstm [options]
   --lr X                Adagrad learning rate (default: 0.05)
   --seed N              initialisation seed (default: 7)
   --threads N           data-parallel training over N threads (default: 1)
+  --mode node|level     node by node, by recursion (default), or all nodes of a
+                        height at once; same losses
   --second-core         share the large matrix products with a second core
                         (one tree per step, as on one thread)
   --no-eval             skip the dev and test evaluation";
@@ -114,6 +128,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
             "--seed" => options.seed = number(&value("--seed")?, "--seed")? as u64,
             "--threads" => options.threads = number(&value("--threads")?, "--threads")?.max(1),
             "--second-core" => options.second_core = true,
+            "--mode" => {
+                options.mode = match value("--mode")?.as_str() {
+                    "node" => Mode::Node,
+                    "level" => Mode::Level,
+                    other => {
+                        return Err(format!("--mode expects 'node' or 'level', got '{other}'"));
+                    }
+                }
+            }
             "--no-eval" => options.no_eval = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown option '{other}'\n{USAGE}")),
@@ -124,6 +147,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
         return Err(
             "--second-core and --threads N both use the second core; give one of them".to_string(),
         );
+    }
+    if options.mode == Mode::Level && options.threads > 1 {
+        return Err("--threads N trains node by node; drop --mode level or --threads".to_string());
     }
     if options.init.is_some() && options.load.is_some() {
         return Err("--init and --load both set the parameters; give one of them".to_string());
@@ -203,6 +229,17 @@ mod tests {
                 .unwrap_err()
                 .contains("give one of them")
         );
+    }
+
+    #[test]
+    fn the_mode_is_node_or_level() {
+        assert_eq!(parse_words(&[]).unwrap().mode, Mode::Node);
+        assert_eq!(parse_words(&["--mode", "level"]).unwrap().mode, Mode::Level);
+        assert_eq!(
+            parse_words(&["--mode", "tree"]).unwrap_err(),
+            "--mode expects 'node' or 'level', got 'tree'"
+        );
+        assert!(parse_words(&["--mode", "level", "--threads", "2"]).is_err());
     }
 
     #[test]

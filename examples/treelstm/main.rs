@@ -8,6 +8,7 @@
 //! ```
 
 mod cli;
+mod levels;
 mod model;
 mod parallel;
 mod plot;
@@ -16,6 +17,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::time::Instant;
 
+use cli::Mode;
 use cps::data::synthetic::{SyntheticConfig, generate};
 use cps::data::{GloveOptions, Vocab, load_glove, read_treebank};
 use cps::prelude::*;
@@ -134,6 +136,13 @@ fn run() -> Result<(), String> {
     } else {
         Default::default()
     };
+    let plans: Vec<levels::LevelPlan> = match options.mode {
+        Mode::Node => Vec::new(),
+        Mode::Level => train
+            .iter()
+            .map(|(tree, _)| levels::LevelPlan::new(tree))
+            .collect(),
+    };
     let _second_core = options.second_core.then(cps::SecondCore::start);
     for epoch in 1..=options.epochs {
         let bar = ProgressBar::new(train.len() as u64);
@@ -177,8 +186,12 @@ fn run() -> Result<(), String> {
                 &mut record,
             );
         } else {
-            for (tree, words) in &train {
-                record(model::tree_loss(&model, tree, words).backward());
+            for (k, (tree, words)) in train.iter().enumerate() {
+                let loss = match options.mode {
+                    Mode::Node => model::tree_loss(&model, tree, words).backward(),
+                    Mode::Level => levels::tree_loss_by_level(&model, &plans[k], words).backward(),
+                };
+                record(loss);
                 optimizer.step(&mut model);
             }
         }

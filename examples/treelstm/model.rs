@@ -154,7 +154,7 @@ fn logits(m: &TreeLstm, h: &Var) -> Var {
 
 /// The bias of the internal gates, `[b_i; b_f; b_f; b_o; b_u]`.
 #[differentiable]
-fn internal_bias(m: &TreeLstm) -> Var {
+pub fn internal_bias(m: &TreeLstm) -> Var {
     concat(
         &[
             m.b_i.var(),

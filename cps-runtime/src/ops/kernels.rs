@@ -10,6 +10,8 @@
 //! `target-cpu` flag); `f64` (used for gradient checks) and other
 //! processors run portable code with the same summation order per lane.
 
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
+
 use crate::element::Element;
 use crate::second_core;
 
@@ -344,6 +346,117 @@ pub(crate) fn mat_t_vec<A: Element>(alpha: A, m: &[A], g: &[A], beta: A, y: &mut
     }
 }
 
+/// Rows of `M` per block in [`mat_vecs`] and [`mat_t_vecs`]: a block of
+/// about 16 KB stays in the L1 cache while every input passes over it.
+fn block_rows(cols: usize) -> usize {
+    (4096 / cols.max(1)).max(4) / 4 * 4
+}
+
+/// `Y = alpha·X·Mᵀ + beta·Y` for a few inputs (the rows of `X`, `k × c`)
+/// and a row-major `M` (`rows × c`): the product of a small batch with a
+/// weight matrix. `M` is read from memory once, block by block, and each
+/// block serves every input while it is in L1, so a batch of `k` costs
+/// little more than one matrix-vector product. `X` and `Y` need
+/// contiguous rows.
+pub(crate) fn mat_vecs<A: Element>(
+    alpha: A,
+    m: &[A],
+    xs: ArrayView2<'_, A>,
+    beta: A,
+    ys: ArrayViewMut2<'_, A>,
+) {
+    let cols = xs.ncols();
+    match second_core::split_point(ys.ncols(), m.len()) {
+        Some(half) => {
+            let (m_first, m_second) = m.split_at(half * cols);
+            let (y_first, y_second) = ys.split_at(Axis(1), half);
+            second_core::join(
+                || blocked_mat_vecs(alpha, m_first, xs, beta, y_first),
+                || blocked_mat_vecs(alpha, m_second, xs, beta, y_second),
+            )
+        }
+        None => blocked_mat_vecs(alpha, m, xs, beta, ys),
+    }
+}
+
+fn blocked_mat_vecs<A: Element>(
+    alpha: A,
+    m: &[A],
+    xs: ArrayView2<'_, A>,
+    beta: A,
+    mut ys: ArrayViewMut2<'_, A>,
+) {
+    let cols = xs.ncols();
+    if cols == 0 {
+        ys.map_inplace(|y| *y = if beta.is_zero() { A::zero() } else { beta * *y });
+        return;
+    }
+    let block = block_rows(cols);
+    for (b, m_block) in m.chunks(block * cols).enumerate() {
+        let (first, count) = (b * block, m_block.len() / cols);
+        for (x, mut y) in xs.rows().into_iter().zip(ys.rows_mut()) {
+            let x = x.to_slice().expect("inputs with contiguous rows");
+            let y = y
+                .slice_mut(s![first..first + count])
+                .into_slice()
+                .expect("outputs with contiguous rows");
+            A::mat_vec(alpha, m_block, x, beta, y);
+        }
+    }
+}
+
+/// `DX = alpha·G·M + beta·DX` for a few rows of `G` (`k × rows`) and a
+/// row-major `M` (`rows × c`): a small batch's gradient through a weight
+/// matrix, reading `M` once as [`mat_vecs`] does. With a second core,
+/// each core sums its half of `M`'s rows and the partner's partial sums
+/// are added last.
+pub(crate) fn mat_t_vecs<A: Element>(
+    alpha: A,
+    m: &[A],
+    gs: ArrayView2<'_, A>,
+    beta: A,
+    mut dxs: ArrayViewMut2<'_, A>,
+) {
+    let cols = dxs.ncols();
+    match second_core::split_point(gs.ncols(), m.len()) {
+        Some(half) => {
+            let (m_first, m_second) = m.split_at(half * cols);
+            let (g_first, g_second) = gs.split_at(Axis(1), half);
+            let mut partial = Array2::zeros(dxs.raw_dim());
+            second_core::join(
+                || blocked_mat_t_vecs(alpha, m_first, g_first, A::zero(), partial.view_mut()),
+                || blocked_mat_t_vecs(alpha, m_second, g_second, beta, dxs.view_mut()),
+            );
+            dxs += &partial;
+        }
+        None => blocked_mat_t_vecs(alpha, m, gs, beta, dxs),
+    }
+}
+
+fn blocked_mat_t_vecs<A: Element>(
+    alpha: A,
+    m: &[A],
+    gs: ArrayView2<'_, A>,
+    beta: A,
+    mut dxs: ArrayViewMut2<'_, A>,
+) {
+    let cols = dxs.ncols();
+    dxs.map_inplace(|d| *d = if beta.is_zero() { A::zero() } else { beta * *d });
+    if cols == 0 {
+        return;
+    }
+    let block = block_rows(cols);
+    for (b, m_block) in m.chunks(block * cols).enumerate() {
+        let (first, count) = (b * block, m_block.len() / cols);
+        for (g, mut dx) in gs.rows().into_iter().zip(dxs.rows_mut()) {
+            let g = g.slice(s![first..first + count]);
+            let g = g.to_slice().expect("gradients with contiguous rows");
+            let dx = dx.as_slice_mut().expect("outputs with contiguous rows");
+            A::mat_t_vec(alpha, m_block, g, A::one(), dx);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,6 +510,37 @@ mod tests {
                         "mat_t_vec {rows}x{cols} [{k}]"
                     );
                 }
+            }
+        }
+    }
+
+    /// The blocked few-rows kernels against the definition, over block
+    /// remainders, alone and with the second core splitting the matrix.
+    #[test]
+    fn few_rows_kernels_match_the_definition() {
+        use ndarray::Array2;
+        for with_second_core in [false, true] {
+            let _core = with_second_core.then(crate::SecondCore::start);
+            for (k, rows, cols) in [(1, 5, 3), (3, 37, 300), (8, 150, 61), (2, 751, 300)] {
+                let m = values(rows * cols, 1);
+                let m2 = Array2::from_shape_vec((rows, cols), m.clone()).unwrap();
+                let xs = Array2::from_shape_vec((k, cols), values(k * cols, 2)).unwrap();
+                let gs = Array2::from_shape_vec((k, rows), values(k * rows, 3)).unwrap();
+                let (alpha, beta) = (0.5f32, 2.0f32);
+
+                let y0 = Array2::from_shape_vec((k, rows), values(k * rows, 4)).unwrap();
+                let mut ys = y0.clone();
+                mat_vecs(alpha, &m, xs.view(), beta, ys.view_mut());
+                let want = xs.dot(&m2.t()) * alpha + &y0 * beta;
+                let worst = (&ys - &want).iter().fold(0.0f32, |w, d| w.max(d.abs()));
+                assert!(worst < 1e-3, "mat_vecs {k}x{rows}x{cols}: {worst}");
+
+                let d0 = Array2::from_shape_vec((k, cols), values(k * cols, 5)).unwrap();
+                let mut ds = d0.clone();
+                mat_t_vecs(alpha, &m, gs.view(), beta, ds.view_mut());
+                let want = gs.dot(&m2) * alpha + &d0 * beta;
+                let worst = (&ds - &want).iter().fold(0.0f32, |w, d| w.max(d.abs()));
+                assert!(worst < 1e-3, "mat_t_vecs {k}x{rows}x{cols}: {worst}");
             }
         }
     }

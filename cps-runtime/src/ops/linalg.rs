@@ -83,6 +83,11 @@ pub(crate) fn gemm<A: Element>(
         mat_vec(alpha, b.t(), a.row(0), beta, c.row_mut(0));
     } else if c.ncols() == 1 {
         mat_vec(alpha, a, b.column(0), beta, c.column_mut(0));
+    } else if let Some(kernel) = few_rows_kernel(&a, &b, &c) {
+        match kernel {
+            FewRows::TimesTransposed(m) => kernels::mat_vecs(alpha, m, a, beta, c),
+            FewRows::Times(m) => kernels::mat_t_vecs(alpha, m, a, beta, c),
+        }
     } else if let Some(half) = second_core::split_point(c.nrows(), a.len() + c.len()) {
         let (a_first, a_second) = a.split_at(Axis(0), half);
         let (mut c_first, mut c_second) = c.split_at(Axis(0), half);
@@ -93,6 +98,40 @@ pub(crate) fn gemm<A: Element>(
     } else {
         general_mat_mul(alpha, &a, &b, beta, &mut c);
     }
+}
+
+/// Products with at most this many output rows (a small batch through a
+/// weight matrix) run on the blocked matrix-vector kernels, which read the
+/// matrix once; a general GEMM would copy ("pack") the whole matrix first.
+const FEW_ROWS: usize = 8;
+
+/// How a product of a few rows with a row-major matrix `M` is computed.
+enum FewRows<'m, A> {
+    /// `c = a·Mᵀ`: `b` is the transpose of `M`.
+    TimesTransposed(&'m [A]),
+    /// `c = a·M`.
+    Times(&'m [A]),
+}
+
+/// The kernel for `c = a·b` when `c` has at most [`FEW_ROWS`] rows, `a`
+/// and `c` have contiguous rows and `b` is a row-major matrix or the
+/// transpose of one.
+fn few_rows_kernel<'m, A: Element>(
+    a: &ArrayView2<'_, A>,
+    b: &ArrayView2<'m, A>,
+    c: &ArrayViewMut2<'_, A>,
+) -> Option<FewRows<'m, A>> {
+    let rows_contiguous = |strides: &[isize], ncols: usize| ncols <= 1 || strides[1] == 1;
+    if c.nrows() > FEW_ROWS
+        || !rows_contiguous(a.strides(), a.ncols())
+        || !rows_contiguous(c.strides(), c.ncols())
+    {
+        return None;
+    }
+    if let Some(m) = b.clone().reversed_axes().to_slice() {
+        return Some(FewRows::TimesTransposed(m));
+    }
+    b.to_slice().map(FewRows::Times)
 }
 
 /// Panics with a message saying which dimensions of a matrix product

@@ -1,0 +1,112 @@
+//! The same Tree-LSTM, computed level by level: all leaves of a tree in
+//! one matrix product, then all internal nodes of each height in one
+//! product (what the PyTorch reference calls `--mode level`). The
+//! arithmetic is the per-node model's (`model.rs`), so the per-tree losses
+//! agree to rounding; what changes is that `U_int` is read once per level
+//! instead of once per node.
+//!
+//! It is plain Rust too: a loop over the levels, with the nodes' states
+//! kept as the rows of two growing matrices.
+
+use cps::data::{Node, Tree};
+use cps::prelude::*;
+
+use crate::model::{TreeLstm, internal_bias};
+
+/// The internal nodes of one height: the rows of their children's states.
+pub struct Level {
+    pub left: Vec<usize>,
+    pub right: Vec<usize>,
+}
+
+/// A tree's nodes ordered for level-by-level computation. Every node has
+/// a *slot*, its row in the state matrices: leaves take slots `0..leaves`
+/// in word order, then internal nodes level by level, lowest first.
+pub struct LevelPlan {
+    pub levels: Vec<Level>,
+    /// Each slot's sentiment label.
+    pub labels: Vec<usize>,
+}
+
+impl LevelPlan {
+    pub fn new(tree: &Tree) -> LevelPlan {
+        let heights = tree.heights();
+        let height = heights.iter().copied().max().unwrap_or(0);
+        let mut slot = vec![0usize; tree.node_count()];
+        let mut labels = vec![0usize; tree.node_count()];
+        let mut levels: Vec<Level> = (0..height)
+            .map(|_| Level {
+                left: Vec::new(),
+                right: Vec::new(),
+            })
+            .collect();
+        for (i, node) in tree.nodes().iter().enumerate() {
+            if let Node::Leaf { leaf, label } = *node {
+                slot[i] = leaf;
+                labels[leaf] = usize::from(label);
+            }
+        }
+        let mut next = tree.leaf_count();
+        for h in 1..=height {
+            for (i, node) in tree.nodes().iter().enumerate() {
+                if heights[i] != h {
+                    continue;
+                }
+                if let Node::Internal { left, right, label } = *node {
+                    let level = &mut levels[h - 1];
+                    level.left.push(slot[left]);
+                    level.right.push(slot[right]);
+                    slot[i] = next;
+                    labels[next] = usize::from(label);
+                    next += 1;
+                }
+            }
+        }
+        LevelPlan { levels, labels }
+    }
+}
+
+/// The leaves' states `(h, c)`, one row per leaf.
+#[differentiable]
+fn leaf_cells(m: &TreeLstm, words: &[usize]) -> (Var, Var) {
+    let n = m.hidden();
+    let gates = m.emb.rows(words).linear(&m.w_leaf) + &m.b_leaf;
+    let i = gates.slice(1, 0, n).sigmoid();
+    let o = gates.slice(1, n, 2 * n).sigmoid();
+    let u = gates.slice(1, 2 * n, 3 * n).tanh();
+    let c = i * u;
+    let h = o * c.tanh();
+    (h, c)
+}
+
+/// The states of one level's nodes from their children's rows.
+#[differentiable]
+fn level_cells(m: &TreeLstm, bias: &Var, hs: &Var, cs: &Var, level: &Level) -> (Var, Var) {
+    let n = m.hidden();
+    let children = concat(&[&hs.rows(&level.left), &hs.rows(&level.right)], 1);
+    let gates = children.linear(&m.u_int) + bias;
+    let sigmoids = gates.slice(1, 0, 4 * n).sigmoid();
+    let u = gates.slice(1, 4 * n, 5 * n).tanh();
+    let i = sigmoids.slice(1, 0, n);
+    let f_l = sigmoids.slice(1, n, 2 * n);
+    let f_r = sigmoids.slice(1, 2 * n, 3 * n);
+    let o = sigmoids.slice(1, 3 * n, 4 * n);
+    let c = i * u + f_l * cs.rows(&level.left) + f_r * cs.rows(&level.right);
+    let h = o * c.tanh();
+    (h, c)
+}
+
+/// The summed cross-entropy of every node's sentiment, as
+/// [`tree_loss`](crate::model::tree_loss) computes it node by node.
+#[differentiable]
+pub fn tree_loss_by_level(m: &TreeLstm, plan: &LevelPlan, words: &[usize]) -> Var {
+    let (mut hs, mut cs) = leaf_cells(m, words);
+    let bias = internal_bias(m);
+    for level in &plan.levels {
+        let (h, c) = level_cells(m, &bias, &hs, &cs, level);
+        hs = concat(&[&hs, &h], 0);
+        cs = concat(&[&cs, &c], 0);
+    }
+    let logits = hs.linear(&m.why) + &m.by;
+    logits.cross_entropy(&plan.labels)
+}
