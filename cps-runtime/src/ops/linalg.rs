@@ -128,7 +128,7 @@ fn few_rows_kernel<'m, A: Element>(
     {
         return None;
     }
-    if let Some(m) = b.clone().reversed_axes().to_slice() {
+    if let Some(m) = (*b).reversed_axes().to_slice() {
         return Some(FewRows::TimesTransposed(m));
     }
     b.to_slice().map(FewRows::Times)
