@@ -28,6 +28,7 @@ pub trait Element:
     + Sync
     + sealed::Sealed
     + crate::ops::kernels::MatVecKernels
+    + crate::ops::vector_math::VectorMath
     + 'static
 {
     /// Converts an `f64` constant into this type (rounding for `f32`).

@@ -53,6 +53,7 @@ use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
 use crate::ops::operand::{IntoOperand, Operand};
 use crate::ops::shape_mismatch;
+use crate::ops::vector_math::map_with;
 use crate::param::Param;
 use crate::var::Var;
 
@@ -690,7 +691,7 @@ impl<A: Element> Var<A> {
         let x = self.clone();
         Pending::new(
             "tanh",
-            self.array().mapv(A::tanh),
+            map_with(self.array(), A::tanh_in_place, A::tanh),
             self.requires_grad(),
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 // d tanh(x) = 1 - tanh(x)^2
@@ -732,7 +733,7 @@ impl<A: Element> Var<A> {
         let x = self.clone();
         Pending::new(
             "sigmoid",
-            self.array().mapv(sigmoid),
+            map_with(self.array(), A::sigmoid_in_place, sigmoid),
             self.requires_grad(),
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 add_unary_gradient(&x, grad, y, |g, y| g * y * (A::one() - y));

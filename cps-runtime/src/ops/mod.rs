@@ -12,6 +12,7 @@ pub mod losses;
 pub mod operand;
 pub mod reductions;
 pub mod shape;
+pub(crate) mod vector_math;
 
 /// Panics with a message naming the operation and both shapes.
 #[track_caller]
