@@ -94,7 +94,7 @@ fn exp(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 5e-1;
     let mantissa = p * r2 + r + 1.0;
     // 2^n through the exponent bits: n is in [-150, 128], so it is split
     // in two factors that are normal numbers (the product may round to a
@@ -125,10 +125,10 @@ fn tanh(x: f32) -> f32 {
     let a = x.abs();
     let small = {
         let z = a * a;
-        let p = (((-5.704_988_7e-3 * z + 2.063_908_9e-2) * z - 5.373_971_6e-2) * z
+        let p = (((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z
             + 1.333_144_2e-1)
             * z
-            - 3.333_328_2e-1;
+            - 3.333_328e-1;
         a + a * z * p
     };
     let large = 1.0 - 2.0 / (exp(2.0 * a) + 1.0);
