@@ -2,16 +2,27 @@
 # Runs the project's benchmarks beside the PyTorch reference, on the same
 # machine, data and thread count, in one run, and prints the ratios.
 #
-#   bench/compare.sh [SST_DIR] [--quick]
+#   bench/compare.sh [SST_DIR] [--quick] [--best-of N]
 #
 # SST_DIR defaults to ../shared/data/sst (next to the project). --quick
 # trains on the first 1000 trees instead of the full training set.
+# --best-of N runs every Tree-LSTM configuration, ours and PyTorch's,
+# N times and keeps the fastest (for a machine shared with others).
 # Needs python3 with torch (`pip install torch safetensors`) for the
 # reference columns; without it, only our numbers are printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sst="${1:-../shared/data/sst}"
-quick="${2:-}"
+sst=../shared/data/sst
+quick=""
+best_of=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=--quick ;;
+    --best-of) best_of=$2; shift ;;
+    *) sst=$1 ;;
+  esac
+  shift
+done
 baselines="$(dirname "$sst")/../baselines"
 [ -d "$baselines" ] || baselines="../shared/baselines"
 limit=()
@@ -22,6 +33,13 @@ have_torch=0
 python3 -c "import torch" 2>/dev/null && have_torch=1
 
 ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
+
+# Runs a command printing "value [more]" best_of times; prints the line
+# with the largest first value.
+best() {
+  local i
+  for i in $(seq "$best_of"); do "$@"; done | sort -g -r -k1,1 | head -n1
+}
 
 echo "== machine"
 grep -m1 "model name" /proc/cpuinfo || true
@@ -38,25 +56,52 @@ if [ $have_torch = 1 ]; then
   echo "torch: $theirs ns/op   ->  cps is $(ratio "$theirs" "$ours")x faster"
 fi
 
+# One epoch of our example with the given extra options; prints trees/s.
+cps_epoch() { # data dir, options...
+  local dir=$1
+  shift
+  local out
+  out=$(target/release/examples/treelstm --data "$dir" --epochs 1 "${limit[@]}" --no-eval --plot none "$@")
+  echo "$out" | grep -E "^epoch|^peak" | sed 's/^/    /' >&2
+  echo "$out" | sed -n 's/.* \([0-9]*\) trees\/s, .* \([0-9.]*\) GFLOP\/s.*/\1 \2/p'
+}
+
+# One epoch of the PyTorch reference on one thread; prints trees/s.
+torch_epoch() { # data dir, mode
+  python3 "$baselines/treelstm_torch.py" --data "$1" --epochs 1 "${limit[@]}" --no-dev --threads 1 --mode "$2" \
+    | sed -n 's/.* \([0-9.]*\) trees\/s.*/\1/p'
+}
+
 run_treelstm() { # name, data dir
   local name=$1 dir=$2
   echo
-  echo "== Tree-LSTM, $name, one epoch, one thread"
-  local out
-  out=$(target/release/examples/treelstm --data "$dir" --epochs 1 "${limit[@]}" --no-eval --plot none)
-  echo "$out" | grep -E "epoch|peak"
-  local ours_tps gflops
-  ours_tps=$(echo "$out" | sed -n 's/.* \([0-9]*\) trees\/s.*/\1/p')
-  gflops=$(echo "$out" | sed -n 's/.* \([0-9.]*\) GFLOP\/s.*/\1/p')
-  echo "cps: $ours_tps trees/s, $gflops GFLOP/s = $(python3 -c "print('%.1f%%' % (100 * $gflops / $peak))") of the measured sgemm peak"
+  echo "== Tree-LSTM, $name, one epoch (best of $best_of)"
+  local node="" level=""
   if [ $have_torch = 1 ]; then
     for mode in node level; do
       local t
-      t=$(python3 "$baselines/treelstm_torch.py" --data "$dir" --epochs 1 "${limit[@]}" --no-dev --threads 1 --mode $mode \
-          | sed -n 's/.* \([0-9.]*\) trees\/s.*/\1/p')
-      echo "torch --mode $mode: $t trees/s   ->  cps is $(ratio "$ours_tps" "$t")x"
+      t=$(best torch_epoch "$dir" $mode)
+      echo "torch --mode $mode (one thread): $t trees/s"
+      [ $mode = node ] && node=$t || level=$t
     done
   fi
+  # Our configurations: one thread node by node and level by level (the
+  # targets' setting), then the opt-in uses of the second core.
+  local label options tps gflops
+  for config in "one thread, node by node|--mode node" \
+                "one thread, level by level|--mode level" \
+                "second core, node by node|--mode node --second-core" \
+                "second core, level by level|--mode level --second-core" \
+                "two threads data-parallel, node by node|--threads 2"; do
+    label=${config%%|*}
+    options=${config#*|}
+    read -r tps gflops < <(best cps_epoch "$dir" $options)
+    local line="cps $label: $tps trees/s, $gflops GFLOP/s = $(python3 -c "print('%.1f%%' % (100 * $gflops / $peak))") of the sgemm peak"
+    if [ -n "$node" ]; then
+      line="$line  ->  $(ratio "$tps" "$node")x torch node, $(ratio "$tps" "$level")x torch level"
+    fi
+    echo "$line"
+  done
 }
 
 run_treelstm "SST training set" "$sst"
