@@ -105,12 +105,12 @@ impl TreeLstm {
 }
 
 /// What every node of a tree shares: the internal gates' bias, and the
-/// leaves' gate inputs `W_leaf [x_1 ... x_L]`, one column per leaf: one
+/// leaves' gate inputs `[x_1 ... x_L]ᵀ W_leafᵀ`, one row per leaf: one
 /// matrix product per tree rather than a matrix-vector product per leaf
 /// (the same numbers; the weights are read once instead of once a leaf).
 #[differentiable]
 fn shared(m: &TreeLstm, words: &[usize]) -> (Var, Var) {
-    let leaf_gates = m.w_leaf.matmul(&m.emb.rows(words).t());
+    let leaf_gates = m.emb.rows(words).linear(&m.w_leaf);
     (internal_bias(m), leaf_gates)
 }
 
@@ -118,7 +118,7 @@ fn shared(m: &TreeLstm, words: &[usize]) -> (Var, Var) {
 #[differentiable]
 fn leaf_cell(m: &TreeLstm, leaf_gates: &Var, leaf: usize) -> (Var, Var) {
     let n = m.hidden();
-    let gates = leaf_gates.slice(1, leaf, leaf + 1).reshape(&[3 * n]) + &m.b_leaf;
+    let gates = leaf_gates.slice(0, leaf, leaf + 1).reshape(&[3 * n]) + &m.b_leaf;
     let i = gates.slice(0, 0, n).sigmoid();
     let o = gates.slice(0, n, 2 * n).sigmoid();
     let u = gates.slice(0, 2 * n, 3 * n).tanh();
