@@ -149,6 +149,12 @@ impl<A: Element, B: BackwardStep<A>> Pending<A, B> {
         }
     }
 
+    /// An operation's result whose `Var` is already made (see
+    /// [`Var::computed_like`]).
+    pub(crate) fn from_var(out: Var<A>, backward: B) -> Self {
+        Pending { out, backward }
+    }
+
     /// The computed value, before it is handed on.
     pub fn array(&self) -> &ArrayD<A> {
         self.out.array()
@@ -167,6 +173,7 @@ impl<A: Element, B: BackwardStep<A>> Computation for Pending<A, B> {
             if requires_grad && let Some(grad) = out.finish() {
                 backward.backward(out.array(), grad);
             }
+            out.recycle();
         })
     }
 }
