@@ -40,11 +40,10 @@ pub(crate) struct Node<A: Element> {
 }
 
 impl<A: Element> Node<A> {
-    /// Makes a pooled node (whose gradient was consumed and whose deferred
-    /// list is empty: only computed nodes are pooled) a new one.
+    /// Makes a pooled node a new one. Its gradient is gone and its deferred
+    /// list empty already ([`pool::give`] sees to both).
     fn reset(&mut self, role: Role, requires_grad: bool, op: &'static str) {
-        *self.grad.get_mut() = None;
-        self.deferred.get_mut().clear();
+        debug_assert!(self.grad.get_mut().is_none() && self.deferred.get_mut().is_empty());
         self.role = role;
         self.requires_grad.set(requires_grad);
         self.finished.set(false);
@@ -456,9 +455,8 @@ impl<A: Element> Var<A> {
             return;
         }
         self.check_open();
-        assert_eq!(
-            grad.shape(),
-            self.shape(),
+        assert!(
+            same_shape(grad.shape(), self.shape()),
             "gradient of `{}`: expected shape {:?}, got {:?}",
             self.node.op,
             self.shape(),

@@ -120,11 +120,12 @@ enum Which {
 
 impl Broadcast {
     fn of(op: Op, left: &[usize], right: &[usize]) -> Self {
+        if same_shape(left, right) {
+            return Broadcast::Same;
+        }
         let count = |shape: &[usize]| shape.iter().product::<usize>();
         let (left_count, right_count) = (count(left), count(right));
-        if same_shape(left, right) {
-            Broadcast::Same
-        } else if right_count == 1 && (left_count != 1 || left.len() >= right.len()) {
+        if right_count == 1 && (left_count != 1 || left.len() >= right.len()) {
             Broadcast::RightOne
         } else if left_count == 1 {
             Broadcast::LeftOne
