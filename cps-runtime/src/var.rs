@@ -67,9 +67,13 @@ pub(crate) mod pool {
     //! shape wanted) serve again instead of going back to the allocator,
     //! which costs more than the arithmetic on small tensors.
     //!
-    //! Bounded: at most [`MAX_BYTES`] per thread and element type, and only
-    //! small values keep their buffer (a large one is freed when its node
-    //! is pooled: its allocation is cheap next to the work on it).
+    //! Bounded: at most [`MAX_BYTES`] per thread and element type. Only
+    //! small values keep their buffer: a larger one is freed when its node
+    //! is pooled, because its allocation is cheap next to the work on it,
+    //! and the allocator hands back a buffer of the right size where the
+    //! pool (last in, first out, whatever the shape) would often hold one
+    //! of another shape (the Tree-LSTM measured no faster with buffers up
+    //! to 1024 elements kept, and perhaps slower).
 
     use super::*;
 
@@ -78,7 +82,7 @@ pub(crate) mod pool {
     pub(crate) const MAX_BYTES: usize = 64 << 20;
 
     /// Values with more elements than this are not kept with their node.
-    const MAX_KEPT_ELEMENTS: usize = 1024;
+    const MAX_KEPT_ELEMENTS: usize = 16;
 
     pub(crate) struct Pool<A: Element> {
         nodes: Vec<Rc<Node<A>>>,
