@@ -73,3 +73,20 @@ fn rnn(m: &Rnn, xs: &[Var], limit: f32) -> Var {
 "#,
     );
 }
+
+#[test]
+fn scalar_chain_loop() {
+    check(
+        "chain",
+        r#"
+fn chain(a: &Param, b: &Param, steps: usize) -> Var {
+    let mut x = Var::constant(array![0.5f32]);
+    for i in 0..steps {
+        let y = x * a + b;
+        x = if i % 2 == 0 { y.tanh() } else { y.sigmoid() };
+    }
+    x.sum()
+}
+"#,
+    );
+}

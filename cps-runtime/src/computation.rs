@@ -149,6 +149,12 @@ impl<A: Element, B: BackwardStep<A>> Pending<A, B> {
         }
     }
 
+    /// An operation's result whose `Var` is already made (see
+    /// [`Var::computed_like`]).
+    pub(crate) fn from_var(out: Var<A>, backward: B) -> Self {
+        Pending { out, backward }
+    }
+
     /// The computed value, before it is handed on.
     pub fn array(&self) -> &ArrayD<A> {
         self.out.array()
@@ -162,13 +168,24 @@ impl<A: Element, B: BackwardStep<A>> Computation for Pending<A, B> {
     fn bind<K: FnOnce(Var<A>)>(self, k: K) {
         let Pending { out, backward } = self;
         stack::grow(move || {
-            let requires_grad = out.requires_grad();
             k(out.clone());
-            if requires_grad && let Some(grad) = out.finish() {
-                backward.backward(out.array(), grad);
-            }
+            finish(out, backward);
         })
     }
+}
+
+/// An operation's backward step, once its continuation has returned. Out of
+/// line: inlined, the gradient it moves around would take room in the
+/// operation's frame, which is live during the whole rest of the forward
+/// pass (the stack is the tape); here it takes room only while it runs.
+#[inline(never)]
+fn finish<A: Element, B: BackwardStep<A>>(out: Var<A>, backward: B) {
+    if out.requires_grad()
+        && let Some(grad) = out.finish()
+    {
+        backward.backward(out.array(), grad);
+    }
+    out.recycle();
 }
 
 /// The result of calling a `#[differentiable]` function: nothing runs

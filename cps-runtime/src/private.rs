@@ -112,11 +112,26 @@ impl<T, C: Computation<Output = T>> BindAsComputation<T> for &BindAs<T, C> {
     }
 }
 
-/// Binds a value the macro knows is a computation (a lowered `if`, `match`
-/// or block).
+/// Binds a value the macro knows is a computation.
 #[inline(always)]
 pub fn bind<C: Computation, K: FnOnce(C::Output)>(computation: C, k: K) {
     computation.bind(k)
+}
+
+/// Runs a lowered `if`, `match` or block: `run` hands its value to the
+/// continuation it is given (from whichever branch ran), which runs `k`.
+///
+/// Unlike binding a [`lazy`] computation, this does not check the stack:
+/// a branch only nests without bound through the operations, calls and
+/// loop iterations inside it, which check it themselves. Every frame here
+/// is paid per use (the stack is the tape), so there is as little as can be.
+#[inline(always)]
+pub fn branch<T, R: FnOnce(&mut dyn FnMut(T)), K: FnOnce(T)>(run: R, k: K) {
+    let mut k = Some(k);
+    run(&mut |value| match k.take() {
+        Some(k) => k(value),
+        None => panic!("a branch handed on its value twice"),
+    })
 }
 
 /// A continuation that may be referred to from several places (every

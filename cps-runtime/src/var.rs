@@ -1,8 +1,10 @@
 //! [`Var`]: a differentiable tensor value and its gradient buffer.
 
+use std::any::{Any, TypeId};
 use std::cell::{Cell, Ref, RefCell};
 use std::fmt;
 use std::rc::Rc;
+use std::thread::LocalKey;
 
 use ndarray::{ArrayD, ArrayViewMutD};
 
@@ -35,6 +37,149 @@ pub(crate) struct Node<A: Element> {
     /// collects them, and adds them as one matrix product when its gradient
     /// is read (see [`Var::defer_outer`]).
     pub(crate) deferred: RefCell<Vec<(ArrayD<A>, Var<A>)>>,
+}
+
+impl<A: Element> Node<A> {
+    /// Makes a pooled node a new one. Its gradient is gone and its deferred
+    /// list empty already ([`pool::give`] sees to both).
+    fn reset(&mut self, role: Role, requires_grad: bool, op: &'static str) {
+        debug_assert!(self.grad.get_mut().is_none() && self.deferred.get_mut().is_empty());
+        self.role = role;
+        self.requires_grad.set(requires_grad);
+        self.finished.set(false);
+        self.op = op;
+    }
+}
+
+/// Shape equality, inlined: the slices' `==` calls `memcmp`, which costs
+/// more than the comparison for the usual rank of one or two.
+#[inline]
+pub(crate) fn same_shape(left: &[usize], right: &[usize]) -> bool {
+    left.len() == right.len() && left.iter().zip(right).all(|(l, r)| l == r)
+}
+
+pub(crate) mod pool {
+    //! Nodes of finished operations, kept per thread for the results of the
+    //! next ones. In continuation-passing style every result lives until
+    //! its operation's backward step has run, and is then usually dropped
+    //! (nothing else holds it). A training loop runs the same computation
+    //! again and again, so the node and its value buffer (when it has the
+    //! shape wanted) serve again instead of going back to the allocator,
+    //! which costs more than the arithmetic on small tensors.
+    //!
+    //! Bounded: at most [`MAX_BYTES`] per thread and element type. Only
+    //! small values keep their buffer: a larger one is freed when its node
+    //! is pooled, because its allocation is cheap next to the work on it,
+    //! and the allocator hands back a buffer of the right size where the
+    //! pool (last in, first out, whatever the shape) would often hold one
+    //! of another shape (the Tree-LSTM measured no faster with buffers up
+    //! to 1024 elements kept, and perhaps slower).
+
+    use super::*;
+
+    /// The most memory (nodes and the value buffers they keep) a thread's
+    /// pool holds for one element type.
+    pub(crate) const MAX_BYTES: usize = 64 << 20;
+
+    /// Values with more elements than this are not kept with their node.
+    const MAX_KEPT_ELEMENTS: usize = 16;
+
+    pub(crate) struct Pool<A: Element> {
+        nodes: Vec<Rc<Node<A>>>,
+        bytes: usize,
+    }
+
+    impl<A: Element> Pool<A> {
+        const fn new() -> Self {
+            Pool {
+                nodes: Vec::new(),
+                bytes: 0,
+            }
+        }
+    }
+
+    thread_local! {
+        static F32: RefCell<Pool<f32>> = const { RefCell::new(Pool::new()) };
+        static F64: RefCell<Pool<f64>> = const { RefCell::new(Pool::new()) };
+    }
+
+    /// The memory a pooled node accounts for.
+    fn bytes<A: Element>(node: &Node<A>) -> usize {
+        size_of::<Node<A>>() + 2 * size_of::<usize>() + node.value.len() * size_of::<A>()
+    }
+
+    /// Runs `f` on this thread's pool for `A`; `None` while the pool is in
+    /// use or already destroyed (at thread exit).
+    #[inline]
+    fn with<A: Element, R>(f: impl FnOnce(&mut Pool<A>) -> R) -> Option<R> {
+        #[inline]
+        fn on<T: Element, A: Element, R>(
+            key: &'static LocalKey<RefCell<Pool<T>>>,
+            f: impl FnOnce(&mut Pool<A>) -> R,
+        ) -> Option<R> {
+            key.try_with(|cell| {
+                let mut pool = cell.try_borrow_mut().ok()?;
+                // `Element` is sealed to f32 and f64, so this is the pool
+                // of `A` itself; the check folds away at compile time.
+                let pool = (&mut *pool as &mut dyn Any).downcast_mut::<Pool<A>>()?;
+                Some(f(pool))
+            })
+            .ok()
+            .flatten()
+        }
+        if TypeId::of::<A>() == TypeId::of::<f32>() {
+            on(&F32, f)
+        } else {
+            on(&F64, f)
+        }
+    }
+
+    /// A pooled node, if any. Its `value` is a finished result's: overwrite
+    /// or replace it, and [`Node::reset`] the rest.
+    #[inline]
+    pub(crate) fn take<A: Element>() -> Option<Rc<Node<A>>> {
+        with(|pool: &mut Pool<A>| {
+            let node = pool.nodes.pop()?;
+            pool.bytes -= bytes(&node);
+            Some(node)
+        })
+        .flatten()
+    }
+
+    /// The node taken from the pool, mutably: nothing else holds it.
+    #[inline]
+    pub(crate) fn unique<A: Element>(node: &mut Rc<Node<A>>) -> &mut Node<A> {
+        Rc::get_mut(node).expect("pooled nodes are held by the pool alone")
+    }
+
+    /// Pools `node` if this was its last handle and there is room; drops
+    /// it otherwise.
+    #[inline]
+    pub(crate) fn give<A: Element>(mut node: Rc<Node<A>>) {
+        let Some(inner) = Rc::get_mut(&mut node) else {
+            return;
+        };
+        if inner.role != Role::Computed || !inner.deferred.get_mut().is_empty() {
+            return;
+        }
+        if inner.value.len() > MAX_KEPT_ELEMENTS {
+            inner.value =
+                ArrayD::from_shape_vec(ndarray::IxDyn(&[0]), Vec::new()).expect("an empty array");
+        }
+        // A gradient left behind (the operation did not require one) goes
+        // now, not when the node is next used.
+        *inner.grad.get_mut() = None;
+        let size = bytes(inner);
+        // Dropped outside the pool's borrow when it does not fit.
+        let _rejected = with(move |pool: &mut Pool<A>| {
+            if pool.bytes + size > MAX_BYTES {
+                return Some(node);
+            }
+            pool.bytes += size;
+            pool.nodes.push(node);
+            None
+        });
+    }
 }
 
 /// A differentiable tensor value backed by an [`ndarray::ArrayD`].
@@ -71,6 +216,12 @@ impl<A: Element> Var<A> {
         requires_grad: bool,
         op: &'static str,
     ) -> Self {
+        if let Some(mut node) = pool::take::<A>() {
+            let fresh = pool::unique(&mut node);
+            fresh.value = value;
+            fresh.reset(role, requires_grad, op);
+            return Var { node };
+        }
         Var {
             node: Rc::new(Node {
                 value,
@@ -82,6 +233,52 @@ impl<A: Element> Var<A> {
                 deferred: RefCell::new(Vec::new()),
             }),
         }
+    }
+
+    /// The result of an operation, of `like`'s shape in standard layout,
+    /// its elements written by `fill` (in standard order). The node and its
+    /// value buffer come from a finished operation when one is pooled (see
+    /// [`pool`]), so a chain of small operations allocates nothing.
+    pub(crate) fn computed_like(
+        op: &'static str,
+        requires_grad: bool,
+        like: &ArrayD<A>,
+        fill: impl FnOnce(&mut [A]),
+    ) -> Self {
+        let mut node = match pool::take::<A>() {
+            Some(node) => node,
+            None => {
+                let mut value = ArrayD::zeros(like.raw_dim());
+                fill(
+                    value
+                        .as_slice_mut()
+                        .expect("a new array is in standard layout"),
+                );
+                return Self::from_parts(value, Role::Computed, requires_grad, op);
+            }
+        };
+        let fresh = pool::unique(&mut node);
+        let reusable = same_shape(fresh.value.shape(), like.shape());
+        match fresh.value.as_slice_mut() {
+            Some(buffer) if reusable => fill(buffer),
+            _ => {
+                let mut value = ArrayD::zeros(like.raw_dim());
+                fill(
+                    value
+                        .as_slice_mut()
+                        .expect("a new array is in standard layout"),
+                );
+                fresh.value = value;
+            }
+        }
+        fresh.reset(Role::Computed, requires_grad, op);
+        Var { node }
+    }
+
+    /// Hands the node back to the pool when this is its last handle: the
+    /// operation that produced it has finished, and nothing else can see it.
+    pub(crate) fn recycle(self) {
+        pool::give(self.node);
     }
 
     /// A value no gradient flows into: input data, labels, frozen tables.
@@ -198,6 +395,10 @@ impl<A: Element> Var<A> {
 
     /// Adds the deferred updates into the gradient.
     pub(crate) fn flush_deferred(&self) {
+        // Only parameters defer; everything else skips the borrow.
+        if self.node.role != Role::Param || self.node.deferred.borrow().is_empty() {
+            return;
+        }
         let pending = std::mem::take(&mut *self.node.deferred.borrow_mut());
         let Some((first_u, first_v)) = pending.first() else {
             return;
@@ -257,9 +458,8 @@ impl<A: Element> Var<A> {
             return;
         }
         self.check_open();
-        assert_eq!(
-            grad.shape(),
-            self.shape(),
+        assert!(
+            same_shape(grad.shape(), self.shape()),
             "gradient of `{}`: expected shape {:?}, got {:?}",
             self.node.op,
             self.shape(),
@@ -267,7 +467,10 @@ impl<A: Element> Var<A> {
         );
         let mut slot = self.node.grad.borrow_mut();
         match slot.as_mut() {
-            Some(existing) => *existing += &grad,
+            Some(existing) => match (existing.as_slice_mut(), grad.as_slice()) {
+                (Some(e), Some(g)) => e.iter_mut().zip(g).for_each(|(e, &g)| *e += g),
+                _ => *existing += &grad,
+            },
             None => *slot = Some(grad),
         }
     }
@@ -286,6 +489,23 @@ impl<A: Element> Var<A> {
         let mut slot = self.node.grad.borrow_mut();
         let buffer = slot.get_or_insert_with(|| ArrayD::zeros(self.node.value.raw_dim()));
         add(buffer.view_mut());
+    }
+
+    /// Like [`Var::accumulate_with`], with the buffer itself rather than a
+    /// view of it (making a view of a dynamic-rank array copies its shape,
+    /// which costs more than the arithmetic on a small tensor).
+    pub(crate) fn accumulate_into(&self, add: impl FnOnce(&mut ArrayD<A>)) {
+        if !self.requires_grad() {
+            return;
+        }
+        self.check_open();
+        let mut slot = self.node.grad.borrow_mut();
+        add(slot.get_or_insert_with(|| ArrayD::zeros(self.node.value.raw_dim())));
+    }
+
+    /// Whether a gradient buffer exists (deferred updates not counted).
+    pub(crate) fn has_grad(&self) -> bool {
+        self.node.grad.borrow().is_some()
     }
 
     /// Marks the producing operation's backward step as run and hands out

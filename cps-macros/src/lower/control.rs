@@ -1,8 +1,9 @@
 //! Control flow whose branches contain bind points.
 //!
-//! An `if`, `match` or block becomes a sub-computation: a lazy computation
-//! whose branches end by handing `(carried state, value)` to its own
-//! continuation, bound like any other. A loop becomes a call to
+//! An `if`, `match` or block becomes a sub-computation: a closure whose
+//! branches end by handing `(carried state, value)` to its own
+//! continuation, run by `::cps::__private::branch` with the rest of the
+//! function as that continuation. A loop becomes a call to
 //! `::cps::__private::run_loop`, whose body runs one iteration and
 //! continues with the next one from inside its continuation. `mut`
 //! variables used inside are carried in and out explicitly, because the
@@ -98,8 +99,8 @@ impl Lowerer {
             k(this, quote!(#value))
         })?;
         Ok(quote! {
-            ::cps::__private::bind(
-                ::cps::__private::lazy(|#sub_k: &mut dyn FnMut(_)| { #body }),
+            ::cps::__private::branch(
+                |#sub_k: &mut dyn FnMut(_)| { #body },
                 |((#(mut #carried,)*), #value)| { #rest },
             );
         })

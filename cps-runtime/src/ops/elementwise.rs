@@ -47,7 +47,7 @@
 use std::borrow::Cow;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Zip};
+use ndarray::{ArrayD, Zip};
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
@@ -55,7 +55,7 @@ use crate::ops::operand::{IntoOperand, Operand};
 use crate::ops::shape_mismatch;
 use crate::ops::vector_math::map_with;
 use crate::param::Param;
-use crate::var::Var;
+use crate::var::{Var, same_shape};
 
 // ---------------------------------------------------------------------------
 // Arithmetic operators
@@ -121,11 +121,12 @@ enum Which {
 
 impl Broadcast {
     fn of(op: Op, left: &[usize], right: &[usize]) -> Self {
+        if same_shape(left, right) {
+            return Broadcast::Same;
+        }
         let count = |shape: &[usize]| shape.iter().product::<usize>();
         let (left_count, right_count) = (count(left), count(right));
-        if left == right {
-            Broadcast::Same
-        } else if right_count == 1 && (left_count != 1 || left.len() >= right.len()) {
+        if right_count == 1 && (left_count != 1 || left.len() >= right.len()) {
             Broadcast::RightOne
         } else if left_count == 1 {
             Broadcast::LeftOne
@@ -153,11 +154,11 @@ impl Broadcast {
     }
 }
 
-/// An operand as the kernels read it: a tensor view (of the result's shape,
-/// or a bias vector broadcast along the last axis) or a single value.
-#[derive(Clone)]
+/// An operand as the kernels read it: a tensor (of the result's shape, or
+/// a bias vector broadcast along the last axis) or a single value.
+#[derive(Clone, Copy)]
 enum Side<'a, A> {
-    Full(ArrayViewD<'a, A>),
+    Full(&'a ArrayD<A>),
     Scalar(A),
 }
 
@@ -172,7 +173,7 @@ fn side<A: Element>(operand: &Operand<A>, kind: Kind) -> Side<'_, A> {
     match operand {
         Operand::Scalar(value) => Side::Scalar(*value),
         Operand::Tensor(var) if kind == Kind::One => Side::Scalar(var.item()),
-        Operand::Tensor(var) => Side::Full(var.array().view()),
+        Operand::Tensor(var) => Side::Full(var.array()),
     }
 }
 
@@ -184,38 +185,69 @@ fn needs_grad<A: Element>(operand: &Operand<A>) -> Option<&Var<A>> {
     }
 }
 
-/// `f(left, right)` over the broadcast shape. At least one side is a tensor
-/// of the result's shape.
-fn combine<A: Element>(left: Side<'_, A>, right: Side<'_, A>, f: impl Fn(A, A) -> A) -> ArrayD<A> {
-    if let (Side::Full(l), Side::Full(r)) = (&left, &right)
-        && let (Some(ls), Some(rs)) = (l.as_slice(), r.as_slice())
-        && ls.len() == rs.len()
-    {
-        // Both in standard layout with as many elements: whether the shapes
-        // are equal or one is a bias vector as long as the other's only row,
-        // element i meets element i. Skips the broadcasting iterator, whose
-        // set-up costs more than the arithmetic on small tensors.
-        let values = ls.iter().zip(rs).map(|(&l, &r)| f(l, r)).collect();
-        let shape = if l.ndim() >= r.ndim() {
-            l.raw_dim()
-        } else {
-            r.raw_dim()
-        };
-        return ArrayD::from_shape_vec(shape, values).expect("as many elements as the shape");
-    }
+/// The result `f(left, right)` over the broadcast shape. At least one side
+/// is a tensor of the result's shape.
+fn combine<A: Element>(
+    op: &'static str,
+    requires_grad: bool,
+    left: Side<'_, A>,
+    right: Side<'_, A>,
+    f: impl Fn(A, A) -> A,
+) -> Var<A> {
+    // Standard-layout operands are walked as slices, into a pooled buffer:
+    // the broadcasting iterator's set-up and a fresh allocation cost more
+    // than the arithmetic on small tensors.
     match (left, right) {
-        (Side::Full(l), Side::Full(r)) if l.ndim() >= r.ndim() => Zip::from(&l)
-            .and_broadcast(&r)
-            .map_collect(|&l, &r| f(l, r)),
-        (Side::Full(l), Side::Full(r)) => Zip::from(&r)
-            .and_broadcast(&l)
-            .map_collect(|&r, &l| f(l, r)),
+        (Side::Full(l), Side::Full(r)) => {
+            if let (Some(ls), Some(rs)) = (l.as_slice(), r.as_slice())
+                && ls.len() == rs.len()
+            {
+                // Whether the shapes are equal or one is a bias vector as
+                // long as the other's only row, element i meets element i.
+                let like = if l.ndim() >= r.ndim() { l } else { r };
+                return Var::computed_like(op, requires_grad, like, |out| {
+                    for ((o, &l), &r) in out.iter_mut().zip(ls).zip(rs) {
+                        *o = f(l, r);
+                    }
+                });
+            }
+        }
+        (Side::Full(l), Side::Scalar(r)) => {
+            if let Some(ls) = l.as_slice() {
+                return Var::computed_like(op, requires_grad, l, |out| {
+                    for (o, &l) in out.iter_mut().zip(ls) {
+                        *o = f(l, r);
+                    }
+                });
+            }
+        }
+        (Side::Scalar(l), Side::Full(r)) => {
+            if let Some(rs) = r.as_slice() {
+                return Var::computed_like(op, requires_grad, r, |out| {
+                    for (o, &r) in out.iter_mut().zip(rs) {
+                        *o = f(l, r);
+                    }
+                });
+            }
+        }
+        (Side::Scalar(_), Side::Scalar(_)) => {
+            unreachable!("one side of an arithmetic operator is a tensor")
+        }
+    }
+    let value = match (left, right) {
+        (Side::Full(l), Side::Full(r)) if l.ndim() >= r.ndim() => {
+            Zip::from(l).and_broadcast(r).map_collect(|&l, &r| f(l, r))
+        }
+        (Side::Full(l), Side::Full(r)) => {
+            Zip::from(r).and_broadcast(l).map_collect(|&r, &l| f(l, r))
+        }
         (Side::Full(l), Side::Scalar(r)) => l.mapv(|l| f(l, r)),
         (Side::Scalar(l), Side::Full(r)) => r.mapv(|r| f(l, r)),
         (Side::Scalar(_), Side::Scalar(_)) => {
             unreachable!("one side of an arithmetic operator is a tensor")
         }
-    }
+    };
+    Var::computed(value, op, requires_grad)
 }
 
 impl<A: Element> Arithmetic<A> {
@@ -223,17 +255,16 @@ impl<A: Element> Arithmetic<A> {
         let broadcast = Broadcast::of(op, operand_shape(&left), operand_shape(&right));
         let l = side(&left, broadcast.kind(Which::Left));
         let r = side(&right, broadcast.kind(Which::Right));
-        let value = match op {
-            Op::Add => combine(l, r, |l, r| l + r),
-            Op::Sub => combine(l, r, |l, r| l - r),
-            Op::Mul => combine(l, r, |l, r| l * r),
-            Op::Div => combine(l, r, |l, r| l / r),
-        };
         let requires_grad = needs_grad(&left).is_some() || needs_grad(&right).is_some();
-        Pending::new(
-            op.name(),
-            value,
-            requires_grad,
+        let name = op.name();
+        let out = match op {
+            Op::Add => combine(name, requires_grad, l, r, |l, r| l + r),
+            Op::Sub => combine(name, requires_grad, l, r, |l, r| l - r),
+            Op::Mul => combine(name, requires_grad, l, r, |l, r| l * r),
+            Op::Div => combine(name, requires_grad, l, r, |l, r| l / r),
+        };
+        Pending::from_var(
+            out,
             Arithmetic {
                 op,
                 left,
@@ -261,7 +292,7 @@ impl<A: Element> Arithmetic<A> {
             (Op::Mul, Which::Right) => Local::Times(self.side(Which::Left)),
             (Op::Div, Which::Left) => Local::Over(self.side(Which::Right)),
             // d(l/r)/dr = -l/r^2 = -y/r: reuses the output instead of squaring.
-            (Op::Div, Which::Right) => Local::NegTimesOver(output.view(), self.side(Which::Right)),
+            (Op::Div, Which::Right) => Local::NegTimesOver(output, self.side(Which::Right)),
         }
     }
 
@@ -279,17 +310,20 @@ impl<A: Element> Arithmetic<A> {
                 // input has none yet; otherwise the contribution is added
                 // straight into the input's buffer, with no temporary.
                 // A borrowed one is copied (cheaper than zeros plus an add).
-                if var.grad_ref().is_none() {
+                if var.has_grad() {
+                    var.accumulate_into(|buffer| local.add_into(buffer, &grad));
+                } else {
                     let mut grad = grad.into_owned();
                     local.transform(&mut grad);
                     var.accumulate(grad);
-                } else {
-                    var.accumulate_with(|buffer| local.add_into(buffer, &grad));
                 }
             }
             Kind::One => {
                 let total = local.sum(&grad);
-                var.accumulate_with(|mut buffer| buffer += total);
+                var.accumulate_into(|buffer| match buffer.as_slice_mut() {
+                    Some(b) => b.iter_mut().for_each(|b| *b += total),
+                    None => *buffer += total,
+                });
             }
             Kind::Bias => {
                 let (rows, negate) = match local {
@@ -321,7 +355,17 @@ impl<A: Element> BackwardStep<A> for Arithmetic<A> {
             (Some(left), Some(right)) => {
                 // Only one side can be reduced (one-element or bias); it
                 // reads the gradient, and the full-shape side takes it over.
-                if self.broadcast.kind(Which::Right) == Kind::Full {
+                // When both are full-shape, the one with no buffer yet takes
+                // it (the other adds into its own): no copy unless neither
+                // has one.
+                let owned_right = match (
+                    self.broadcast.kind(Which::Left),
+                    self.broadcast.kind(Which::Right),
+                ) {
+                    (Kind::Full, Kind::Full) => !right.has_grad() || left.has_grad(),
+                    (_, right_kind) => right_kind == Kind::Full,
+                };
+                if owned_right {
                     self.add_gradient(Which::Left, left, output, Cow::Borrowed(&grad));
                     self.add_gradient(Which::Right, right, output, Cow::Owned(grad));
                 } else {
@@ -362,13 +406,14 @@ impl<A: Copy> Flat<'_, A> {
 }
 
 /// The factor an operand's gradient is the result's gradient times.
+#[derive(Clone, Copy)]
 enum Local<'a, A> {
     Identity,
     Negate,
     Times(Side<'a, A>),
     Over(Side<'a, A>),
     /// `-output / side`.
-    NegTimesOver(ArrayViewD<'a, A>, Side<'a, A>),
+    NegTimesOver(&'a ArrayD<A>, Side<'a, A>),
 }
 
 impl<A: Element> Local<'_, A> {
@@ -379,15 +424,14 @@ impl<A: Element> Local<'_, A> {
         {
             return;
         }
-        match self {
+        match *self {
             Local::Identity => {}
             Local::Negate => grad.mapv_inplace(|g| -g),
-            Local::Times(Side::Scalar(s)) => *grad *= *s,
+            Local::Times(Side::Scalar(s)) => *grad *= s,
             Local::Times(Side::Full(v)) => *grad *= v,
-            Local::Over(Side::Scalar(s)) => *grad /= *s,
+            Local::Over(Side::Scalar(s)) => *grad /= s,
             Local::Over(Side::Full(v)) => *grad /= v,
             Local::NegTimesOver(y, Side::Scalar(s)) => {
-                let s = *s;
                 Zip::from(grad).and(y).for_each(|g, &y| *g = -(*g * y) / s);
             }
             Local::NegTimesOver(y, Side::Full(v)) => {
@@ -400,23 +444,22 @@ impl<A: Element> Local<'_, A> {
     }
 
     /// `buffer += grad * factor`.
-    fn add_into(&self, mut buffer: ArrayViewMutD<'_, A>, grad: &ArrayD<A>) {
+    fn add_into(&self, buffer: &mut ArrayD<A>, grad: &ArrayD<A>) {
         if let (Some(b), Some(g)) = (buffer.as_slice_mut(), grad.as_slice())
             && b.len() == g.len()
             && self.add_into_flat(b, g)
         {
             return;
         }
-        match self {
-            Local::Identity => buffer += grad,
-            Local::Negate => buffer -= grad,
-            Local::Times(Side::Scalar(s)) => buffer.scaled_add(*s, grad),
+        match *self {
+            Local::Identity => *buffer += grad,
+            Local::Negate => *buffer -= grad,
+            Local::Times(Side::Scalar(s)) => buffer.scaled_add(s, grad),
             Local::Times(Side::Full(v)) => Zip::from(buffer)
                 .and(grad)
                 .and_broadcast(v)
                 .for_each(|b, &g, &v| *b += g * v),
             Local::Over(Side::Scalar(s)) => {
-                let s = *s;
                 Zip::from(buffer).and(grad).for_each(|b, &g| *b += g / s);
             }
             Local::Over(Side::Full(v)) => Zip::from(buffer)
@@ -424,7 +467,6 @@ impl<A: Element> Local<'_, A> {
                 .and_broadcast(v)
                 .for_each(|b, &g, &v| *b += g / v),
             Local::NegTimesOver(y, Side::Scalar(s)) => {
-                let s = *s;
                 Zip::from(buffer)
                     .and(grad)
                     .and(y)
@@ -502,19 +544,19 @@ impl<A: Element> Local<'_, A> {
     /// `sum(grad * factor)`: the gradient of a one-element operand.
     fn sum(&self, grad: &ArrayD<A>) -> A {
         let zero = A::zero();
-        match self {
+        match *self {
             Local::Identity => grad.sum(),
             Local::Negate => -grad.sum(),
-            Local::Times(Side::Scalar(s)) => grad.sum() * *s,
+            Local::Times(Side::Scalar(s)) => grad.sum() * s,
             Local::Times(Side::Full(v)) => Zip::from(grad)
                 .and_broadcast(v)
                 .fold(zero, |acc, &g, &v| acc + g * v),
-            Local::Over(Side::Scalar(s)) => grad.sum() / *s,
+            Local::Over(Side::Scalar(s)) => grad.sum() / s,
             Local::Over(Side::Full(v)) => Zip::from(grad)
                 .and_broadcast(v)
                 .fold(zero, |acc, &g, &v| acc + g / v),
             Local::NegTimesOver(y, Side::Scalar(s)) => {
-                -Zip::from(grad).and(y).fold(zero, |acc, &g, &y| acc + g * y) / *s
+                -Zip::from(grad).and(y).fold(zero, |acc, &g, &y| acc + g * y) / s
             }
             Local::NegTimesOver(y, Side::Full(v)) => Zip::from(grad)
                 .and(y)
@@ -591,19 +633,18 @@ pub struct Negation<A: Element> {
 
 impl<A: Element> Negation<A> {
     fn apply(input: Var<A>) -> Pending<A, Self> {
-        let value = input.array().mapv(|x| -x);
-        let requires_grad = input.requires_grad();
-        Pending::new("neg", value, requires_grad, Negation { input })
+        let x = input.clone();
+        unary(&x, "neg", |x| -x, Negation { input })
     }
 }
 
 impl<A: Element> BackwardStep<A> for Negation<A> {
     fn backward(self, _output: &ArrayD<A>, mut grad: ArrayD<A>) {
-        if self.input.grad_ref().is_none() {
+        if self.input.has_grad() {
+            self.input.accumulate_into(|buffer| *buffer -= &grad);
+        } else {
             grad.mapv_inplace(|g| -g);
             self.input.accumulate(grad);
-        } else {
-            self.input.accumulate_with(|mut buffer| buffer -= &grad);
         }
     }
 }
@@ -645,7 +686,7 @@ fn add_unary_gradient<A: Element>(
 ) {
     // Standard-layout operands (the usual case) are walked as slices: the
     // general iterator's set-up dominates on small tensors.
-    if input.grad_ref().is_none() {
+    if !input.has_grad() {
         match (grad.as_slice_mut(), reference.as_slice()) {
             (Some(g), Some(r)) if g.len() == r.len() => g
                 .iter_mut()
@@ -657,7 +698,7 @@ fn add_unary_gradient<A: Element>(
         }
         input.accumulate(grad);
     } else {
-        input.accumulate_with(|mut buffer| {
+        input.accumulate_into(|buffer| {
             match (buffer.as_slice_mut(), grad.as_slice(), reference.as_slice()) {
                 (Some(b), Some(g), Some(r)) if b.len() == g.len() && g.len() == r.len() => b
                     .iter_mut()
@@ -670,6 +711,43 @@ fn add_unary_gradient<A: Element>(
             }
         });
     }
+}
+
+/// The result of a unary elementwise operation `f`, with its backward step.
+fn unary<A: Element, B: BackwardStep<A>>(
+    x: &Var<A>,
+    op: &'static str,
+    f: impl Fn(A) -> A,
+    backward: B,
+) -> Pending<A, B> {
+    let out = match x.array().as_slice() {
+        Some(xs) => Var::computed_like(op, x.requires_grad(), x.array(), |out| {
+            for (o, &x) in out.iter_mut().zip(xs) {
+                *o = f(x);
+            }
+        }),
+        None => Var::computed(x.array().mapv(f), op, x.requires_grad()),
+    };
+    Pending::from_var(out, backward)
+}
+
+/// [`unary`] for functions with a whole-slice form (`in_place`, which
+/// the element types vectorise), `f` being the same function per element.
+fn unary_in_place<A: Element, B: BackwardStep<A>>(
+    x: &Var<A>,
+    op: &'static str,
+    in_place: fn(&mut [A]),
+    f: impl Fn(A) -> A,
+    backward: B,
+) -> Pending<A, B> {
+    let out = match x.array().as_slice() {
+        Some(xs) => Var::computed_like(op, x.requires_grad(), x.array(), |out| {
+            out.copy_from_slice(xs);
+            in_place(out);
+        }),
+        None => Var::computed(map_with(x.array(), in_place, f), op, x.requires_grad()),
+    };
+    Pending::from_var(out, backward)
 }
 
 impl<A: Element> Var<A> {
@@ -689,10 +767,11 @@ impl<A: Element> Var<A> {
     /// Hyperbolic tangent, elementwise.
     pub fn tanh(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let x = self.clone();
-        Pending::new(
+        unary_in_place(
+            self,
             "tanh",
-            map_with(self.array(), A::tanh_in_place, A::tanh),
-            self.requires_grad(),
+            A::tanh_in_place,
+            A::tanh,
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 // d tanh(x) = 1 - tanh(x)^2
                 add_unary_gradient(&x, grad, y, |g, y| g * (A::one() - y * y));
@@ -703,10 +782,10 @@ impl<A: Element> Var<A> {
     /// The exponential `e^x`, elementwise.
     pub fn exp(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let x = self.clone();
-        Pending::new(
+        unary(
+            self,
             "exp",
-            self.array().mapv(A::exp),
-            self.requires_grad(),
+            A::exp,
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 // d e^x = e^x: the output itself.
                 add_unary_gradient(&x, grad, y, |g, y| g * y);
@@ -718,23 +797,19 @@ impl<A: Element> Var<A> {
     /// or -inf, as in `f64::ln`.
     pub fn log(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let x = self.clone();
-        Pending::new(
-            "log",
-            self.array().mapv(A::ln),
-            self.requires_grad(),
-            move |_: &ArrayD<A>, grad: ArrayD<A>| {
-                add_unary_gradient(&x, grad, x.array(), |g, x| g / x);
-            },
-        )
+        unary(self, "log", A::ln, move |_: &ArrayD<A>, grad: ArrayD<A>| {
+            add_unary_gradient(&x, grad, x.array(), |g, x| g / x);
+        })
     }
 
     /// The logistic function `1 / (1 + e^-x)`, elementwise.
     pub fn sigmoid(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let x = self.clone();
-        Pending::new(
+        unary_in_place(
+            self,
             "sigmoid",
-            map_with(self.array(), A::sigmoid_in_place, sigmoid),
-            self.requires_grad(),
+            A::sigmoid_in_place,
+            sigmoid,
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 add_unary_gradient(&x, grad, y, |g, y| g * y * (A::one() - y));
             },
@@ -745,11 +820,10 @@ impl<A: Element> Var<A> {
     /// to be 0.
     pub fn relu(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let x = self.clone();
-        Pending::new(
+        unary(
+            self,
             "relu",
-            self.array()
-                .mapv(|x| if x > A::zero() { x } else { A::zero() }),
-            self.requires_grad(),
+            |x| if x > A::zero() { x } else { A::zero() },
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
                 add_unary_gradient(&x, grad, x.array(), |g, x| {
                     if x > A::zero() { g } else { A::zero() }
@@ -761,10 +835,10 @@ impl<A: Element> Var<A> {
     /// The square root, elementwise. Its gradient is infinite at 0.
     pub fn sqrt(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let x = self.clone();
-        Pending::new(
+        unary(
+            self,
             "sqrt",
-            self.array().mapv(A::sqrt),
-            self.requires_grad(),
+            A::sqrt,
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 // d sqrt(x) = 1 / (2 sqrt(x)): from the output, no second root.
                 add_unary_gradient(&x, grad, y, |g, y| g / (y + y));
@@ -775,10 +849,10 @@ impl<A: Element> Var<A> {
     /// The square `x * x`, elementwise.
     pub fn square(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let x = self.clone();
-        Pending::new(
+        unary(
+            self,
             "square",
-            self.array().mapv(|x| x * x),
-            self.requires_grad(),
+            |x| x * x,
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
                 add_unary_gradient(&x, grad, x.array(), |g, x| g * (x + x));
             },
@@ -796,10 +870,10 @@ impl<A: Element> Var<A> {
     /// ```
     pub fn powi(&self, n: i32) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let x = self.clone();
-        Pending::new(
+        unary(
+            self,
             "powi",
-            self.array().mapv(|x| x.powi(n)),
-            self.requires_grad(),
+            |x| x.powi(n),
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
                 // n x^(n-1), computed directly rather than as n y / x, which
                 // would be 0/0 at x = 0.
@@ -818,10 +892,10 @@ impl<A: Element> Var<A> {
     /// The absolute value, elementwise. Its derivative at 0 is taken to be 0.
     pub fn abs(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let x = self.clone();
-        Pending::new(
+        unary(
+            self,
             "abs",
-            self.array().mapv(A::abs),
-            self.requires_grad(),
+            A::abs,
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
                 add_unary_gradient(&x, grad, x.array(), |g, x| {
                     if x > A::zero() {
