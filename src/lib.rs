@@ -126,9 +126,24 @@
 //!
 //! Every operation's frame stays live until the backward pass reaches it.
 //! Operations, calls between differentiable functions and loop iterations
-//! grow the stack on demand (with the `stacker` crate), so a million
-//! operations, a 10,000-step RNN or a tree 10,000 deep run in an ordinary
-//! 2 MiB thread: nothing to configure.
+//! grow the stack on demand (on stack segments switched to with the
+//! `corosensei` crate and kept per thread for reuse; `stacker` elsewhere),
+//! so a million operations, a 10,000-step RNN or a tree 10,000 deep run in
+//! an ordinary 2 MiB thread: nothing to configure. Finished results are
+//! pooled per thread, so a training loop reuses them instead of
+//! allocating.
+//!
+//! ## Speed
+//!
+//! Matrix-vector products run on kernels that read the matrix once (AVX2
+//! and FMA for `f32` when the processor has them, chosen at run time);
+//! a small batch through a weight matrix ([`Var::linear`] or
+//! [`Var::matmul`] with up to 8 rows) reads the matrix once for the whole
+//! batch; weight gradients of parameters are gathered into one matrix
+//! product per computation; `sigmoid` and `tanh` are vectorised for
+//! `f32`. A [`SecondCore`] guard lets the large products and the Adagrad
+//! update share their rows with a partner thread, with the same results as
+//! one core. `BENCHMARKS.md` in the repository has the measurements.
 //!
 //! ## Writing continuation-passing style by hand
 //!
