@@ -59,16 +59,48 @@ impl<A: Element> Param<A> {
             .unwrap_or_else(|| ArrayD::zeros(IxDyn(self.var.shape())))
     }
 
-    /// Takes the accumulated gradient out, leaving none.
+    /// Takes the accumulated gradient out, leaving none. Once it is used
+    /// up, [`Param::reuse_grad_buffer`] hands its buffer back.
     pub fn take_grad(&self) -> Option<ArrayD<A>> {
         self.var.flush_deferred();
         self.var.node.grad.borrow_mut().take()
     }
 
-    /// Discards the accumulated gradient.
+    /// Gives back the buffer of a gradient taken with
+    /// [`Param::take_grad`] and used up: the next gradient is written over
+    /// it instead of into a newly allocated, zeroed buffer. Its contents do
+    /// not matter (they are never read). Optimizers do this in
+    /// [`Optimizer::step`](crate::optim::Optimizer::step); a buffer of
+    /// another shape is dropped.
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let w = Param::new(array![[1.0f64, 2.0], [3.0, 4.0]]);
+    /// let x = Var::constant(array![1.0, -1.0]);
+    /// // sum(w·x): its gradient with respect to w has x in every row.
+    /// let loss = || lazy(|k: &mut dyn FnMut(Var<f64>)| {
+    ///     w.matmul(&x).bind(|y| y.sum().bind(|s| k(s)));
+    /// });
+    /// loss().backward();
+    /// let grad = w.take_grad().expect("a gradient");
+    /// w.reuse_grad_buffer(grad.mapv(|_| f64::NAN)); // stale contents
+    /// loss().backward();
+    /// assert_eq!(w.grad(), array![[1.0, -1.0], [1.0, -1.0]].into_dyn());
+    /// ```
+    pub fn reuse_grad_buffer(&self, buffer: ArrayD<A>) {
+        self.var.keep_spare_grad(buffer);
+    }
+
+    /// Discards the accumulated gradient (keeping its buffer for the
+    /// next one).
     pub fn zero_grad(&self) {
-        self.var.node.deferred.borrow_mut().clear();
-        self.var.node.grad.borrow_mut().take();
+        self.var.discard_deferred();
+        let buffer = self.var.node.grad.borrow_mut().take();
+        if let Some(buffer) = buffer {
+            self.var.keep_spare_grad(buffer);
+        }
     }
 
     /// Whether gradients accumulate in this parameter (true by default).
@@ -97,7 +129,7 @@ impl<A: Element> Param<A> {
                     requires_grad: old.requires_grad.clone(),
                     finished: std::cell::Cell::new(false),
                     op: old.op,
-                    deferred: std::cell::RefCell::new(old.deferred.take()),
+                    param: std::cell::RefCell::new(old.param.take()),
                 }),
             };
             self.var = copy;

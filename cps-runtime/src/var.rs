@@ -6,7 +6,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::thread::LocalKey;
 
-use ndarray::{ArrayD, ArrayViewMutD};
+use ndarray::{Array2, ArrayD, ArrayViewMutD};
 
 use crate::element::Element;
 
@@ -32,19 +32,42 @@ pub(crate) struct Node<A: Element> {
     /// gradient arriving afterwards would be lost, so it is an error.
     pub(crate) finished: Cell<bool>,
     pub(crate) op: &'static str,
+    /// What only a parameter keeps (none for other values, so that the
+    /// many small results of a computation stay small).
+    pub(crate) param: RefCell<Option<Box<ParamGrad<A>>>>,
+}
+
+/// The gradient bookkeeping of a parameter beyond its gradient buffer.
+pub(crate) struct ParamGrad<A: Element> {
     /// Rank-one updates `grad += outer(u, v)` not yet added to `grad`: a
     /// parameter used as a matrix times a vector at every node of a tree
     /// collects them, and adds them as one matrix product when its gradient
     /// is read (see [`Var::defer_outer`]).
-    pub(crate) deferred: RefCell<Vec<(ArrayD<A>, Var<A>)>>,
+    pub(crate) deferred: Vec<(ArrayD<A>, Var<A>)>,
+    /// The buffer of a gradient that was consumed (by an optimizer step):
+    /// the next gradient is written over it rather than into a freshly
+    /// zeroed allocation. Its contents are stale and never read.
+    pub(crate) spare: Option<ArrayD<A>>,
+}
+
+impl<A: Element> ParamGrad<A> {
+    pub(crate) fn new() -> Box<Self> {
+        Box::new(ParamGrad {
+            deferred: Vec::new(),
+            spare: None,
+        })
+    }
 }
 
 impl<A: Element> Node<A> {
-    /// Makes a pooled node a new one. Its gradient is gone and its deferred
-    /// list empty already ([`pool::give`] sees to both).
+    /// Makes a pooled node a new one. Its gradient is gone already, and
+    /// only results are pooled ([`pool::give`] sees to both).
     fn reset(&mut self, role: Role, requires_grad: bool, op: &'static str) {
-        debug_assert!(self.grad.get_mut().is_none() && self.deferred.get_mut().is_empty());
+        debug_assert!(self.grad.get_mut().is_none() && self.param.get_mut().is_none());
         self.role = role;
+        if role == Role::Param {
+            *self.param.get_mut() = Some(ParamGrad::new());
+        }
         self.requires_grad.set(requires_grad);
         self.finished.set(false);
         self.op = op;
@@ -159,7 +182,7 @@ pub(crate) mod pool {
         let Some(inner) = Rc::get_mut(&mut node) else {
             return;
         };
-        if inner.role != Role::Computed || !inner.deferred.get_mut().is_empty() {
+        if inner.role != Role::Computed {
             return;
         }
         if inner.value.len() > MAX_KEPT_ELEMENTS {
@@ -230,7 +253,7 @@ impl<A: Element> Var<A> {
                 requires_grad: Cell::new(requires_grad),
                 finished: Cell::new(false),
                 op,
-                deferred: RefCell::new(Vec::new()),
+                param: RefCell::new((role == Role::Param).then(ParamGrad::new)),
             }),
         }
     }
@@ -378,50 +401,71 @@ impl<A: Element> Var<A> {
         if !self.requires_grad() {
             return;
         }
-        if self.node.role != Role::Param {
-            let (u, v_value) = (as_rows(u.view()), v.array().view());
-            let v_rows = as_rows(v_value);
-            self.accumulate_with(|grad| {
-                let grad = grad
-                    .into_dimensionality::<ndarray::Ix2>()
-                    .expect("a matrix");
-                crate::ops::linalg::gemm(A::one(), u.t(), v_rows, A::one(), grad);
-            });
-            return;
-        }
         self.check_open();
-        self.node.deferred.borrow_mut().push((u, v));
-    }
-
-    /// Adds the deferred updates into the gradient.
-    pub(crate) fn flush_deferred(&self) {
-        // Only parameters defer; everything else skips the borrow.
-        if self.node.role != Role::Param || self.node.deferred.borrow().is_empty() {
+        if let Some(param) = self.node.param.borrow_mut().as_mut() {
+            param.deferred.push((u, v));
             return;
         }
-        let pending = std::mem::take(&mut *self.node.deferred.borrow_mut());
-        let Some((first_u, first_v)) = pending.first() else {
-            return;
-        };
-        let columns = |a: &ArrayD<A>| a.shape().last().copied().unwrap_or(1);
-        let (rows, cols) = (columns(first_u), columns(first_v.array()));
-        let count: usize = pending.iter().map(|(u, _)| u.len() / rows.max(1)).sum();
-        let mut us = ndarray::Array2::<A>::zeros((count, rows));
-        let mut vs = ndarray::Array2::<A>::zeros((count, cols));
-        let mut at = 0;
-        for (u, v) in &pending {
-            let (u, v) = (as_rows(u.view()), as_rows(v.array().view()));
-            let n = u.nrows();
-            us.slice_mut(ndarray::s![at..at + n, ..]).assign(&u);
-            vs.slice_mut(ndarray::s![at..at + n, ..]).assign(&v);
-            at += n;
-        }
+        let (u, v_value) = (as_rows(u.view()), v.array().view());
+        let v_rows = as_rows(v_value);
         self.accumulate_with(|grad| {
             let grad = grad
                 .into_dimensionality::<ndarray::Ix2>()
                 .expect("a matrix");
-            crate::ops::linalg::gemm(A::one(), us.t(), vs.view(), A::one(), grad);
+            crate::ops::linalg::gemm(A::one(), u.t(), v_rows, A::one(), grad);
         });
+    }
+
+    /// Adds the deferred updates into the gradient, as one matrix product.
+    /// With no gradient yet, the product is written over the spare buffer
+    /// of a consumed gradient when there is one (`beta = 0` never reads
+    /// it), so that no step clears a parameter-sized buffer.
+    pub(crate) fn flush_deferred(&self) {
+        // Only parameters defer; everything else skips the borrow.
+        if self.node.role != Role::Param {
+            return;
+        }
+        let (pending, spare) = {
+            let mut param = self.node.param.borrow_mut();
+            let Some(param) = param.as_mut().filter(|p| !p.deferred.is_empty()) else {
+                return;
+            };
+            (std::mem::take(&mut param.deferred), param.spare.take())
+        };
+        let (us, vs) = stack_rows(&pending);
+        let mut slot = self.node.grad.borrow_mut();
+        let (beta, grad) = match slot.as_mut() {
+            Some(grad) => (A::one(), grad),
+            None => {
+                let shape = self.node.value.raw_dim();
+                let buffer = spare
+                    .filter(|s| same_shape(s.shape(), self.shape()))
+                    .unwrap_or_else(|| ArrayD::zeros(shape));
+                (A::zero(), slot.insert(buffer))
+            }
+        };
+        let grad = grad
+            .view_mut()
+            .into_dimensionality::<ndarray::Ix2>()
+            .expect("a matrix");
+        crate::ops::linalg::gemm(A::one(), us.t(), vs.view(), beta, grad);
+    }
+
+    /// Drops the deferred updates unapplied.
+    pub(crate) fn discard_deferred(&self) {
+        if let Some(param) = self.node.param.borrow_mut().as_mut() {
+            param.deferred.clear();
+        }
+    }
+
+    /// Keeps `buffer` (a consumed gradient of this parameter) to write the
+    /// next gradient into. Ignored for other values and other shapes.
+    pub(crate) fn keep_spare_grad(&self, buffer: ArrayD<A>) {
+        if let Some(param) = self.node.param.borrow_mut().as_mut()
+            && same_shape(buffer.shape(), self.shape())
+        {
+            param.spare = Some(buffer);
+        }
     }
 
     /// A new constant holding this value: no gradient flows back through it.
@@ -583,6 +627,31 @@ impl<A: Element> fmt::Display for Value<A> {
 }
 
 /// A vector as a one-row matrix, a matrix as itself.
+/// The deferred pairs' `u` rows and `v` rows, each stacked into one matrix
+/// (the operands of the weight gradient's product).
+fn stack_rows<A: Element>(pending: &[(ArrayD<A>, Var<A>)]) -> (Array2<A>, Array2<A>) {
+    let width = |a: &ArrayD<A>| a.shape().last().copied().unwrap_or(1).max(1);
+    let (u_width, v_width) = match pending.first() {
+        Some((u, v)) => (width(u), width(v.array())),
+        None => (1, 1),
+    };
+    let stack = |parts: &mut dyn Iterator<Item = &ArrayD<A>>, width: usize| {
+        let mut data = Vec::new();
+        for part in parts {
+            match part.as_slice() {
+                Some(slice) => data.extend_from_slice(slice),
+                None => data.extend(part.iter().copied()),
+            }
+        }
+        let rows = data.len() / width;
+        Array2::from_shape_vec((rows, width), data).expect("whole rows")
+    };
+    (
+        stack(&mut pending.iter().map(|(u, _)| u), u_width),
+        stack(&mut pending.iter().map(|(_, v)| v.array()), v_width),
+    )
+}
+
 fn as_rows<A>(a: ndarray::ArrayViewD<'_, A>) -> ndarray::ArrayView2<'_, A> {
     let a = if a.ndim() == 1 {
         a.insert_axis(ndarray::Axis(0))

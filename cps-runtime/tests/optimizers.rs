@@ -494,7 +494,7 @@ fn the_learning_rate_can_change_between_steps() {
 #[should_panic(expected = "Adagrad: shape mismatch between [2] and [3]")]
 fn a_gradient_of_the_wrong_shape_panics() {
     let mut value = ArrayD::zeros(ndarray::IxDyn(&[2]));
-    Adagrad::new(0.1f64).update(0, &mut value, ArrayD::zeros(ndarray::IxDyn(&[3])));
+    Adagrad::new(0.1f64).update(0, &mut value, &mut ArrayD::zeros(ndarray::IxDyn(&[3])));
 }
 
 #[test]
@@ -502,9 +502,9 @@ fn a_gradient_of_the_wrong_shape_panics() {
 fn a_parameter_that_changed_shape_panics() {
     let mut rmsprop = RmsProp::new(0.1f64);
     let mut value = ArrayD::zeros(ndarray::IxDyn(&[2]));
-    rmsprop.update(7, &mut value, ArrayD::zeros(ndarray::IxDyn(&[2])));
+    rmsprop.update(7, &mut value, &mut ArrayD::zeros(ndarray::IxDyn(&[2])));
     let mut value = ArrayD::zeros(ndarray::IxDyn(&[3]));
-    rmsprop.update(7, &mut value, ArrayD::zeros(ndarray::IxDyn(&[3])));
+    rmsprop.update(7, &mut value, &mut ArrayD::zeros(ndarray::IxDyn(&[3])));
 }
 
 // ---------------------------------------------------------------- clipping

@@ -115,13 +115,8 @@ impl<A: Element> Adagrad<A> {
 }
 
 impl<A: Element> Optimizer<A> for Adagrad<A> {
-    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: ArrayD<A>) {
-        check_shapes(
-            "Adagrad",
-            value,
-            &grad,
-            self.states.get(&id).map(|s| &s.sum),
-        );
+    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: &mut ArrayD<A>) {
+        check_shapes("Adagrad", value, grad, self.states.get(&id).map(|s| &s.sum));
         let initial = self.initial_accumulator_value;
         let state = self.states.entry(id).or_insert_with(|| AdagradState {
             step: 0,
@@ -165,7 +160,7 @@ impl<A: Element> Optimizer<A> for Adagrad<A> {
                 }
             }
             _ => Zip::from(value)
-                .and(&grad)
+                .and(&*grad)
                 .and(&mut state.sum)
                 .for_each(|p, &g, s| update(p, g, s)),
         }

@@ -108,14 +108,14 @@ impl<A: Element> AdamCore<A> {
         optimizer: &str,
         id: u64,
         value: &mut ArrayD<A>,
-        grad: ArrayD<A>,
+        grad: &mut ArrayD<A>,
         l2: A,
         shrink: A,
     ) {
         check_shapes(
             optimizer,
             value,
-            &grad,
+            grad,
             self.states.get(&id).map(|s| &s.exp_avg),
         );
         let zeros = || ArrayD::zeros(IxDyn(value.shape()));
@@ -141,7 +141,7 @@ impl<A: Element> AdamCore<A> {
         let (beta1, beta2, eps) = (self.beta1, self.beta2, self.eps);
         let (rest1, rest2) = (A::one() - beta1, A::one() - beta2);
         let zip = Zip::from(value)
-            .and(&grad)
+            .and(&*grad)
             .and(&mut state.exp_avg)
             .and(&mut state.exp_avg_sq);
         match state.max_exp_avg_sq.as_mut().filter(|_| self.amsgrad) {
@@ -217,7 +217,7 @@ impl<A: Element> Adam<A> {
 }
 
 impl<A: Element> Optimizer<A> for Adam<A> {
-    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: ArrayD<A>) {
+    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: &mut ArrayD<A>) {
         self.core
             .update("Adam", id, value, grad, self.weight_decay, A::one());
     }

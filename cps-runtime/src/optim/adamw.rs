@@ -95,7 +95,7 @@ impl<A: Element> AdamW<A> {
 }
 
 impl<A: Element> Optimizer<A> for AdamW<A> {
-    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: ArrayD<A>) {
+    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: &mut ArrayD<A>) {
         let shrink = A::one() - self.core.lr * self.weight_decay;
         self.core
             .update("AdamW", id, value, grad, A::zero(), shrink);

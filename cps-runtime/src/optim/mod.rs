@@ -62,7 +62,7 @@ pub trait Optimizer<A: Element = f32> {
     /// # Panics
     /// When `grad`'s shape differs from `value`'s, or from the shape of
     /// the state kept under `id`.
-    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: ArrayD<A>);
+    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: &mut ArrayD<A>);
 
     /// The current learning rate.
     fn learning_rate(&self) -> A;
@@ -88,9 +88,10 @@ pub trait Optimizer<A: Element = f32> {
             }
             // Take the gradient before touching the value: `value_mut` may
             // copy the node, and the gradient must not be copied with it.
-            if let Some(grad) = param.take_grad() {
+            if let Some(mut grad) = param.take_grad() {
                 let id = param.id();
-                self.update(id, param.value_mut(), grad);
+                self.update(id, param.value_mut(), &mut grad);
+                param.reuse_grad_buffer(grad);
             }
         });
     }

@@ -127,11 +127,11 @@ impl<A: Element> RmsProp<A> {
 }
 
 impl<A: Element> Optimizer<A> for RmsProp<A> {
-    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: ArrayD<A>) {
+    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: &mut ArrayD<A>) {
         check_shapes(
             "RmsProp",
             value,
-            &grad,
+            grad,
             self.states.get(&id).map(|s| &s.square_avg),
         );
         let (lr, alpha, eps, wd, mu) = (
@@ -173,7 +173,7 @@ impl<A: Element> Optimizer<A> for RmsProp<A> {
             };
             g / (variance.sqrt() + eps)
         };
-        let zip = Zip::from(value).and(&grad).and(&mut state.square_avg);
+        let zip = Zip::from(value).and(&*grad).and(&mut state.square_avg);
         match (
             state.grad_avg.as_mut().filter(|_| centered),
             state.momentum_buffer.as_mut().filter(|_| with_momentum),

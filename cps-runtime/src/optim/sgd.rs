@@ -109,8 +109,8 @@ impl<A: Element> Sgd<A> {
 }
 
 impl<A: Element> Optimizer<A> for Sgd<A> {
-    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: ArrayD<A>) {
-        check_shapes("Sgd", value, &grad, self.momentum_buffers.get(&id));
+    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: &mut ArrayD<A>) {
+        check_shapes("Sgd", value, grad, self.momentum_buffers.get(&id));
         let (lr, wd, mu) = (self.lr, self.weight_decay, self.momentum);
         assert!(
             !self.nesterov || (mu > A::zero() && self.dampening == A::zero()),
@@ -121,16 +121,15 @@ impl<A: Element> Optimizer<A> for Sgd<A> {
 
         if mu == A::zero() {
             if wd == A::zero() {
-                value.scaled_add(-lr, &grad);
+                value.scaled_add(-lr, &*grad);
             } else {
                 Zip::from(value)
-                    .and(&grad)
+                    .and(&*grad)
                     .for_each(|p, &g| *p -= lr * (g + wd * *p));
             }
             return;
         }
 
-        let mut grad = grad;
         if wd != A::zero() {
             grad.scaled_add(wd, value);
         }
@@ -139,11 +138,11 @@ impl<A: Element> Optimizer<A> for Sgd<A> {
                 if self.nesterov {
                     let buffer = slot.insert(grad.clone());
                     Zip::from(value)
-                        .and(&grad)
+                        .and(&*grad)
                         .and(&*buffer)
                         .for_each(|p, &g, &b| *p -= lr * (g + mu * b));
                 } else {
-                    value.scaled_add(-lr, slot.insert(grad));
+                    value.scaled_add(-lr, slot.insert(grad.clone()));
                 }
             }
             Entry::Occupied(slot) => {
@@ -151,7 +150,7 @@ impl<A: Element> Optimizer<A> for Sgd<A> {
                 let keep = A::one() - self.dampening;
                 if self.nesterov {
                     Zip::from(value)
-                        .and(&grad)
+                        .and(&*grad)
                         .and(buffer)
                         .for_each(|p, &g, b| {
                             *b = mu * *b + keep * g;
@@ -159,7 +158,7 @@ impl<A: Element> Optimizer<A> for Sgd<A> {
                         });
                 } else {
                     Zip::from(value)
-                        .and(&grad)
+                        .and(&*grad)
                         .and(buffer)
                         .for_each(|p, &g, b| {
                             *b = mu * *b + keep * g;
