@@ -24,6 +24,7 @@ pub mod __private {
     //! Support for generated code; see `private.rs`.
     pub use crate::private::*;
 }
+mod flat;
 mod private;
 mod simd;
 

@@ -9,6 +9,7 @@ use std::thread::LocalKey;
 use ndarray::{Array2, ArrayD, ArrayViewMutD};
 
 use crate::element::Element;
+use crate::flat::{slice, slice_mut};
 
 /// What a value is in the computation: this decides whether gradients reach
 /// it and what happens when they arrive late.
@@ -108,7 +109,9 @@ pub(crate) mod pool {
     const MAX_KEPT_ELEMENTS: usize = 16;
 
     pub(crate) struct Pool<A: Element> {
-        nodes: Vec<Rc<Node<A>>>,
+        /// The nodes, each with the memory it accounts for (kept, so that
+        /// taking a node does not measure its value again).
+        nodes: Vec<(Rc<Node<A>>, usize)>,
         bytes: usize,
     }
 
@@ -126,9 +129,10 @@ pub(crate) mod pool {
         static F64: RefCell<Pool<f64>> = const { RefCell::new(Pool::new()) };
     }
 
-    /// The memory a pooled node accounts for.
-    fn bytes<A: Element>(node: &Node<A>) -> usize {
-        size_of::<Node<A>>() + 2 * size_of::<usize>() + node.value.len() * size_of::<A>()
+    /// The memory a pooled node accounts for, its value having `len`
+    /// elements.
+    fn bytes<A: Element>(len: usize) -> usize {
+        size_of::<Node<A>>() + 2 * size_of::<usize>() + len * size_of::<A>()
     }
 
     /// Runs `f` on this thread's pool for `A`; `None` while the pool is in
@@ -162,8 +166,8 @@ pub(crate) mod pool {
     #[inline]
     pub(crate) fn take<A: Element>() -> Option<Rc<Node<A>>> {
         with(|pool: &mut Pool<A>| {
-            let node = pool.nodes.pop()?;
-            pool.bytes -= bytes(&node);
+            let (node, size) = pool.nodes.pop()?;
+            pool.bytes -= size;
             Some(node)
         })
         .flatten()
@@ -185,21 +189,23 @@ pub(crate) mod pool {
         if inner.role != Role::Computed {
             return;
         }
-        if inner.value.len() > MAX_KEPT_ELEMENTS {
+        let mut len = inner.value.len();
+        if len > MAX_KEPT_ELEMENTS {
             inner.value =
                 ArrayD::from_shape_vec(ndarray::IxDyn(&[0]), Vec::new()).expect("an empty array");
+            len = 0;
         }
         // A gradient left behind (the operation did not require one) goes
         // now, not when the node is next used.
         *inner.grad.get_mut() = None;
-        let size = bytes(inner);
+        let size = bytes::<A>(len);
         // Dropped outside the pool's borrow when it does not fit.
         let _rejected = with(move |pool: &mut Pool<A>| {
             if pool.bytes + size > MAX_BYTES {
                 return Some(node);
             }
             pool.bytes += size;
-            pool.nodes.push(node);
+            pool.nodes.push((node, size));
             None
         });
     }
@@ -282,7 +288,7 @@ impl<A: Element> Var<A> {
         };
         let fresh = pool::unique(&mut node);
         let reusable = same_shape(fresh.value.shape(), like.shape());
-        match fresh.value.as_slice_mut() {
+        match slice_mut(&mut fresh.value) {
             Some(buffer) if reusable => fill(buffer),
             _ => {
                 let mut value = ArrayD::zeros(like.raw_dim());
@@ -511,7 +517,7 @@ impl<A: Element> Var<A> {
         );
         let mut slot = self.node.grad.borrow_mut();
         match slot.as_mut() {
-            Some(existing) => match (existing.as_slice_mut(), grad.as_slice()) {
+            Some(existing) => match (slice_mut(existing), slice(&grad)) {
                 (Some(e), Some(g)) => e.iter_mut().zip(g).for_each(|(e, &g)| *e += g),
                 _ => *existing += &grad,
             },

@@ -51,6 +51,7 @@ use ndarray::{ArrayD, Zip};
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
+use crate::flat::{slice, slice_mut};
 use crate::ops::operand::{IntoOperand, Operand};
 use crate::ops::shape_mismatch;
 use crate::ops::vector_math::map_with;
@@ -199,7 +200,7 @@ fn combine<A: Element>(
     // than the arithmetic on small tensors.
     match (left, right) {
         (Side::Full(l), Side::Full(r)) => {
-            if let (Some(ls), Some(rs)) = (l.as_slice(), r.as_slice())
+            if let (Some(ls), Some(rs)) = (slice(l), slice(r))
                 && ls.len() == rs.len()
             {
                 // Whether the shapes are equal or one is a bias vector as
@@ -213,7 +214,7 @@ fn combine<A: Element>(
             }
         }
         (Side::Full(l), Side::Scalar(r)) => {
-            if let Some(ls) = l.as_slice() {
+            if let Some(ls) = slice(l) {
                 return Var::computed_like(op, requires_grad, l, |out| {
                     for (o, &l) in out.iter_mut().zip(ls) {
                         *o = f(l, r);
@@ -222,7 +223,7 @@ fn combine<A: Element>(
             }
         }
         (Side::Scalar(l), Side::Full(r)) => {
-            if let Some(rs) = r.as_slice() {
+            if let Some(rs) = slice(r) {
                 return Var::computed_like(op, requires_grad, r, |out| {
                     for (o, &r) in out.iter_mut().zip(rs) {
                         *o = f(l, r);
@@ -320,7 +321,7 @@ impl<A: Element> Arithmetic<A> {
             }
             Kind::One => {
                 let total = local.sum(&grad);
-                var.accumulate_into(|buffer| match buffer.as_slice_mut() {
+                var.accumulate_into(|buffer| match slice_mut(buffer) {
                     Some(b) => b.iter_mut().for_each(|b| *b += total),
                     None => *buffer += total,
                 });
@@ -349,8 +350,47 @@ impl<A: Element> Arithmetic<A> {
     }
 }
 
+impl<A: Element> Arithmetic<A> {
+    /// [`BackwardStep::backward`] when both operands have the result's
+    /// shape (nothing to reduce): the input that has no gradient buffer yet
+    /// takes `grad` over, transformed in place, and the other adds its
+    /// contribution into its own buffer first (while `grad` is unchanged).
+    /// The general case, with less to decide and no `Cow` to move around.
+    fn backward_same(self, output: &ArrayD<A>, mut grad: ArrayD<A>) {
+        let (left, right) = (needs_grad(&self.left), needs_grad(&self.right));
+        // The right input takes the buffer over unless it has one already
+        // and the left one has none (as in the general case).
+        let right_takes = match (left, right) {
+            (Some(left), Some(right)) => !right.has_grad() || left.has_grad(),
+            (left, _) => left.is_none(),
+        };
+        let (first, last) = if right_takes {
+            ((Which::Left, left), (Which::Right, right))
+        } else {
+            ((Which::Right, right), (Which::Left, left))
+        };
+        if let (which, Some(var)) = first {
+            let local = self.local(which, output);
+            var.accumulate_into(|buffer| local.add_into(buffer, &grad));
+        }
+        if let (which, Some(var)) = last {
+            let local = self.local(which, output);
+            // Checked now: `var` may be the first input too (`x * x`).
+            if var.has_grad() {
+                var.accumulate_into(|buffer| local.add_into(buffer, &grad));
+            } else {
+                local.transform(&mut grad);
+                var.accumulate(grad);
+            }
+        }
+    }
+}
+
 impl<A: Element> BackwardStep<A> for Arithmetic<A> {
     fn backward(self, output: &ArrayD<A>, grad: ArrayD<A>) {
+        if self.broadcast == Broadcast::Same {
+            return self.backward_same(output, grad);
+        }
         match (needs_grad(&self.left), needs_grad(&self.right)) {
             (Some(left), Some(right)) => {
                 // Only one side can be reduced (one-element or bias); it
@@ -419,7 +459,7 @@ enum Local<'a, A> {
 impl<A: Element> Local<'_, A> {
     /// `grad <- grad * factor`, in place.
     fn transform(&self, grad: &mut ArrayD<A>) {
-        if let Some(g) = grad.as_slice_mut()
+        if let Some(g) = slice_mut(grad)
             && self.transform_flat(g)
         {
             return;
@@ -445,7 +485,7 @@ impl<A: Element> Local<'_, A> {
 
     /// `buffer += grad * factor`.
     fn add_into(&self, buffer: &mut ArrayD<A>, grad: &ArrayD<A>) {
-        if let (Some(b), Some(g)) = (buffer.as_slice_mut(), grad.as_slice())
+        if let (Some(b), Some(g)) = (slice_mut(buffer), slice(grad))
             && b.len() == g.len()
             && self.add_into_flat(b, g)
         {
@@ -485,7 +525,7 @@ impl<A: Element> Local<'_, A> {
     fn flat_factor<'s>(side: &'s Side<'_, A>, len: usize) -> Option<Flat<'s, A>> {
         match side {
             Side::Scalar(s) => Some(Flat::Scalar(*s)),
-            Side::Full(v) => v.as_slice().filter(|v| v.len() == len).map(Flat::Slice),
+            Side::Full(v) => slice(v).filter(|v| v.len() == len).map(Flat::Slice),
         }
     }
 
@@ -504,7 +544,7 @@ impl<A: Element> Local<'_, A> {
                 Some(f) => grad.iter_mut().enumerate().for_each(|(i, g)| *g /= f.at(i)),
                 None => return false,
             },
-            Local::NegTimesOver(y, side) => match (y.as_slice(), Self::flat_factor(side, len)) {
+            Local::NegTimesOver(y, side) => match (slice(y), Self::flat_factor(side, len)) {
                 (Some(ys), Some(f)) if ys.len() == len => grad
                     .iter_mut()
                     .zip(ys)
@@ -531,7 +571,7 @@ impl<A: Element> Local<'_, A> {
                 Some(f) => add_each(buffer, grad, |i, g| g / f.at(i)),
                 None => return false,
             },
-            Local::NegTimesOver(y, side) => match (y.as_slice(), Self::flat_factor(side, len)) {
+            Local::NegTimesOver(y, side) => match (slice(y), Self::flat_factor(side, len)) {
                 (Some(ys), Some(f)) if ys.len() == len => {
                     add_each(buffer, grad, |i, g| -(g * ys[i]) / f.at(i))
                 }
@@ -687,7 +727,7 @@ fn add_unary_gradient<A: Element>(
     // Standard-layout operands (the usual case) are walked as slices: the
     // general iterator's set-up dominates on small tensors.
     if !input.has_grad() {
-        match (grad.as_slice_mut(), reference.as_slice()) {
+        match (slice_mut(&mut grad), slice(reference)) {
             (Some(g), Some(r)) if g.len() == r.len() => g
                 .iter_mut()
                 .zip(r)
@@ -698,8 +738,8 @@ fn add_unary_gradient<A: Element>(
         }
         input.accumulate(grad);
     } else {
-        input.accumulate_into(|buffer| {
-            match (buffer.as_slice_mut(), grad.as_slice(), reference.as_slice()) {
+        input.accumulate_into(
+            |buffer| match (slice_mut(buffer), slice(&grad), slice(reference)) {
                 (Some(b), Some(g), Some(r)) if b.len() == g.len() && g.len() == r.len() => b
                     .iter_mut()
                     .zip(g.iter().zip(r))
@@ -708,8 +748,8 @@ fn add_unary_gradient<A: Element>(
                     .and(&grad)
                     .and(reference)
                     .for_each(|b, &g, &r| *b += derivative(g, r)),
-            }
-        });
+            },
+        );
     }
 }
 
@@ -720,7 +760,7 @@ fn unary<A: Element, B: BackwardStep<A>>(
     f: impl Fn(A) -> A,
     backward: B,
 ) -> Pending<A, B> {
-    let out = match x.array().as_slice() {
+    let out = match slice(x.array()) {
         Some(xs) => Var::computed_like(op, x.requires_grad(), x.array(), |out| {
             for (o, &x) in out.iter_mut().zip(xs) {
                 *o = f(x);
@@ -740,7 +780,7 @@ fn unary_in_place<A: Element, B: BackwardStep<A>>(
     f: impl Fn(A) -> A,
     backward: B,
 ) -> Pending<A, B> {
-    let out = match x.array().as_slice() {
+    let out = match slice(x.array()) {
         Some(xs) => Var::computed_like(op, x.requires_grad(), x.array(), |out| {
             out.copy_from_slice(xs);
             in_place(out);
