@@ -431,20 +431,21 @@ impl<A: Element> Var<A> {
         if self.node.role != Role::Param {
             return;
         }
-        let (pending, spare) = {
-            let mut param = self.node.param.borrow_mut();
-            let Some(param) = param.as_mut().filter(|p| !p.deferred.is_empty()) else {
-                return;
-            };
-            (std::mem::take(&mut param.deferred), param.spare.take())
+        let mut param = self.node.param.borrow_mut();
+        let Some(param) = param.as_mut().filter(|p| !p.deferred.is_empty()) else {
+            return;
         };
-        let (us, vs) = stack_rows(&pending);
+        let (us, vs) = stack_rows(&std::mem::take(&mut param.deferred));
         let mut slot = self.node.grad.borrow_mut();
         let (beta, grad) = match slot.as_mut() {
             Some(grad) => (A::one(), grad),
+            // The spare is taken only when it will be written over: with a
+            // gradient already there, it stays for the next step.
             None => {
                 let shape = self.node.value.raw_dim();
-                let buffer = spare
+                let buffer = param
+                    .spare
+                    .take()
                     .filter(|s| same_shape(s.shape(), self.shape()))
                     .unwrap_or_else(|| ArrayD::zeros(shape));
                 (A::zero(), slot.insert(buffer))
