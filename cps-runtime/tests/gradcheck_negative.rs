@@ -121,3 +121,44 @@ fn missing_backward_fails() {
     assert_eq!(report.analytic, 0.0);
     assert!((report.numeric - 2.0).abs() < 1e-6, "{report}");
 }
+
+/// `offset + sum(cube(a))`: a large constant makes the loss large without
+/// changing its gradient, so the central differences carry a rounding
+/// error of about `1e-16 · offset / step`.
+fn check_with_offset(
+    offset: f64,
+    scale: impl Fn(usize) -> f64 + Copy + 'static,
+) -> GradcheckReport {
+    let mut a = Param::new(array![1.0f64, -1.5, 2.0, 0.3]);
+    gradcheck(&mut a, |a| {
+        lazy(|k: &mut dyn FnMut(Var<f64>)| {
+            cube(a, scale).bind(|ca| ca.sum().bind(|s| (s + offset).bind(k)));
+        })
+        .backward()
+    })
+}
+
+#[test]
+fn rounding_of_a_large_loss_does_not_count_as_an_error() {
+    // Without the allowance this reports errors of about 1e-5.
+    for offset in [1e5, -3.5e4, 1e6] {
+        let report = check_with_offset(offset, |_| 1.0);
+        assert!(report.passes(1e-6), "offset {offset}: {report}");
+    }
+}
+
+#[test]
+fn a_wrong_gradient_still_fails_on_a_large_loss() {
+    // A 1% error at one element of a derivative of 0.27 (at 0.3) is
+    // 2.7e-3, above the allowance (about 9e-4 at this offset).
+    let report = check_with_offset(1e6, |i| if i == 3 { 1.01 } else { 1.0 });
+    assert!(!report.passes(1e-3), "{report}");
+    assert_eq!(report.element, vec![3], "{report}");
+}
+
+#[test]
+fn a_nan_gradient_fails() {
+    let report = check_with_offset(0.0, |i| if i == 0 { f64::NAN } else { 1.0 });
+    assert!(!report.passes(1.0), "{report}");
+    assert!(report.worst_relative_error.is_nan(), "{report}");
+}
