@@ -361,6 +361,28 @@ proptest! {
         prop_assert!(report.passes(TOLERANCE), "{}", report);
     }
 
+    /// A part that is not in standard layout (a column-major parameter)
+    /// takes the general path, along either axis, values and gradients.
+    #[test]
+    fn concat_with_a_column_major_part(
+        (a, b, axis) in (1usize..=4, 1usize..=4, 0usize..=1).prop_flat_map(|(rows, cols, axis)| {
+            (values(vec![rows, cols]), values(vec![cols, rows]), Just(axis))
+        })
+    ) {
+        // `b` transposed in place: the same shape as `a`, column-major.
+        let b = b.reversed_axes();
+        prop_assert!(!b.is_standard_layout() || b.len() <= 1 || b.shape().contains(&1));
+        let expected = ndarray::concatenate(Axis(axis), &[a.view(), b.view()]).unwrap();
+        let weights = weights_like(expected.shape(), 11);
+        let mut model = (Param::new(a), Param::new(b));
+        let op = |(a, b): &(Param<f64>, Param<f64>), k: &mut dyn FnMut(Var<f64>)| {
+            Var::concat(&[a.var(), b.var()], axis).bind(k)
+        };
+        assert_close(&forward(&model, op), &expected);
+        let report = gradcheck(&mut model, |m| weighted_loss(m, &weights, op));
+        prop_assert!(report.passes(TOLERANCE), "{}", report);
+    }
+
     #[test]
     fn slice_along_an_axis(
         (x, axis, start, end) in tensor_and_axis().prop_flat_map(|(x, axis)| {
@@ -389,6 +411,24 @@ proptest! {
     ) {
         let expected = table.select(Axis(0), &indices);
         let weights = weights_like(expected.shape(), 12);
+        let mut p = Param::new(table);
+        let op = |p: &Param<f64>, k: &mut dyn FnMut(Var<f64>)| p.rows(&indices).bind(k);
+        assert_close(&forward(&p, op), &expected);
+        let report = gradcheck(&mut p, |p| weighted_loss(p, &weights, op));
+        prop_assert!(report.passes(TOLERANCE), "{}", report);
+    }
+
+    /// A column-major table takes the row-by-row path: the same rows and
+    /// gradients.
+    #[test]
+    fn rows_of_a_column_major_table(
+        (table, indices) in (1usize..=5, 1usize..=5).prop_flat_map(|(rows, cols)| {
+            (values(vec![cols, rows]), prop::collection::vec(0..rows, 1..=6))
+        })
+    ) {
+        let table = table.reversed_axes();
+        let expected = table.select(Axis(0), &indices);
+        let weights = weights_like(expected.shape(), 13);
         let mut p = Param::new(table);
         let op = |p: &Param<f64>, k: &mut dyn FnMut(Var<f64>)| p.rows(&indices).bind(k);
         assert_close(&forward(&p, op), &expected);
@@ -536,6 +576,32 @@ fn rows_of_a_frozen_table_do_no_gradient_work() {
         "no gradient buffer was made for the table"
     );
     assert_eq!(w.grad(), ArrayD::from_elem(IxDyn(&[8, 8]), 3.0));
+}
+
+/// A part joined more than once (first and again later, along the first
+/// axis, where the first part may take the gradient's buffer over): every
+/// use adds its share.
+#[test]
+fn concat_of_a_part_with_itself_adds_both_gradients() {
+    let a = Param::new(array![[1.0f64, 2.0], [3.0, 4.0]]);
+    let b = Param::new(array![[5.0f64, 6.0]]);
+    let weights = array![
+        [1.0f64, 2.0],
+        [3.0, 4.0],
+        [5.0, 6.0],
+        [7.0, 8.0],
+        [9.0, 10.0]
+    ];
+    lazy(|k: &mut dyn FnMut(Var<f64>)| {
+        concat(&[a.var(), b.var(), a.var()], 0)
+            .bind(|y| (&y * &Var::constant(weights.clone())).bind(|w| w.sum().bind(&mut *k)))
+    })
+    .backward();
+    assert_eq!(
+        a.grad(),
+        array![[1.0 + 7.0, 2.0 + 8.0], [3.0 + 9.0, 4.0 + 10.0]].into_dyn()
+    );
+    assert_eq!(b.grad(), array![[5.0, 6.0]].into_dyn());
 }
 
 #[test]

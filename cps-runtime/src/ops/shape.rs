@@ -8,6 +8,7 @@ use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn, Slice};
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
+use crate::flat::slice;
 use crate::ops::reductions::{accumulate_view, check_axis};
 use crate::ops::shape_mismatch;
 use crate::var::Var;
@@ -33,6 +34,52 @@ pub fn concat<A: Element>(
     axis: usize,
 ) -> Pending<A, impl BackwardStep<A> + use<A>> {
     Var::concat(parts, axis)
+}
+
+/// The parts joined along `axis` into an array of `shape` (checked by the
+/// caller). Parts in standard layout are copied chunk by chunk into a
+/// buffer that is never zero-filled: in row-major order the result is,
+/// for each index of the axes before `axis`, each part's contiguous block
+/// of `length along axis × elements after axis` values in turn. Other
+/// layouts take ndarray's general assignment.
+fn joined<A: Element>(parts: &[&Var<A>], axis: usize, shape: &[usize]) -> ArrayD<A> {
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let slices: Option<Vec<&[A]>> = parts.iter().map(|p| slice(p.array())).collect();
+    if let Some(slices) = slices {
+        let mut data = Vec::with_capacity(shape.iter().product());
+        for o in 0..outer {
+            for (part, values) in parts.iter().zip(&slices) {
+                let block = part.shape()[axis] * inner;
+                data.extend_from_slice(&values[o * block..(o + 1) * block]);
+            }
+        }
+        return ArrayD::from_shape_vec(IxDyn(shape), data).expect("the blocks fill the shape");
+    }
+    let mut value = ArrayD::zeros(IxDyn(shape));
+    let mut start = 0;
+    for part in parts {
+        let end = start + part.shape()[axis];
+        value
+            .slice_axis_mut(Axis(axis), Slice::from(start..end))
+            .assign(part.array());
+        start = end;
+    }
+    value
+}
+
+/// The first elements of a standard-layout `array`, as many as `shape`
+/// holds, arranged in `shape`: its buffer, cut short, with no copy.
+fn leading_part<A: Element>(array: ArrayD<A>, shape: &[usize]) -> ArrayD<A> {
+    debug_assert!(array.is_standard_layout());
+    let (mut data, offset) = array.into_raw_vec_and_offset();
+    // A standard-layout array that owns its buffer starts at its start
+    // (or is empty).
+    let offset = offset.unwrap_or(0);
+    let len: usize = shape.iter().product();
+    data.truncate(offset + len);
+    data.drain(..offset);
+    ArrayD::from_shape_vec(IxDyn(shape), data).expect("the leading elements fill the shape")
 }
 
 impl<A: Element> Var<A> {
@@ -126,15 +173,7 @@ impl<A: Element> Var<A> {
 
         let mut out_shape = first_shape.to_vec();
         out_shape[axis] = parts.iter().map(|p| p.shape()[axis]).sum();
-        let mut value = ArrayD::zeros(IxDyn(&out_shape));
-        let mut start = 0;
-        for part in parts {
-            let end = start + part.shape()[axis];
-            value
-                .slice_axis_mut(Axis(axis), Slice::from(start..end))
-                .assign(part.array());
-            start = end;
-        }
+        let value = joined(parts, axis, &out_shape);
 
         let requires_grad = parts.iter().any(|p| p.requires_grad());
         // Only the parts that need a gradient are kept, with their offsets.
@@ -156,9 +195,28 @@ impl<A: Element> Var<A> {
             value,
             requires_grad,
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
-                for (part, start) in &inputs {
+                // Joined along the first axis, the first part's gradient is
+                // the start of `grad`'s buffer: when that part has no
+                // gradient yet, the buffer itself becomes it, cut short,
+                // after the other parts have read theirs. (A state matrix
+                // grown by one block per step would otherwise copy its
+                // whole gradient back at every step.)
+                let takes_buffer = match inputs.first() {
+                    Some((first, 0)) => axis == 0 && !first.has_grad() && slice(&grad).is_some(),
+                    _ => false,
+                };
+                let rest = if takes_buffer {
+                    &inputs[1..]
+                } else {
+                    &inputs[..]
+                };
+                for (part, start) in rest {
                     let end = start + part.shape()[axis];
                     accumulate_view(part, grad.slice_axis(Axis(axis), Slice::from(*start..end)));
+                }
+                if takes_buffer {
+                    let first = &inputs[0].0;
+                    first.accumulate(leading_part(grad, first.shape()));
                 }
             },
         )
@@ -245,15 +303,33 @@ impl<A: Element> Var<A> {
                 )
             });
         let (count, cols) = table.dim();
-        let mut value = Array2::zeros((indices.len(), cols));
-        for (mut out, &i) in value.rows_mut().into_iter().zip(indices) {
+        let check = |i: usize| {
             assert!(
                 i < count,
                 "rows: index {i} is out of range for a table of {count} rows (shape {:?})",
                 self.shape()
             );
-            out.assign(&table.row(i));
-        }
+        };
+        // A row-major table's rows are copied as slices into a buffer that
+        // is never zero-filled; other layouts go row by row.
+        let value = match table.as_slice() {
+            Some(all) => {
+                let mut data = Vec::with_capacity(indices.len() * cols);
+                for &i in indices {
+                    check(i);
+                    data.extend_from_slice(&all[i * cols..(i + 1) * cols]);
+                }
+                Array2::from_shape_vec((indices.len(), cols), data).expect("whole rows")
+            }
+            None => {
+                let mut value = Array2::zeros((indices.len(), cols));
+                for (mut out, &i) in value.rows_mut().into_iter().zip(indices) {
+                    check(i);
+                    out.assign(&table.row(i));
+                }
+                value
+            }
+        };
 
         let requires_grad = self.requires_grad();
         // The indices are copied only when a gradient will be scattered.

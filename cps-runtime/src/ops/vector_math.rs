@@ -215,7 +215,11 @@ mod tests {
     #[test]
     fn exponent_bits_are_powers_of_two() {
         for k in -126..=127 {
-            assert_eq!(f32::from_bits(exponent_bits(k as f32)), 2f32.powi(k), "2^{k}");
+            assert_eq!(
+                f32::from_bits(exponent_bits(k as f32)),
+                2f32.powi(k),
+                "2^{k}"
+            );
         }
     }
 
