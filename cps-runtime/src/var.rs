@@ -643,7 +643,10 @@ fn stack_rows<A: Element>(pending: &[(ArrayD<A>, Var<A>)]) -> (Array2<A>, Array2
         None => (1, 1),
     };
     let stack = |parts: &mut dyn Iterator<Item = &ArrayD<A>>, width: usize| {
-        let mut data = Vec::new();
+        // Reserved whole: grown part by part, the buffer was reallocated
+        // (and copied) about ten times per parameter and step.
+        let parts: Vec<&ArrayD<A>> = parts.collect();
+        let mut data = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
         for part in parts {
             match part.as_slice() {
                 Some(slice) => data.extend_from_slice(slice),
