@@ -771,20 +771,18 @@ fn unary<A: Element, B: BackwardStep<A>>(
     Pending::from_var(out, backward)
 }
 
-/// [`unary`] for functions with a whole-slice form (`in_place`, which
-/// the element types vectorise), `f` being the same function per element.
-fn unary_in_place<A: Element, B: BackwardStep<A>>(
+/// [`unary`] for functions with whole-slice forms (`to` writes `f` of a
+/// slice into another, `in_place` overwrites one; the element types
+/// vectorise both), `f` being the same function per element.
+fn unary_vectorized<A: Element, B: BackwardStep<A>>(
     x: &Var<A>,
     op: &'static str,
-    in_place: fn(&mut [A]),
+    (to, in_place): (fn(&[A], &mut [A]), fn(&mut [A])),
     f: impl Fn(A) -> A,
     backward: B,
 ) -> Pending<A, B> {
     let out = match slice(x.array()) {
-        Some(xs) => Var::computed_like(op, x.requires_grad(), x.array(), |out| {
-            out.copy_from_slice(xs);
-            in_place(out);
-        }),
+        Some(xs) => Var::computed_like(op, x.requires_grad(), x.array(), |out| to(xs, out)),
         None => Var::computed(map_with(x.array(), in_place, f), op, x.requires_grad()),
     };
     Pending::from_var(out, backward)
@@ -807,10 +805,10 @@ impl<A: Element> Var<A> {
     /// Hyperbolic tangent, elementwise.
     pub fn tanh(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let x = self.clone();
-        unary_in_place(
+        unary_vectorized(
             self,
             "tanh",
-            A::tanh_in_place,
+            (A::tanh_to, A::tanh_in_place),
             A::tanh,
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 // d tanh(x) = 1 - tanh(x)^2
@@ -845,10 +843,10 @@ impl<A: Element> Var<A> {
     /// The logistic function `1 / (1 + e^-x)`, elementwise.
     pub fn sigmoid(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let x = self.clone();
-        unary_in_place(
+        unary_vectorized(
             self,
             "sigmoid",
-            A::sigmoid_in_place,
+            (A::sigmoid_to, A::sigmoid_in_place),
             sigmoid,
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 add_unary_gradient(&x, grad, y, |g, y| g * y * (A::one() - y));

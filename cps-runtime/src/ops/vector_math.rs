@@ -19,6 +19,11 @@ pub trait VectorMath: Sized {
     fn sigmoid_in_place(x: &mut [Self]);
     /// `x[i] ← tanh(x[i])`.
     fn tanh_in_place(x: &mut [Self]);
+    /// `out[i] ← 1 / (1 + e^{-x[i]})`, for `x` and `out` of one length:
+    /// the result of an operation written in one pass, with no copy.
+    fn sigmoid_to(x: &[Self], out: &mut [Self]);
+    /// `out[i] ← tanh(x[i])`, for `x` and `out` of one length.
+    fn tanh_to(x: &[Self], out: &mut [Self]);
 }
 
 /// `f` applied elementwise to a copy of `x`, through the slice function
@@ -54,6 +59,17 @@ impl VectorMath for f64 {
             *o = o.tanh();
         }
     }
+
+    fn sigmoid_to(x: &[f64], out: &mut [f64]) {
+        out.copy_from_slice(x);
+        Self::sigmoid_in_place(out);
+    }
+
+    fn tanh_to(x: &[f64], out: &mut [f64]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = v.tanh();
+        }
+    }
 }
 
 impl VectorMath for f32 {
@@ -69,6 +85,22 @@ impl VectorMath for f32 {
         vectorized(|| {
             for o in x {
                 *o = tanh(*o);
+            }
+        })
+    }
+
+    fn sigmoid_to(x: &[f32], out: &mut [f32]) {
+        vectorized(|| {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = sigmoid(v);
+            }
+        })
+    }
+
+    fn tanh_to(x: &[f32], out: &mut [f32]) {
+        vectorized(|| {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = tanh(v);
             }
         })
     }
@@ -210,6 +242,33 @@ mod tests {
         assert!(ulps < 4.0, "{ulps} ulps at {at}");
         assert_eq!(exp(-1e3), 0.0);
         assert_eq!(exp(0.0), 1.0);
+    }
+
+    /// `*_to` gives the same bits as `*_in_place`, over whole slices and
+    /// over short pieces (the vector loop's remainders).
+    #[test]
+    fn every_path_gives_the_same_bits() {
+        let xs = samples();
+        for (to, in_place) in [
+            (
+                f32::sigmoid_to as fn(&[f32], &mut [f32]),
+                f32::sigmoid_in_place as fn(&mut [f32]),
+            ),
+            (f32::tanh_to, f32::tanh_in_place),
+        ] {
+            let mut whole = xs.clone();
+            in_place(&mut whole);
+            let mut written = vec![0.0; xs.len()];
+            to(&xs, &mut written);
+            let mut short = vec![0.0; xs.len()];
+            for (x, o) in xs.chunks(7).zip(short.chunks_mut(7)) {
+                to(x, o);
+            }
+            for i in 0..xs.len() {
+                assert_eq!(whole[i].to_bits(), written[i].to_bits(), "at {}", xs[i]);
+                assert_eq!(whole[i].to_bits(), short[i].to_bits(), "at {}", xs[i]);
+            }
+        }
     }
 
     #[test]
