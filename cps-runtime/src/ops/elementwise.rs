@@ -771,19 +771,30 @@ fn unary<A: Element, B: BackwardStep<A>>(
     Pending::from_var(out, backward)
 }
 
-/// [`unary`] for functions with whole-slice forms (`to` writes `f` of a
-/// slice into another, `in_place` overwrites one; the element types
-/// vectorise both), `f` being the same function per element.
+/// The whole-slice forms of an elementwise function, which the element
+/// types vectorise: `to` writes `f` of a slice into another, `in_place`
+/// overwrites one.
+struct SliceForms<A> {
+    to: fn(&[A], &mut [A]),
+    in_place: fn(&mut [A]),
+}
+
+/// [`unary`] for functions with whole-slice forms, `f` being the same
+/// function per element.
 fn unary_vectorized<A: Element, B: BackwardStep<A>>(
     x: &Var<A>,
     op: &'static str,
-    (to, in_place): (fn(&[A], &mut [A]), fn(&mut [A])),
+    forms: SliceForms<A>,
     f: impl Fn(A) -> A,
     backward: B,
 ) -> Pending<A, B> {
     let out = match slice(x.array()) {
-        Some(xs) => Var::computed_like(op, x.requires_grad(), x.array(), |out| to(xs, out)),
-        None => Var::computed(map_with(x.array(), in_place, f), op, x.requires_grad()),
+        Some(xs) => Var::computed_like(op, x.requires_grad(), x.array(), |out| (forms.to)(xs, out)),
+        None => Var::computed(
+            map_with(x.array(), forms.in_place, f),
+            op,
+            x.requires_grad(),
+        ),
     };
     Pending::from_var(out, backward)
 }
@@ -808,7 +819,10 @@ impl<A: Element> Var<A> {
         unary_vectorized(
             self,
             "tanh",
-            (A::tanh_to, A::tanh_in_place),
+            SliceForms {
+                to: A::tanh_to,
+                in_place: A::tanh_in_place,
+            },
             A::tanh,
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 // d tanh(x) = 1 - tanh(x)^2
@@ -846,7 +860,10 @@ impl<A: Element> Var<A> {
         unary_vectorized(
             self,
             "sigmoid",
-            (A::sigmoid_to, A::sigmoid_in_place),
+            SliceForms {
+                to: A::sigmoid_to,
+                in_place: A::sigmoid_in_place,
+            },
             sigmoid,
             move |y: &ArrayD<A>, grad: ArrayD<A>| {
                 add_unary_gradient(&x, grad, y, |g, y| g * y * (A::one() - y));
