@@ -7,7 +7,8 @@
 # SST_DIR defaults to ../shared/data/sst (next to the project). --quick
 # trains on the first 1000 trees instead of the full training set.
 # --best-of N runs every Tree-LSTM configuration, ours and PyTorch's,
-# N times and keeps the fastest (for a machine shared with others).
+# N times, in turn, and keeps the fastest (for a machine shared with
+# others, whose speed drifts).
 # Needs python3 with torch (`pip install torch safetensors`) for the
 # reference columns; without it, only our numbers are printed.
 set -euo pipefail
@@ -33,13 +34,6 @@ have_torch=0
 python3 -c "import torch" 2>/dev/null && have_torch=1
 
 ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
-
-# Runs a command printing "value [more]" best_of times; prints the line
-# with the largest first value.
-best() {
-  local i
-  for i in $(seq "$best_of"); do "$@"; done | sort -g -r -k1,1 | head -n1
-}
 
 echo "== machine"
 grep -m1 "model name" /proc/cpuinfo || true
@@ -79,32 +73,48 @@ torch_epoch() { # data dir, mode
     | sed -n 's/.* \([0-9.]*\) trees\/s.*/\1/p'
 }
 
+# The larger of two numbers.
+larger() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > a) ? b : a }'; }
+
 run_treelstm() { # name, data dir
   local name=$1 dir=$2
   echo
   echo "== Tree-LSTM, $name, one epoch (best of $best_of)"
-  local node="" level=""
-  if [ $have_torch = 1 ]; then
-    for mode in node level; do
-      local t
-      t=$(best torch_epoch "$dir" $mode)
-      echo "torch --mode $mode (one thread): $t trees/s"
-      [ $mode = node ] && node=$t || level=$t
-    done
-  fi
   # Our configurations: one thread node by node and level by level (the
   # targets' setting), then the opt-in uses of the second core.
-  local label options tps gflops
-  for config in "one thread, node by node|--mode node" \
-                "one thread, level by level|--mode level" \
-                "second core, node by node|--mode node --second-core" \
-                "second core, level by level|--mode level --second-core" \
-                "two threads data-parallel, node by node|--threads 2"; do
-    label=${config%%|*}
-    options=${config#*|}
-    read -r tps gflops < <(best cps_epoch "$dir" $options)
-    local line="cps $label: $tps trees/s, $gflops GFLOP/s = $(python3 -c "print('%.1f%%' % (100 * $gflops / $peak))") of the sgemm peak"
-    if [ -n "$node" ]; then
+  local configs=("one thread, node by node|--mode node"
+                 "one thread, level by level|--mode level"
+                 "second core, node by node|--mode node --second-core"
+                 "second core, level by level|--mode level --second-core"
+                 "two threads data-parallel, node by node|--threads 2")
+  # Every configuration, PyTorch's and ours, runs once per round, and
+  # each keeps its best round: the machine's speed drifts over minutes,
+  # and taking the configurations in turn spreads a slow spell over all
+  # of them rather than over one configuration's consecutive runs.
+  local node=0 level=0 round i t tps gflops
+  local -a best_tps best_gflops
+  for round in $(seq "$best_of"); do
+    if [ $have_torch = 1 ]; then
+      node=$(larger "$node" "$(torch_epoch "$dir" node)")
+      level=$(larger "$level" "$(torch_epoch "$dir" level)")
+    fi
+    for i in "${!configs[@]}"; do
+      read -r tps gflops < <(cps_epoch "$dir" ${configs[$i]#*|})
+      if [ "$(larger "${best_tps[$i]:-0}" "$tps")" != "${best_tps[$i]:-0}" ]; then
+        best_tps[$i]=$tps
+        best_gflops[$i]=$gflops
+      fi
+    done
+  done
+  if [ $have_torch = 1 ]; then
+    echo "torch --mode node (one thread): $node trees/s"
+    echo "torch --mode level (one thread): $level trees/s"
+  fi
+  for i in "${!configs[@]}"; do
+    tps=${best_tps[$i]}
+    gflops=${best_gflops[$i]}
+    local line="cps ${configs[$i]%%|*}: $tps trees/s, $gflops GFLOP/s = $(python3 -c "print('%.1f%%' % (100 * $gflops / $peak))") of the sgemm peak"
+    if [ $have_torch = 1 ]; then
       line="$line  ->  $(ratio "$tps" "$node")x torch node, $(ratio "$tps" "$level")x torch level"
     fi
     echo "$line"
