@@ -633,7 +633,6 @@ impl<A: Element> fmt::Display for Value<A> {
     }
 }
 
-/// A vector as a one-row matrix, a matrix as itself.
 /// The deferred pairs' `u` rows and `v` rows, each stacked into one matrix
 /// (the operands of the weight gradient's product).
 fn stack_rows<A: Element>(pending: &[(ArrayD<A>, Var<A>)]) -> (Array2<A>, Array2<A>) {
@@ -642,26 +641,31 @@ fn stack_rows<A: Element>(pending: &[(ArrayD<A>, Var<A>)]) -> (Array2<A>, Array2
         Some((u, v)) => (width(u), width(v.array())),
         None => (1, 1),
     };
-    let stack = |parts: &mut dyn Iterator<Item = &ArrayD<A>>, width: usize| {
-        // Reserved whole: grown part by part, the buffer was reallocated
-        // (and copied) about ten times per parameter and step.
-        let parts: Vec<&ArrayD<A>> = parts.collect();
-        let mut data = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
-        for part in parts {
-            match part.as_slice() {
-                Some(slice) => data.extend_from_slice(slice),
-                None => data.extend(part.iter().copied()),
-            }
-        }
-        let rows = data.len() / width;
-        Array2::from_shape_vec((rows, width), data).expect("whole rows")
-    };
     (
-        stack(&mut pending.iter().map(|(u, _)| u), u_width),
-        stack(&mut pending.iter().map(|(_, v)| v.array()), v_width),
+        stack(pending.iter().map(|(u, _)| u), u_width),
+        stack(pending.iter().map(|(_, v)| v.array()), v_width),
     )
 }
 
+/// The parts' elements, one after the other, as rows of `width`. The
+/// buffer is reserved whole (grown part by part, it was reallocated and
+/// copied about ten times per parameter and step).
+fn stack<'a, A: Element>(
+    parts: impl Iterator<Item = &'a ArrayD<A>> + Clone,
+    width: usize,
+) -> Array2<A> {
+    let mut data = Vec::with_capacity(parts.clone().map(|p| p.len()).sum());
+    for part in parts {
+        match part.as_slice() {
+            Some(slice) => data.extend_from_slice(slice),
+            None => data.extend(part.iter().copied()),
+        }
+    }
+    let rows = data.len() / width;
+    Array2::from_shape_vec((rows, width), data).expect("whole rows")
+}
+
+/// A vector as a one-row matrix, a matrix as itself.
 fn as_rows<A>(a: ndarray::ArrayViewD<'_, A>) -> ndarray::ArrayView2<'_, A> {
     let a = if a.ndim() == 1 {
         a.insert_axis(ndarray::Axis(0))

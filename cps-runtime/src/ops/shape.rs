@@ -45,11 +45,11 @@ pub fn concat<A: Element>(
 fn joined<A: Element>(parts: &[&Var<A>], axis: usize, shape: &[usize]) -> ArrayD<A> {
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
-    let slices: Option<Vec<&[A]>> = parts.iter().map(|p| slice(p.array())).collect();
-    if let Some(slices) = slices {
+    if parts.iter().all(|p| slice(p.array()).is_some()) {
         let mut data = Vec::with_capacity(shape.iter().product());
         for o in 0..outer {
-            for (part, values) in parts.iter().zip(&slices) {
+            for part in parts {
+                let values = slice(part.array()).expect("checked to be in standard layout");
                 let block = part.shape()[axis] * inner;
                 data.extend_from_slice(&values[o * block..(o + 1) * block]);
             }
