@@ -32,7 +32,7 @@ pub use computation::{BackwardStep, Computation, Detach, Lazy, Pending, lazy};
 pub use element::Element;
 pub use gradcheck::{GradcheckReport, gradcheck};
 pub use ops::operand::{IntoOperand, Operand};
-pub use ops::shape::concat;
+pub use ops::shape::{concat, rows_of};
 pub use param::Param;
 pub use parameters::Parameters;
 pub use second_core::SecondCore;

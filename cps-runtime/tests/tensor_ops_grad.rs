@@ -418,6 +418,53 @@ proptest! {
         prop_assert!(report.passes(TOLERANCE), "{}", report);
     }
 
+    /// Rows of several tables, some trainable and one constant, some
+    /// column-major: the rows of their stack, and each part's gradient.
+    #[test]
+    fn rows_of_several_tables(
+        (tables, indices, constant, column_major) in (1usize..=4, 1usize..=4)
+            .prop_flat_map(|(count, cols)| {
+                (
+                    prop::collection::vec((1usize..=3).prop_flat_map(move |rows| values(vec![rows, cols])), count),
+                    Just(count),
+                )
+            })
+            .prop_flat_map(|(tables, count)| {
+                let total: usize = tables.iter().map(|t| t.shape()[0]).sum();
+                (Just(tables), prop::collection::vec(0..total, 1..=7), 0..count, 0..count)
+            })
+    ) {
+        let views: Vec<_> = tables.iter().map(|t| t.view()).collect();
+        let expected = ndarray::concatenate(Axis(0), &views).unwrap().select(Axis(0), &indices);
+        let weights = weights_like(expected.shape(), 14);
+        let fixed = Var::constant(tables[constant].clone());
+        let mut model: Vec<Param<f64>> = tables
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if i == column_major {
+                    // The same values, stored column-major.
+                    let mut c = Array2::zeros((t.shape()[1], t.shape()[0])).reversed_axes();
+                    c.assign(&t.view().into_dimensionality::<Ix2>().unwrap());
+                    Param::new(c)
+                } else {
+                    Param::new(t)
+                }
+            })
+            .collect();
+        let op = |m: &Vec<Param<f64>>, k: &mut dyn FnMut(Var<f64>)| {
+            let parts: Vec<&Var<f64>> = m
+                .iter()
+                .enumerate()
+                .map(|(i, p)| if i == constant { &fixed } else { p.var() })
+                .collect();
+            rows_of(&parts, &indices).bind(k)
+        };
+        assert_close(&forward(&model, op), &expected);
+        let report = gradcheck(&mut model, |m| weighted_loss(m, &weights, op));
+        prop_assert!(report.passes(TOLERANCE), "{}", report);
+    }
+
     /// A column-major table takes the row-by-row path: the same rows and
     /// gradients.
     #[test]
@@ -786,6 +833,33 @@ fn rows_index_out_of_range() {
 #[should_panic(expected = "rows: gathers rows of a 2-D table, got shape [5]")]
 fn rows_of_a_vector() {
     let _ = v(5).rows(&[0]);
+}
+
+#[test]
+#[should_panic(expected = "rows_of: index 5 is out of range for tables of 5 rows in all")]
+fn rows_of_index_out_of_range() {
+    let _ = rows_of(&[&m(2, 3), &m(3, 3)], &[4, 5]);
+}
+
+#[test]
+#[should_panic(
+    expected = "rows_of: shape mismatch between [2, 3] and [3, 4]: table 1 must be 2-D \
+                           with the 3 columns of table 0"
+)]
+fn rows_of_tables_of_different_widths() {
+    let _ = rows_of(&[&m(2, 3), &m(3, 4)], &[0]);
+}
+
+#[test]
+#[should_panic(expected = "rows_of: gathers rows of 2-D tables, got shape [5]")]
+fn rows_of_a_vector_table() {
+    let _ = rows_of(&[&v(5)], &[0]);
+}
+
+#[test]
+#[should_panic(expected = "rows_of: needs at least one table, got none")]
+fn rows_of_no_tables() {
+    let _ = rows_of::<f64>(&[], &[0]);
 }
 
 #[test]

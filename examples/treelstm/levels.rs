@@ -6,7 +6,8 @@
 //! instead of once per node.
 //!
 //! It is plain Rust too: a loop over the levels, with the nodes' states
-//! kept as the rows of two growing matrices.
+//! kept as blocks of rows, one block per level, from which each level
+//! gathers its children's rows (`rows_of`).
 
 use cps::data::{Node, Tree};
 use cps::prelude::*;
@@ -79,11 +80,19 @@ fn leaf_cells(m: &TreeLstm, words: &[usize]) -> (Var, Var) {
     (h, c)
 }
 
-/// The states of one level's nodes from their children's rows.
+/// The states of one level's nodes from their children's rows, gathered
+/// from the blocks of states of the levels below (`hs`, `cs`: the leaves'
+/// block, then one block per level, so that slot `i` is row `i` of the
+/// blocks stacked).
 #[differentiable]
-fn level_cells(m: &TreeLstm, bias: &Var, hs: &Var, cs: &Var, level: &Level) -> (Var, Var) {
+fn level_cells(m: &TreeLstm, bias: &Var, hs: &[Var], cs: &[Var], level: &Level) -> (Var, Var) {
     let n = m.hidden();
-    let children = concat(&[&hs.rows(&level.left), &hs.rows(&level.right)], 1);
+    let hs = hs.iter().collect::<Vec<&Var>>();
+    let cs = cs.iter().collect::<Vec<&Var>>();
+    let children = concat(
+        &[&rows_of(&hs, &level.left), &rows_of(&hs, &level.right)],
+        1,
+    );
     let gates = children.linear(&m.u_int) + bias;
     let sigmoids = gates.slice(1, 0, 4 * n).sigmoid();
     let u = gates.slice(1, 4 * n, 5 * n).tanh();
@@ -91,7 +100,7 @@ fn level_cells(m: &TreeLstm, bias: &Var, hs: &Var, cs: &Var, level: &Level) -> (
     let f_l = sigmoids.slice(1, n, 2 * n);
     let f_r = sigmoids.slice(1, 2 * n, 3 * n);
     let o = sigmoids.slice(1, 3 * n, 4 * n);
-    let c = i * u + f_l * cs.rows(&level.left) + f_r * cs.rows(&level.right);
+    let c = i * u + f_l * rows_of(&cs, &level.left) + f_r * rows_of(&cs, &level.right);
     let h = o * c.tanh();
     (h, c)
 }
@@ -100,13 +109,18 @@ fn level_cells(m: &TreeLstm, bias: &Var, hs: &Var, cs: &Var, level: &Level) -> (
 /// [`tree_loss`](crate::model::tree_loss) computes it node by node.
 #[differentiable]
 pub fn tree_loss_by_level(m: &TreeLstm, plan: &LevelPlan, words: &[usize]) -> Var {
-    let (mut hs, mut cs) = leaf_cells(m, words);
+    let (leaf_h, leaf_c) = leaf_cells(m, words);
     let bias = internal_bias(m);
+    let (mut hs, mut cs) = (vec![leaf_h], vec![leaf_c]);
     for level in &plan.levels {
-        let (h, c) = level_cells(m, &bias, &hs, &cs, level);
-        hs = concat(&[&hs, &h], 0);
-        cs = concat(&[&cs, &c], 0);
+        // The blocks so far, as handles (the call borrows these while
+        // `hs` and `cs` grow in the rest of the loop).
+        let (below_h, below_c) = (hs.clone(), cs.clone());
+        let (h, c) = level_cells(m, &bias, &below_h, &below_c, level);
+        hs.push(h);
+        cs.push(c);
     }
-    let logits = hs.linear(&m.why) + &m.by;
+    let every_h = hs.iter().collect::<Vec<&Var>>();
+    let logits = concat(&every_h, 0).linear(&m.why) + &m.by;
     logits.cross_entropy(&plan.labels)
 }

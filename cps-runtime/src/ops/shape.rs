@@ -36,6 +36,30 @@ pub fn concat<A: Element>(
     Var::concat(parts, axis)
 }
 
+/// Rows of several tables stacked on top of each other (see
+/// [`Var::rows_of`]).
+///
+/// ```
+/// use cps_runtime::*;
+/// use ndarray::array;
+///
+/// let first = Var::constant(array![[0.0f32, 0.5], [1.0, 1.5]]);
+/// let second = Var::constant(array![[2.0f32, 2.5]]);
+/// // Row 2 of the stack is row 0 of `second`.
+/// let picked = rows_of(&[&first, &second], &[2, 0]);
+/// assert_eq!(picked.array(), &array![[2.0, 2.5], [0.0, 0.5]].into_dyn());
+/// ```
+///
+/// # Panics
+/// As [`Var::rows_of`].
+#[track_caller]
+pub fn rows_of<A: Element>(
+    parts: &[&Var<A>],
+    indices: &[usize],
+) -> Pending<A, impl BackwardStep<A> + use<A>> {
+    Var::rows_of(parts, indices)
+}
+
 /// The parts joined along `axis` into an array of `shape` (checked by the
 /// caller). Parts in standard layout are copied chunk by chunk into a
 /// buffer that is never zero-filled: in row-major order the result is,
@@ -355,6 +379,121 @@ impl<A: Element> Var<A> {
                         gx.row_mut(i).zip_mut_with(&g, |a, &b| *a += b);
                     }
                 });
+            },
+        )
+    }
+
+    /// Rows of several 2-D tables with the same number of columns, as if
+    /// they were stacked on top of each other: index `i` is row `i` of the
+    /// stack `concat(parts, 0)`, and the result is that stack's
+    /// [`rows`](Var::rows)`(indices)`. The stack itself is never formed,
+    /// so a model that adds a block of rows per step (the states of a
+    /// tree's nodes, level by level) can keep its blocks apart and gather
+    /// from all of them, instead of copying a growing matrix at every
+    /// step. Gradients go back to the parts the rows came from (repeated
+    /// indices add up).
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let leaves = Var::constant(array![[1.0f32, 1.0], [2.0, 2.0]]);
+    /// let level = Var::constant(array![[3.0f32, 3.0]]);
+    /// let children = Var::rows_of(&[&leaves, &level], &[2, 1]);
+    /// assert_eq!(children.array(), &array![[3.0, 3.0], [2.0, 2.0]].into_dyn());
+    /// ```
+    ///
+    /// # Panics
+    /// When `parts` is empty, when a part is not 2-D or has another number
+    /// of columns than the first (the message names both shapes), or when
+    /// an index is not below the parts' total number of rows (the message
+    /// names the index and that total).
+    #[track_caller]
+    pub fn rows_of(
+        parts: &[&Var<A>],
+        indices: &[usize],
+    ) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        let Some(first) = parts.first() else {
+            panic!("rows_of: needs at least one table, got none");
+        };
+        let cols = match first.shape() {
+            &[_, cols] => cols,
+            shape => panic!("rows_of: gathers rows of 2-D tables, got shape {shape:?}"),
+        };
+        // Where each part's rows start in the stack, and the total.
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut total = 0;
+        for (i, part) in parts.iter().enumerate() {
+            match part.shape() {
+                &[rows, c] if c == cols => {
+                    starts.push(total);
+                    total += rows;
+                }
+                shape => shape_mismatch(
+                    "rows_of",
+                    first.shape(),
+                    shape,
+                    &format!("table {i} must be 2-D with the {cols} columns of table 0"),
+                ),
+            }
+        }
+        // The part holding stack row `i`, and the row within it.
+        let locate = |i: usize| {
+            assert!(
+                i < total,
+                "rows_of: index {i} is out of range for tables of {total} rows in all"
+            );
+            let part = starts.partition_point(|&start| start <= i) - 1;
+            (part, i - starts[part])
+        };
+        let mut data = Vec::with_capacity(indices.len() * cols);
+        for &i in indices {
+            let (part, row) = locate(i);
+            let values = parts[part].array();
+            match slice(values) {
+                Some(all) => data.extend_from_slice(&all[row * cols..(row + 1) * cols]),
+                None => data.extend(values.index_axis(Axis(0), row).iter().copied()),
+            }
+        }
+        let value = Array2::from_shape_vec((indices.len(), cols), data).expect("whole rows");
+
+        let requires_grad = parts.iter().any(|p| p.requires_grad());
+        // Each gathered row's part and row within it, kept only when a
+        // gradient will be scattered, with the parts that take one.
+        let sources: Vec<(usize, usize)> = if requires_grad {
+            indices.iter().map(|&i| locate(i)).collect()
+        } else {
+            Vec::new()
+        };
+        let targets: Vec<Option<Var<A>>> = if requires_grad {
+            parts
+                .iter()
+                .map(|p| p.requires_grad().then(|| (*p).clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Pending::new(
+            "rows_of",
+            value.into_dyn(),
+            requires_grad,
+            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+                let grad = grad
+                    .into_dimensionality::<Ix2>()
+                    .expect("rows_of produces a matrix");
+                for (p, target) in targets.iter().enumerate() {
+                    let Some(target) = target else { continue };
+                    target.accumulate_with(|gx| {
+                        let mut gx = gx
+                            .into_dimensionality::<Ix2>()
+                            .expect("the tables are matrices");
+                        for (g, &(part, row)) in grad.rows().into_iter().zip(&sources) {
+                            if part == p {
+                                gx.row_mut(row).zip_mut_with(&g, |a, &b| *a += b);
+                            }
+                        }
+                    });
+                }
             },
         )
     }
