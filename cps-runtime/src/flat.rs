@@ -53,6 +53,23 @@ pub(crate) fn slice_mut<A>(a: &mut ArrayD<A>) -> Option<&mut [A]> {
     Some(unsafe { std::slice::from_raw_parts_mut(a.as_mut_ptr(), len) })
 }
 
+/// An initialised slice viewed as one that may not be: for code that
+/// writes either a new buffer or an old one through the same function.
+/// Whoever writes through it must write initialised values only (writing
+/// `MaybeUninit::uninit()` would leave `values` uninitialised).
+#[inline(always)]
+pub(crate) fn as_uninit<A>(values: &mut [A]) -> &mut [std::mem::MaybeUninit<A>] {
+    // SAFETY: `MaybeUninit<A>` has the layout of `A`, and every `A` is a
+    // valid `MaybeUninit<A>`; the crate writes only initialised values
+    // through the result (see above).
+    unsafe {
+        std::slice::from_raw_parts_mut(
+            values.as_mut_ptr().cast::<std::mem::MaybeUninit<A>>(),
+            values.len(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use ndarray::{Array, ArrayD, IxDyn, s};

@@ -3,13 +3,14 @@
 use std::any::{Any, TypeId};
 use std::cell::{Cell, Ref, RefCell};
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::rc::Rc;
 use std::thread::LocalKey;
 
 use ndarray::{Array2, ArrayD, ArrayViewMutD};
 
 use crate::element::Element;
-use crate::flat::{slice, slice_mut};
+use crate::flat::{as_uninit, slice, slice_mut};
 
 /// What a value is in the computation: this decides whether gradients reach
 /// it and what happens when they arrive late.
@@ -73,6 +74,24 @@ impl<A: Element> Node<A> {
         self.finished.set(false);
         self.op = op;
     }
+}
+
+/// A new array of `like`'s shape, in standard layout, its elements written
+/// by `fill` into a buffer that is not zero-filled first.
+///
+/// # Safety
+/// `fill` must write every element of the slice it is given.
+unsafe fn filled<A: Element>(
+    like: &ArrayD<A>,
+    fill: impl FnOnce(&mut [MaybeUninit<A>]),
+) -> ArrayD<A> {
+    let len = like.len();
+    let mut data = Vec::with_capacity(len);
+    fill(&mut data.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` wrote all `len` elements (the contract), within the
+    // capacity reserved. Had it panicked, `data` would be dropped empty.
+    unsafe { data.set_len(len) };
+    ArrayD::from_shape_vec(like.raw_dim(), data).expect("as many elements as the shape")
 }
 
 /// Shape equality, inlined: the slices' `==` calls `memcmp`, which costs
@@ -267,38 +286,33 @@ impl<A: Element> Var<A> {
     /// The result of an operation, of `like`'s shape in standard layout,
     /// its elements written by `fill` (in standard order). The node and its
     /// value buffer come from a finished operation when one is pooled (see
-    /// [`pool`]), so a chain of small operations allocates nothing.
-    pub(crate) fn computed_like(
+    /// [`pool`]), so a chain of small operations allocates nothing; a new
+    /// buffer is not zero-filled first, since `fill` writes all of it.
+    ///
+    /// # Safety
+    /// `fill` must write every element of the slice it is given.
+    pub(crate) unsafe fn computed_like(
         op: &'static str,
         requires_grad: bool,
         like: &ArrayD<A>,
-        fill: impl FnOnce(&mut [A]),
+        fill: impl FnOnce(&mut [MaybeUninit<A>]),
     ) -> Self {
-        let mut node = match pool::take::<A>() {
-            Some(node) => node,
-            None => {
-                let mut value = ArrayD::zeros(like.raw_dim());
-                fill(
-                    value
-                        .as_slice_mut()
-                        .expect("a new array is in standard layout"),
-                );
-                return Self::from_parts(value, Role::Computed, requires_grad, op);
-            }
+        let Some(mut node) = pool::take::<A>() else {
+            // SAFETY: passed on from the caller.
+            let value = unsafe { filled(like, fill) };
+            return Self::from_parts(value, Role::Computed, requires_grad, op);
         };
         let fresh = pool::unique(&mut node);
-        let reusable = same_shape(fresh.value.shape(), like.shape());
-        match slice_mut(&mut fresh.value) {
-            Some(buffer) if reusable => fill(buffer),
-            _ => {
-                let mut value = ArrayD::zeros(like.raw_dim());
-                fill(
-                    value
-                        .as_slice_mut()
-                        .expect("a new array is in standard layout"),
-                );
-                fresh.value = value;
-            }
+        if same_shape(fresh.value.shape(), like.shape())
+            && let Some(buffer) = slice_mut(&mut fresh.value)
+        {
+            // The pooled buffer is written over with initialised values
+            // only (the contract of `fill`), so viewing it as possibly
+            // uninitialised loses nothing.
+            fill(as_uninit(buffer));
+        } else {
+            // SAFETY: passed on from the caller.
+            fresh.value = unsafe { filled(like, fill) };
         }
         fresh.reset(Role::Computed, requires_grad, op);
         Var { node }

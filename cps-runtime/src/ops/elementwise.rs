@@ -45,6 +45,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use ndarray::{ArrayD, Zip};
@@ -206,29 +207,41 @@ fn combine<A: Element>(
                 // Whether the shapes are equal or one is a bias vector as
                 // long as the other's only row, element i meets element i.
                 let like = if l.ndim() >= r.ndim() { l } else { r };
-                return Var::computed_like(op, requires_grad, like, |out| {
-                    for ((o, &l), &r) in out.iter_mut().zip(ls).zip(rs) {
-                        *o = f(l, r);
-                    }
-                });
+                // SAFETY: `like` has the slices' length, and the loop
+                // writes every element.
+                return unsafe {
+                    Var::computed_like(op, requires_grad, like, |out| {
+                        for ((o, &l), &r) in out.iter_mut().zip(ls).zip(rs) {
+                            o.write(f(l, r));
+                        }
+                    })
+                };
             }
         }
         (Side::Full(l), Side::Scalar(r)) => {
             if let Some(ls) = slice(l) {
-                return Var::computed_like(op, requires_grad, l, |out| {
-                    for (o, &l) in out.iter_mut().zip(ls) {
-                        *o = f(l, r);
-                    }
-                });
+                // SAFETY: `ls` is all of `l`, and the loop writes every
+                // element.
+                return unsafe {
+                    Var::computed_like(op, requires_grad, l, |out| {
+                        for (o, &l) in out.iter_mut().zip(ls) {
+                            o.write(f(l, r));
+                        }
+                    })
+                };
             }
         }
         (Side::Scalar(l), Side::Full(r)) => {
             if let Some(rs) = slice(r) {
-                return Var::computed_like(op, requires_grad, r, |out| {
-                    for (o, &r) in out.iter_mut().zip(rs) {
-                        *o = f(l, r);
-                    }
-                });
+                // SAFETY: `rs` is all of `r`, and the loop writes every
+                // element.
+                return unsafe {
+                    Var::computed_like(op, requires_grad, r, |out| {
+                        for (o, &r) in out.iter_mut().zip(rs) {
+                            o.write(f(l, r));
+                        }
+                    })
+                };
             }
         }
         (Side::Scalar(_), Side::Scalar(_)) => {
@@ -761,11 +774,14 @@ fn unary<A: Element, B: BackwardStep<A>>(
     backward: B,
 ) -> Pending<A, B> {
     let out = match slice(x.array()) {
-        Some(xs) => Var::computed_like(op, x.requires_grad(), x.array(), |out| {
-            for (o, &x) in out.iter_mut().zip(xs) {
-                *o = f(x);
-            }
-        }),
+        // SAFETY: `xs` is all of `x`, and the loop writes every element.
+        Some(xs) => unsafe {
+            Var::computed_like(op, x.requires_grad(), x.array(), |out| {
+                for (o, &x) in out.iter_mut().zip(xs) {
+                    o.write(f(x));
+                }
+            })
+        },
         None => Var::computed(x.array().mapv(f), op, x.requires_grad()),
     };
     Pending::from_var(out, backward)
@@ -775,7 +791,7 @@ fn unary<A: Element, B: BackwardStep<A>>(
 /// types vectorise: `to` writes `f` of a slice into another, `in_place`
 /// overwrites one.
 struct SliceForms<A> {
-    to: fn(&[A], &mut [A]),
+    to: fn(&[A], &mut [MaybeUninit<A>]),
     in_place: fn(&mut [A]),
 }
 
@@ -789,7 +805,11 @@ fn unary_vectorized<A: Element, B: BackwardStep<A>>(
     backward: B,
 ) -> Pending<A, B> {
     let out = match slice(x.array()) {
-        Some(xs) => Var::computed_like(op, x.requires_grad(), x.array(), |out| (forms.to)(xs, out)),
+        // SAFETY: `xs` is all of `x`, and the slice forms write every
+        // element of an output as long as their input (or panic).
+        Some(xs) => unsafe {
+            Var::computed_like(op, x.requires_grad(), x.array(), |out| (forms.to)(xs, out))
+        },
         None => Var::computed(
             map_with(x.array(), forms.in_place, f),
             op,

@@ -10,6 +10,8 @@
 //! a few units in the last place of the exact values (tested below).
 //! `f64`, used for gradient checks, keeps the C library's functions.
 
+use std::mem::MaybeUninit;
+
 use crate::simd::vectorized;
 
 /// Elementwise `sigmoid` and `tanh` of a slice: implemented for the
@@ -20,10 +22,18 @@ pub trait VectorMath: Sized {
     /// `x[i] ← tanh(x[i])`.
     fn tanh_in_place(x: &mut [Self]);
     /// `out[i] ← 1 / (1 + e^{-x[i]})`, for `x` and `out` of one length:
-    /// the result of an operation written in one pass, with no copy.
-    fn sigmoid_to(x: &[Self], out: &mut [Self]);
-    /// `out[i] ← tanh(x[i])`, for `x` and `out` of one length.
-    fn tanh_to(x: &[Self], out: &mut [Self]);
+    /// the result of an operation written in one pass, with no copy, into
+    /// a buffer that need not be initialised (every element is written).
+    ///
+    /// # Panics
+    /// When the lengths differ.
+    fn sigmoid_to(x: &[Self], out: &mut [MaybeUninit<Self>]);
+    /// `out[i] ← tanh(x[i])`, for `x` and `out` of one length, as
+    /// [`sigmoid_to`](VectorMath::sigmoid_to).
+    ///
+    /// # Panics
+    /// When the lengths differ.
+    fn tanh_to(x: &[Self], out: &mut [MaybeUninit<Self>]);
 }
 
 /// `f` applied elementwise to a copy of `x`, through the slice function
@@ -41,16 +51,20 @@ pub(crate) fn map_with<A: Clone>(
     out
 }
 
+/// The logistic function in `f64`, in the form that cannot overflow.
+fn sigmoid_f64(v: f64) -> f64 {
+    if v >= 0.0 {
+        1.0 / (1.0 + (-v).exp())
+    } else {
+        let e = v.exp();
+        e / (1.0 + e)
+    }
+}
+
 impl VectorMath for f64 {
     fn sigmoid_in_place(x: &mut [f64]) {
         for o in x {
-            let v = *o;
-            *o = if v >= 0.0 {
-                1.0 / (1.0 + (-v).exp())
-            } else {
-                let e = v.exp();
-                e / (1.0 + e)
-            };
+            *o = sigmoid_f64(*o);
         }
     }
 
@@ -60,14 +74,17 @@ impl VectorMath for f64 {
         }
     }
 
-    fn sigmoid_to(x: &[f64], out: &mut [f64]) {
-        out.copy_from_slice(x);
-        Self::sigmoid_in_place(out);
+    fn sigmoid_to(x: &[f64], out: &mut [MaybeUninit<f64>]) {
+        assert_eq!(x.len(), out.len(), "sigmoid_to: lengths differ");
+        for (o, &v) in out.iter_mut().zip(x) {
+            o.write(sigmoid_f64(v));
+        }
     }
 
-    fn tanh_to(x: &[f64], out: &mut [f64]) {
+    fn tanh_to(x: &[f64], out: &mut [MaybeUninit<f64>]) {
+        assert_eq!(x.len(), out.len(), "tanh_to: lengths differ");
         for (o, &v) in out.iter_mut().zip(x) {
-            *o = v.tanh();
+            o.write(v.tanh());
         }
     }
 }
@@ -89,18 +106,20 @@ impl VectorMath for f32 {
         })
     }
 
-    fn sigmoid_to(x: &[f32], out: &mut [f32]) {
+    fn sigmoid_to(x: &[f32], out: &mut [MaybeUninit<f32>]) {
+        assert_eq!(x.len(), out.len(), "sigmoid_to: lengths differ");
         vectorized(|| {
             for (o, &v) in out.iter_mut().zip(x) {
-                *o = sigmoid(v);
+                o.write(sigmoid(v));
             }
         })
     }
 
-    fn tanh_to(x: &[f32], out: &mut [f32]) {
+    fn tanh_to(x: &[f32], out: &mut [MaybeUninit<f32>]) {
+        assert_eq!(x.len(), out.len(), "tanh_to: lengths differ");
         vectorized(|| {
             for (o, &v) in out.iter_mut().zip(x) {
-                *o = tanh(v);
+                o.write(tanh(v));
             }
         })
     }
@@ -251,24 +270,34 @@ mod tests {
         let xs = samples();
         for (to, in_place) in [
             (
-                f32::sigmoid_to as fn(&[f32], &mut [f32]),
+                f32::sigmoid_to as fn(&[f32], &mut [MaybeUninit<f32>]),
                 f32::sigmoid_in_place as fn(&mut [f32]),
             ),
             (f32::tanh_to, f32::tanh_in_place),
         ] {
             let mut whole = xs.clone();
             in_place(&mut whole);
-            let mut written = vec![0.0; xs.len()];
+            let mut written = vec![MaybeUninit::new(f32::NAN); xs.len()];
             to(&xs, &mut written);
-            let mut short = vec![0.0; xs.len()];
+            let mut short = vec![MaybeUninit::new(f32::NAN); xs.len()];
             for (x, o) in xs.chunks(7).zip(short.chunks_mut(7)) {
                 to(x, o);
             }
             for i in 0..xs.len() {
-                assert_eq!(whole[i].to_bits(), written[i].to_bits(), "at {}", xs[i]);
-                assert_eq!(whole[i].to_bits(), short[i].to_bits(), "at {}", xs[i]);
+                // SAFETY: initialised with NaN, and overwritten.
+                let (written, short) =
+                    unsafe { (written[i].assume_init(), short[i].assume_init()) };
+                assert_eq!(whole[i].to_bits(), written.to_bits(), "at {}", xs[i]);
+                assert_eq!(whole[i].to_bits(), short.to_bits(), "at {}", xs[i]);
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "tanh_to: lengths differ")]
+    fn an_output_of_another_length_panics() {
+        let mut out = vec![MaybeUninit::new(0.0f32); 3];
+        f32::tanh_to(&[1.0, 2.0], &mut out);
     }
 
     #[test]
