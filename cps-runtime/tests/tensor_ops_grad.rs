@@ -403,6 +403,33 @@ proptest! {
         }
     }
 
+    /// Two slices of one tensor along one axis (overlapping or not): the
+    /// first gradient to arrive makes the buffer, the second adds into it.
+    #[test]
+    fn two_slices_of_one_tensor(
+        (x, axis, a, b) in tensor_and_axis().prop_flat_map(|(x, axis)| {
+            let len = x.shape()[axis];
+            let range = (0..=len).prop_flat_map(move |start| (Just(start), start..=len));
+            (Just(x), Just(axis), range.clone(), range)
+        })
+    ) {
+        let part = |(start, end): (usize, usize)| x.slice_axis(Axis(axis), Slice::from(start..end)).to_owned();
+        let (first, second) = (part(a), part(b));
+        let expected = ndarray::concatenate(Axis(axis), &[first.view(), second.view()]).unwrap();
+        let weights = weights_like(expected.shape(), 15);
+        let mut p = Param::new(x.clone());
+        let op = |p: &Param<f64>, k: &mut dyn FnMut(Var<f64>)| {
+            p.slice(axis, a.0, a.1).bind(|s1| {
+                p.slice(axis, b.0, b.1).bind(|s2| concat(&[&s1, &s2], axis).bind(k))
+            })
+        };
+        assert_close(&forward(&p, op), &expected);
+        if !expected.is_empty() {
+            let report = gradcheck(&mut p, |p| weighted_loss(p, &weights, op));
+            prop_assert!(report.passes(TOLERANCE), "{}", report);
+        }
+    }
+
     #[test]
     fn rows_gather_and_scatter(
         (table, indices) in (1usize..=5, 1usize..=5).prop_flat_map(|(rows, cols)| {

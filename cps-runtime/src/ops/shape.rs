@@ -8,7 +8,7 @@ use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn, Slice};
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
-use crate::flat::slice;
+use crate::flat::{slice, slice_mut};
 use crate::ops::reductions::{accumulate_view, check_axis};
 use crate::ops::shape_mismatch;
 use crate::var::Var;
@@ -104,6 +104,70 @@ fn leading_part<A: Element>(array: ArrayD<A>, shape: &[usize]) -> ArrayD<A> {
     data.truncate(offset + len);
     data.drain(..offset);
     ArrayD::from_shape_vec(IxDyn(shape), data).expect("the leading elements fill the shape")
+}
+
+/// Where a slice `start..end` along `axis` lies in a standard-layout
+/// array: `outer` blocks of `length` elements (one per index of the axes
+/// before `axis`), each holding the slice's `width` elements from `skip`.
+struct Region {
+    outer: usize,
+    length: usize,
+    skip: usize,
+    width: usize,
+}
+
+impl Region {
+    fn of(shape: &[usize], axis: usize, start: usize, end: usize) -> Region {
+        let inner: usize = shape[axis + 1..].iter().product();
+        Region {
+            outer: shape[..axis].iter().product(),
+            length: shape[axis] * inner,
+            skip: start * inner,
+            width: (end - start) * inner,
+        }
+    }
+
+    /// The region's elements of `values` (a whole array), in order.
+    fn gather<A: Element>(&self, values: &[A]) -> Vec<A> {
+        let mut data = Vec::with_capacity(self.outer * self.width);
+        if self.width > 0 {
+            for block in values.chunks_exact(self.length) {
+                data.extend_from_slice(&block[self.skip..self.skip + self.width]);
+            }
+        }
+        data
+    }
+
+    /// `buffer`'s region `+= values` (the region's elements in order).
+    fn add<A: Element>(&self, buffer: &mut [A], values: &[A]) {
+        if self.width == 0 {
+            return;
+        }
+        for (block, part) in buffer
+            .chunks_exact_mut(self.length)
+            .zip(values.chunks_exact(self.width))
+        {
+            for (b, &v) in block[self.skip..self.skip + self.width]
+                .iter_mut()
+                .zip(part)
+            {
+                *b += v;
+            }
+        }
+    }
+
+    /// An array of `shape` holding `values` in the region and zeros
+    /// elsewhere, each element written once.
+    fn spread<A: Element>(&self, values: &[A], shape: &[usize]) -> ArrayD<A> {
+        let mut data = Vec::with_capacity(self.outer * self.length);
+        let after = self.length - self.skip - self.width;
+        for o in 0..self.outer {
+            data.resize(data.len() + self.skip, A::zero());
+            data.extend_from_slice(&values[o * self.width..(o + 1) * self.width]);
+            data.resize(data.len() + after, A::zero());
+        }
+        ArrayD::from_shape_vec(IxDyn(shape), data).expect("the blocks fill the shape")
+    }
 }
 
 impl<A: Element> Var<A> {
@@ -280,15 +344,36 @@ impl<A: Element> Var<A> {
             self.shape()
         );
         let range = Slice::from(start..end);
+        let region = Region::of(self.shape(), axis, start, end);
+        let value = match slice(self.array()) {
+            Some(values) => {
+                let mut shape = self.array().raw_dim();
+                shape[axis] = end - start;
+                ArrayD::from_shape_vec(shape, region.gather(values))
+                    .expect("the region fills the shape")
+            }
+            None => self.array().slice_axis(Axis(axis), range).to_owned(),
+        };
         let x = self.clone();
         Pending::new(
             "slice",
-            self.array().slice_axis(Axis(axis), range).to_owned(),
+            value,
             self.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
-                x.accumulate_with(|mut gx| {
-                    let mut part = gx.slice_axis_mut(Axis(axis), range);
-                    part += &grad;
+                if !x.has_grad()
+                    && let Some(g) = slice(&grad)
+                {
+                    // The first gradient: the region's values, zeros around
+                    // them, written once.
+                    x.accumulate(region.spread(g, x.shape()));
+                    return;
+                }
+                x.accumulate_into(|gx| match (slice_mut(gx), slice(&grad)) {
+                    (Some(buffer), Some(g)) => region.add(buffer, g),
+                    _ => {
+                        let mut part = gx.slice_axis_mut(Axis(axis), range);
+                        part += &grad;
+                    }
                 });
             },
         )
