@@ -531,9 +531,10 @@ impl<A: Element> Var<A> {
             let part = starts.partition_point(|&start| start <= i) - 1;
             (part, i - starts[part])
         };
+        // Each gathered row's part and row within it.
+        let sources: Vec<(usize, usize)> = indices.iter().map(|&i| locate(i)).collect();
         let mut data = Vec::with_capacity(indices.len() * cols);
-        for &i in indices {
-            let (part, row) = locate(i);
+        for &(part, row) in &sources {
             let values = parts[part].array();
             match slice(values) {
                 Some(all) => data.extend_from_slice(&all[row * cols..(row + 1) * cols]),
@@ -543,13 +544,9 @@ impl<A: Element> Var<A> {
         let value = Array2::from_shape_vec((indices.len(), cols), data).expect("whole rows");
 
         let requires_grad = parts.iter().any(|p| p.requires_grad());
-        // Each gathered row's part and row within it, kept only when a
-        // gradient will be scattered, with the parts that take one.
-        let sources: Vec<(usize, usize)> = if requires_grad {
-            indices.iter().map(|&i| locate(i)).collect()
-        } else {
-            Vec::new()
-        };
+        // The parts that take a gradient, kept (with `sources`) only when
+        // one will be scattered.
+        let sources = if requires_grad { sources } else { Vec::new() };
         let targets: Vec<Option<Var<A>>> = if requires_grad {
             parts
                 .iter()
