@@ -12,18 +12,24 @@ pub use crate::computation::lazy;
 /// Holds a value at a bind point while method resolution picks how to bind
 /// it: a [`Computation`] is run in continuation-passing style, anything else
 /// is handed to the continuation as is.
-pub struct Bind<T>(Cell<Option<T>>);
+///
+/// A computation is taken by value (no auto-reference), so it moves
+/// straight into its bind: the frame of the bind point, which is live for
+/// the whole rest of the computation (the stack is the tape), holds it
+/// once. A plain value is reached through one more (mutable)
+/// auto-reference and taken out of the `Option`.
+pub struct Bind<T>(Option<T>);
 
 impl<T> Bind<T> {
     /// Wraps the value of a bind point.
     #[inline(always)]
     pub fn new(value: T) -> Self {
-        Bind(Cell::new(Some(value)))
+        Bind(Some(value))
     }
 
     #[inline(always)]
-    fn take(&self) -> T {
-        match self.0.take() {
+    fn into_inner(self) -> T {
+        match self.0 {
             Some(value) => value,
             None => unreachable!("a bind point is bound once"),
         }
@@ -36,31 +42,34 @@ pub trait BindComputation {
     /// What the continuation receives.
     type Output;
     /// Binds the value to the continuation `k`.
-    fn __cps_bind<K: FnOnce(Self::Output)>(&self, k: K);
+    fn __cps_bind<K: FnOnce(Self::Output)>(self, k: K);
 }
 
 impl<C: Computation> BindComputation for Bind<C> {
     type Output = C::Output;
     #[inline(always)]
-    fn __cps_bind<K: FnOnce(C::Output)>(&self, k: K) {
-        self.take().bind(k)
+    fn __cps_bind<K: FnOnce(C::Output)>(self, k: K) {
+        self.into_inner().bind(k)
     }
 }
 
-/// Chosen when [`BindComputation`] does not apply (one more auto-reference):
-/// an ordinary value goes straight to the continuation.
+/// Chosen when [`BindComputation`] does not apply (one more, mutable,
+/// auto-reference): an ordinary value goes straight to the continuation.
 pub trait BindPlain {
     /// What the continuation receives.
     type Output;
     /// Hands the value to the continuation `k`.
-    fn __cps_bind<K: FnOnce(Self::Output)>(&self, k: K);
+    fn __cps_bind<K: FnOnce(Self::Output)>(self, k: K);
 }
 
-impl<T> BindPlain for &Bind<T> {
+impl<T> BindPlain for &mut Bind<T> {
     type Output = T;
     #[inline(always)]
-    fn __cps_bind<K: FnOnce(T)>(&self, k: K) {
-        k(self.take())
+    fn __cps_bind<K: FnOnce(T)>(self, k: K) {
+        match self.0.take() {
+            Some(value) => k(value),
+            None => unreachable!("a bind point is bound once"),
+        }
     }
 }
 

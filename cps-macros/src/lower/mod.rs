@@ -6,7 +6,7 @@
 //! becomes
 //!
 //! ```text
-//! (&::cps::__private::Bind::new(<value>)).__cps_bind(|t| { <continuation of t> });
+//! ::cps::__private::Bind::new(<value>).__cps_bind(|t| { <continuation of t> });
 //! ```
 //!
 //! so the rest of the function runs inside the callback. Control flow
@@ -88,7 +88,7 @@ impl Lowerer {
         let t = self.temp("t");
         let rest = k(self, quote!(#t))?;
         Ok(quote_spanned! {span=>
-            (&::cps::__private::Bind::new(#value)).__cps_bind(|#t| { #rest });
+            ::cps::__private::Bind::new(#value).__cps_bind(|#t| { #rest });
         })
     }
 
