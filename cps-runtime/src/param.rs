@@ -63,7 +63,12 @@ impl<A: Element> Param<A> {
     /// up, [`Param::reuse_grad_buffer`] hands its buffer back.
     pub fn take_grad(&self) -> Option<ArrayD<A>> {
         self.var.flush_deferred();
-        self.var.node.grad.borrow_mut().take()
+        self.var
+            .node
+            .grad
+            .borrow_mut()
+            .take()
+            .map(crate::var::unboxed)
     }
 
     /// Gives back the buffer of a gradient taken with
@@ -99,7 +104,7 @@ impl<A: Element> Param<A> {
         self.var.discard_deferred();
         let buffer = self.var.node.grad.borrow_mut().take();
         if let Some(buffer) = buffer {
-            self.var.keep_spare_grad(buffer);
+            self.var.keep_spare_grad(crate::var::unboxed(buffer));
         }
     }
 

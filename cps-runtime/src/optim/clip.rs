@@ -80,9 +80,9 @@ pub fn clip_grad_norm<A: Element, M: Parameters<A> + ?Sized>(model: &M, max_norm
     let mut sum_sq = A::zero();
     model.visit(&mut |_, param: &Param<A>| {
         if param.is_trainable()
-            && let Some(grad) = param.grad_ref().as_ref()
+            && let Some(grad) = param.grad_ref()
         {
-            sum_sq += sum_of_squares(grad);
+            sum_sq += sum_of_squares(&grad);
         }
     });
     let norm = sum_sq.sqrt();
