@@ -660,6 +660,26 @@ impl<A: Element> Var<A> {
             self.shape(),
             grad.shape()
         );
+        self.add_gradient(grad);
+    }
+
+    /// [`Var::accumulate`] of a gradient the caller knows has this value's
+    /// shape (an elementwise operation's, whose input and output have the
+    /// same shape): the check is left to debug builds, since comparing two
+    /// dynamic shapes costs more than the arithmetic on small tensors.
+    #[inline]
+    pub(crate) fn accumulate_same_shape(&self, grad: ArrayD<A>) {
+        if !self.requires_grad() {
+            return;
+        }
+        self.check_open();
+        debug_assert!(same_shape(grad.shape(), self.shape()));
+        self.add_gradient(grad);
+    }
+
+    /// Adds `grad` into the gradient, or makes it the gradient.
+    #[inline]
+    fn add_gradient(&self, grad: ArrayD<A>) {
         let mut slot = self.node.grad.borrow_mut();
         match slot.as_deref_mut() {
             Some(existing) => match (slice_mut(existing), slice(&grad)) {

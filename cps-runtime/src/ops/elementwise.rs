@@ -329,7 +329,7 @@ impl<A: Element> Arithmetic<A> {
                 } else {
                     let mut grad = grad.into_owned();
                     local.transform(&mut grad);
-                    var.accumulate(grad);
+                    var.accumulate_same_shape(grad);
                 }
             }
             Kind::One => {
@@ -393,7 +393,7 @@ impl<A: Element> Arithmetic<A> {
                 var.accumulate_into(|buffer| local.add_into(buffer, &grad));
             } else {
                 local.transform(&mut grad);
-                var.accumulate(grad);
+                var.accumulate_same_shape(grad);
             }
         }
     }
@@ -697,7 +697,7 @@ impl<A: Element> BackwardStep<A> for Negation<A> {
             self.input.accumulate_into(|buffer| *buffer -= &grad);
         } else {
             grad.mapv_inplace(|g| -g);
-            self.input.accumulate(grad);
+            self.input.accumulate_same_shape(grad);
         }
     }
 }
@@ -749,7 +749,7 @@ fn add_unary_gradient<A: Element>(
                 .and(reference)
                 .for_each(|g, &r| *g = derivative(*g, r)),
         }
-        input.accumulate(grad);
+        input.accumulate_same_shape(grad);
     } else {
         input.accumulate_into(
             |buffer| match (slice_mut(buffer), slice(&grad), slice(reference)) {
