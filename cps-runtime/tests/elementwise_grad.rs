@@ -5,7 +5,7 @@
 
 use cps_runtime::ops::elementwise::{Arithmetic, Negation};
 use cps_runtime::*;
-use ndarray::{ArrayD, IxDyn, array};
+use ndarray::{ArrayD, IxDyn, ShapeBuilder, array};
 use proptest::prelude::*;
 
 const TOLERANCE: f64 = 1e-6;
@@ -184,6 +184,30 @@ fn matrix_and_bias() -> impl Strategy<Value = (ArrayD<f64>, ArrayD<f64>)> {
     })
 }
 
+/// The same values in column-major (Fortran) layout.
+fn column_major(a: &ArrayD<f64>) -> ArrayD<f64> {
+    let mut f = ArrayD::zeros(IxDyn(a.shape()).f());
+    f.assign(a);
+    f
+}
+
+/// `x³` elementwise, whose backward step hands `x` its gradient in
+/// column-major layout (as a custom operation may).
+fn cube_column_major(x: &Var<f64>) -> Pending<f64, impl BackwardStep<f64>> {
+    let input = x.clone();
+    Pending::new(
+        "cube",
+        x.array().mapv(|v| v * v * v),
+        x.requires_grad(),
+        move |_out: &ArrayD<f64>, grad: ArrayD<f64>| {
+            let derivative = ndarray::Zip::from(&grad)
+                .and(input.array())
+                .map_collect(|&g, &v| 3.0 * v * v * g);
+            input.accumulate(column_major(&derivative));
+        },
+    )
+}
+
 // --- gradients of the operators ---------------------------------------------
 
 proptest! {
@@ -208,6 +232,45 @@ proptest! {
             let constant = Var::constant(b.clone());
             let report = check_pair(&a, &b, (true, false), |l, _| binary(op, Form::Ref, l, &constant));
             prop_assert!(report.passes(TOLERANCE), "{op:?} with a constant: {report}");
+        }
+    }
+
+    /// Operands in column-major layout: the backward step cannot read
+    /// them as flat slices in the result's order, and must still be right.
+    #[test]
+    fn column_major_operands_match_finite_differences(
+        (a, b) in shape(2..=3).prop_flat_map(|s| (tensor(s.clone(), any_value()), tensor(s, away_from_zero())))
+    ) {
+        for op in OPS {
+            for (left_major, right_major) in [(true, false), (false, true), (true, true)] {
+                let left = if left_major { column_major(&a) } else { a.clone() };
+                let right = if right_major { column_major(&b) } else { b.clone() };
+                let report = check_pair(&left, &right, (true, true), |l, r| binary(op, Form::Param, l, r));
+                prop_assert!(report.passes(TOLERANCE), "{op:?} column-major {left_major}/{right_major}: {report}");
+            }
+        }
+    }
+
+    /// An input whose gradient buffer a custom operation filled first, in
+    /// column-major layout: the operators add into it through that layout.
+    #[test]
+    fn operators_add_into_a_column_major_gradient(
+        (a, b) in shape(2..=3).prop_flat_map(|s| (tensor(s.clone(), any_value()), tensor(s, away_from_zero())))
+    ) {
+        for op in OPS {
+            let mut model = vec![param(&a, true), param(&b, true)];
+            let report = gradcheck(&mut model, |m| {
+                lazy(|k: &mut dyn FnMut(Var<f64>)| {
+                    binary(op, Form::Param, &m[0], &m[1]).bind(|y| {
+                        // Runs its backward step before the operator's.
+                        cube_column_major(m[0].var()).bind(|c| {
+                            c.sum().bind(|cs| weighted_sum(y, &mut |s| (&s + &cs).bind(|t| k(t))))
+                        })
+                    })
+                })
+                .backward()
+            });
+            prop_assert!(report.passes(TOLERANCE), "{op:?} after a column-major gradient: {report}");
         }
     }
 

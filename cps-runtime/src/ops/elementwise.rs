@@ -72,7 +72,17 @@ pub struct Arithmetic<A: Element> {
     left: Operand<A>,
     right: Operand<A>,
     broadcast: Broadcast,
+    /// With [`Broadcast::Same`], when the forward pass found both operands
+    /// in standard layout: their number of elements (and the result's,
+    /// which it wrote in standard layout). [`NOT_FLAT`] otherwise. Values
+    /// never change while an operation holds them (a shared parameter is
+    /// copied on write), so the backward step reads them as slices without
+    /// checking their layout again.
+    flat_len: u32,
 }
+
+/// [`Arithmetic::flat_len`] when the operands were not both flat.
+const NOT_FLAT: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
@@ -188,14 +198,15 @@ fn needs_grad<A: Element>(operand: &Operand<A>) -> Option<&Var<A>> {
 }
 
 /// The result `f(left, right)` over the broadcast shape. At least one side
-/// is a tensor of the result's shape.
+/// is a tensor of the result's shape. With it, when both sides were tensors
+/// walked as flat slices: their length.
 fn combine<A: Element>(
     op: &'static str,
     requires_grad: bool,
     left: Side<'_, A>,
     right: Side<'_, A>,
     f: impl Fn(A, A) -> A,
-) -> Var<A> {
+) -> (Var<A>, Option<usize>) {
     // Standard-layout operands are walked as slices, into a pooled buffer:
     // the broadcasting iterator's set-up and a fresh allocation cost more
     // than the arithmetic on small tensors.
@@ -209,39 +220,42 @@ fn combine<A: Element>(
                 let like = if l.ndim() >= r.ndim() { l } else { r };
                 // SAFETY: `like` has the slices' length, and the loop
                 // writes every element.
-                return unsafe {
+                let out = unsafe {
                     Var::computed_like(op, requires_grad, like, |out| {
                         for ((o, &l), &r) in out.iter_mut().zip(ls).zip(rs) {
                             o.write(f(l, r));
                         }
                     })
                 };
+                return (out, Some(ls.len()));
             }
         }
         (Side::Full(l), Side::Scalar(r)) => {
             if let Some(ls) = slice(l) {
                 // SAFETY: `ls` is all of `l`, and the loop writes every
                 // element.
-                return unsafe {
+                let out = unsafe {
                     Var::computed_like(op, requires_grad, l, |out| {
                         for (o, &l) in out.iter_mut().zip(ls) {
                             o.write(f(l, r));
                         }
                     })
                 };
+                return (out, None);
             }
         }
         (Side::Scalar(l), Side::Full(r)) => {
             if let Some(rs) = slice(r) {
                 // SAFETY: `rs` is all of `r`, and the loop writes every
                 // element.
-                return unsafe {
+                let out = unsafe {
                     Var::computed_like(op, requires_grad, r, |out| {
                         for (o, &r) in out.iter_mut().zip(rs) {
                             o.write(f(l, r));
                         }
                     })
                 };
+                return (out, None);
             }
         }
         (Side::Scalar(_), Side::Scalar(_)) => {
@@ -261,7 +275,7 @@ fn combine<A: Element>(
             unreachable!("one side of an arithmetic operator is a tensor")
         }
     };
-    Var::computed(value, op, requires_grad)
+    (Var::computed(value, op, requires_grad), None)
 }
 
 impl<A: Element> Arithmetic<A> {
@@ -271,11 +285,15 @@ impl<A: Element> Arithmetic<A> {
         let r = side(&right, broadcast.kind(Which::Right));
         let requires_grad = needs_grad(&left).is_some() || needs_grad(&right).is_some();
         let name = op.name();
-        let out = match op {
+        let (out, flat) = match op {
             Op::Add => combine(name, requires_grad, l, r, |l, r| l + r),
             Op::Sub => combine(name, requires_grad, l, r, |l, r| l - r),
             Op::Mul => combine(name, requires_grad, l, r, |l, r| l * r),
             Op::Div => combine(name, requires_grad, l, r, |l, r| l / r),
+        };
+        let flat_len = match flat.map(u32::try_from) {
+            Some(Ok(len)) if broadcast == Broadcast::Same && len != NOT_FLAT => len,
+            _ => NOT_FLAT,
         };
         Pending::from_var(
             out,
@@ -284,6 +302,7 @@ impl<A: Element> Arithmetic<A> {
                 left,
                 right,
                 broadcast,
+                flat_len,
             },
         )
     }
@@ -370,6 +389,12 @@ impl<A: Element> Arithmetic<A> {
     /// contribution into its own buffer first (while `grad` is unchanged).
     /// The general case, with less to decide and no `Cow` to move around.
     fn backward_same(self, output: &ArrayD<A>, mut grad: ArrayD<A>) {
+        if self.flat_len != NOT_FLAT
+            && let Some(g) = slice_mut(&mut grad)
+            && g.len() == self.flat_len as usize
+        {
+            return self.backward_flat(output, grad);
+        }
         let (left, right) = (needs_grad(&self.left), needs_grad(&self.right));
         // The right input takes the buffer over unless it has one already
         // and the left one has none (as in the general case).
@@ -395,6 +420,95 @@ impl<A: Element> Arithmetic<A> {
                 local.transform(&mut grad);
                 var.accumulate_same_shape(grad);
             }
+        }
+    }
+}
+
+impl<A: Element> Arithmetic<A> {
+    /// An operand's elements, from the layout the forward pass found
+    /// ([`Arithmetic::flat_len`]).
+    fn flat_operand(&self, which: Which) -> Flat<'_, A> {
+        let operand = match which {
+            Which::Left => &self.left,
+            Which::Right => &self.right,
+        };
+        match operand {
+            Operand::Scalar(value) => Flat::Scalar(*value),
+            // SAFETY: the forward pass found this value in standard layout
+            // with `flat_len` elements (`Arithmetic::apply`), and values do
+            // not change while an operation holds them, so its elements are
+            // the `flat_len` initialised values from its pointer; they stay
+            // borrowed as long as `self`, which holds the `Var`.
+            Operand::Tensor(var) => Flat::Slice(unsafe {
+                std::slice::from_raw_parts(var.array().as_ptr(), self.flat_len as usize)
+            }),
+        }
+    }
+
+    /// [`Arithmetic::local`] from the layout the forward pass found; the
+    /// output is the result it wrote (standard layout, `flat_len` elements).
+    fn flat_local<'a>(&'a self, which: Which, output: &'a ArrayD<A>) -> FlatLocal<'a, A> {
+        match (self.op, which) {
+            (Op::Add, _) | (Op::Sub, Which::Left) => FlatLocal::Identity,
+            (Op::Sub, Which::Right) => FlatLocal::Negate,
+            (Op::Mul, Which::Left) => FlatLocal::Times(self.flat_operand(Which::Right)),
+            (Op::Mul, Which::Right) => FlatLocal::Times(self.flat_operand(Which::Left)),
+            (Op::Div, Which::Left) => FlatLocal::Over(self.flat_operand(Which::Right)),
+            (Op::Div, Which::Right) => FlatLocal::NegTimesOver(
+                // SAFETY: the output was written by the forward pass in
+                // standard layout with `flat_len` elements, and is borrowed
+                // for as long as the slice.
+                unsafe { std::slice::from_raw_parts(output.as_ptr(), self.flat_len as usize) },
+                self.flat_operand(Which::Right),
+            ),
+        }
+    }
+
+    /// [`Arithmetic::backward_same`] when the forward pass found both
+    /// operands flat and `grad` is flat too (the caller checked): no layout
+    /// is checked again, except that of an input's existing gradient.
+    fn backward_flat(self, output: &ArrayD<A>, mut grad: ArrayD<A>) {
+        let (left, right) = (needs_grad(&self.left), needs_grad(&self.right));
+        let right_takes = match (left, right) {
+            (Some(left), Some(right)) => !right.has_grad() || left.has_grad(),
+            (left, _) => left.is_none(),
+        };
+        let (first, last) = if right_takes {
+            ((Which::Left, left), (Which::Right, right))
+        } else {
+            ((Which::Right, right), (Which::Left, left))
+        };
+        let g = slice_mut(&mut grad).expect("checked flat by the caller");
+        if let (which, Some(var)) = first {
+            let local = self.flat_local(which, output);
+            var.accumulate_into(|buffer| add_flat(buffer, g, local));
+        }
+        if let (which, Some(var)) = last {
+            let local = self.flat_local(which, output);
+            if var.has_grad() {
+                var.accumulate_into(|buffer| add_flat(buffer, g, local));
+            } else {
+                local.transform(g);
+                var.accumulate_same_shape(grad);
+            }
+        }
+    }
+}
+
+/// `buffer += grad * local`, for the elements `grad` of a standard-layout
+/// gradient of the buffer's shape. An input's existing buffer is usually
+/// flat too; otherwise the contribution is formed flat, then added.
+fn add_flat<A: Element>(buffer: &mut ArrayD<A>, grad: &[A], local: FlatLocal<'_, A>) {
+    match slice_mut(buffer) {
+        Some(b) if b.len() == grad.len() => local.add_into(b, grad),
+        _ => {
+            // A gradient buffer in another layout (a custom operation put
+            // it there).
+            let mut contribution = grad.to_vec();
+            local.transform(&mut contribution);
+            let contribution = ndarray::ArrayViewD::from_shape(buffer.raw_dim(), &contribution)
+                .expect("as many elements as the gradient");
+            *buffer += &contribution;
         }
     }
 }
@@ -454,6 +568,48 @@ impl<A: Copy> Flat<'_, A> {
         match self {
             Flat::Scalar(s) => s,
             Flat::Slice(v) => v[i],
+        }
+    }
+}
+
+/// [`Local`] over flat, standard-layout data: every factor is a slice
+/// as long as the gradient, or a scalar.
+#[derive(Clone, Copy)]
+enum FlatLocal<'a, A> {
+    Identity,
+    Negate,
+    Times(Flat<'a, A>),
+    Over(Flat<'a, A>),
+    /// `-output / factor`, the output's elements first.
+    NegTimesOver(&'a [A], Flat<'a, A>),
+}
+
+impl<A: Element> FlatLocal<'_, A> {
+    /// `grad <- grad * factor`, in place.
+    #[inline(always)]
+    fn transform(self, grad: &mut [A]) {
+        match self {
+            FlatLocal::Identity => {}
+            FlatLocal::Negate => grad.iter_mut().for_each(|g| *g = -*g),
+            FlatLocal::Times(f) => grad.iter_mut().enumerate().for_each(|(i, g)| *g *= f.at(i)),
+            FlatLocal::Over(f) => grad.iter_mut().enumerate().for_each(|(i, g)| *g /= f.at(i)),
+            FlatLocal::NegTimesOver(ys, f) => grad
+                .iter_mut()
+                .zip(ys)
+                .enumerate()
+                .for_each(|(i, (g, &y))| *g = -(*g * y) / f.at(i)),
+        }
+    }
+
+    /// `buffer += grad * factor`, over buffers of equal length.
+    #[inline(always)]
+    fn add_into(self, buffer: &mut [A], grad: &[A]) {
+        match self {
+            FlatLocal::Identity => add_each(buffer, grad, |_, g| g),
+            FlatLocal::Negate => add_each(buffer, grad, |_, g| -g),
+            FlatLocal::Times(f) => add_each(buffer, grad, |i, g| g * f.at(i)),
+            FlatLocal::Over(f) => add_each(buffer, grad, |i, g| g / f.at(i)),
+            FlatLocal::NegTimesOver(ys, f) => add_each(buffer, grad, |i, g| -(g * ys[i]) / f.at(i)),
         }
     }
 }
@@ -542,56 +698,35 @@ impl<A: Element> Local<'_, A> {
         }
     }
 
+    /// The factor over standard-layout data of `len` elements, when every
+    /// part of it is laid out that way (or is a scalar).
+    fn flat(&self, len: usize) -> Option<FlatLocal<'_, A>> {
+        Some(match self {
+            Local::Identity => FlatLocal::Identity,
+            Local::Negate => FlatLocal::Negate,
+            Local::Times(side) => FlatLocal::Times(Self::flat_factor(side, len)?),
+            Local::Over(side) => FlatLocal::Over(Self::flat_factor(side, len)?),
+            Local::NegTimesOver(y, side) => FlatLocal::NegTimesOver(
+                slice(y).filter(|y| y.len() == len)?,
+                Self::flat_factor(side, len)?,
+            ),
+        })
+    }
+
     /// [`Local::transform`] over a standard-layout gradient; false when a
     /// factor is not laid out the same way (the caller then broadcasts).
     fn transform_flat(&self, grad: &mut [A]) -> bool {
-        let len = grad.len();
-        match self {
-            Local::Identity => {}
-            Local::Negate => grad.iter_mut().for_each(|g| *g = -*g),
-            Local::Times(side) => match Self::flat_factor(side, len) {
-                Some(f) => grad.iter_mut().enumerate().for_each(|(i, g)| *g *= f.at(i)),
-                None => return false,
-            },
-            Local::Over(side) => match Self::flat_factor(side, len) {
-                Some(f) => grad.iter_mut().enumerate().for_each(|(i, g)| *g /= f.at(i)),
-                None => return false,
-            },
-            Local::NegTimesOver(y, side) => match (slice(y), Self::flat_factor(side, len)) {
-                (Some(ys), Some(f)) if ys.len() == len => grad
-                    .iter_mut()
-                    .zip(ys)
-                    .enumerate()
-                    .for_each(|(i, (g, &y))| *g = -(*g * y) / f.at(i)),
-                _ => return false,
-            },
-        }
-        true
+        self.flat(grad.len())
+            .map(|local| local.transform(grad))
+            .is_some()
     }
 
     /// [`Local::add_into`] over standard-layout buffers of equal length;
     /// false when a factor is not laid out the same way.
     fn add_into_flat(&self, buffer: &mut [A], grad: &[A]) -> bool {
-        let len = grad.len();
-        match self {
-            Local::Identity => add_each(buffer, grad, |_, g| g),
-            Local::Negate => add_each(buffer, grad, |_, g| -g),
-            Local::Times(side) => match Self::flat_factor(side, len) {
-                Some(f) => add_each(buffer, grad, |i, g| g * f.at(i)),
-                None => return false,
-            },
-            Local::Over(side) => match Self::flat_factor(side, len) {
-                Some(f) => add_each(buffer, grad, |i, g| g / f.at(i)),
-                None => return false,
-            },
-            Local::NegTimesOver(y, side) => match (slice(y), Self::flat_factor(side, len)) {
-                (Some(ys), Some(f)) if ys.len() == len => {
-                    add_each(buffer, grad, |i, g| -(g * ys[i]) / f.at(i))
-                }
-                _ => return false,
-            },
-        }
-        true
+        self.flat(grad.len())
+            .map(|local| local.add_into(buffer, grad))
+            .is_some()
     }
 
     /// `sum(grad * factor)`: the gradient of a one-element operand.
