@@ -109,7 +109,7 @@ pub(crate) fn same_shape(left: &[usize], right: &[usize]) -> bool {
 /// empty box when the thread keeps one: a gradient passes from node to
 /// node along a computation, and a fresh allocation for each would cost
 /// more than the arithmetic on small tensors.
-#[inline]
+#[inline(always)]
 pub(crate) fn boxed<A: Element>(grad: ArrayD<A>) -> Box<ArrayD<A>> {
     match shells::take::<A>() {
         Some(shell) => Box::write(shell, grad),
@@ -118,7 +118,7 @@ pub(crate) fn boxed<A: Element>(grad: ArrayD<A>) -> Box<ArrayD<A>> {
 }
 
 /// The gradient out of its box, the empty box kept for the next one.
-#[inline]
+#[inline(always)]
 pub(crate) fn unboxed<A: Element>(grad: Box<ArrayD<A>>) -> ArrayD<A> {
     let raw = Box::into_raw(grad);
     // SAFETY: `raw` comes from a `Box` of an initialised array, so it is
@@ -667,7 +667,7 @@ impl<A: Element> Var<A> {
     /// shape (an elementwise operation's, whose input and output have the
     /// same shape): the check is left to debug builds, since comparing two
     /// dynamic shapes costs more than the arithmetic on small tensors.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn accumulate_same_shape(&self, grad: ArrayD<A>) {
         if !self.requires_grad() {
             return;
@@ -678,7 +678,7 @@ impl<A: Element> Var<A> {
     }
 
     /// Adds `grad` into the gradient, or makes it the gradient.
-    #[inline]
+    #[inline(always)]
     fn add_gradient(&self, grad: ArrayD<A>) {
         let mut slot = self.node.grad.borrow_mut();
         match slot.as_deref_mut() {
@@ -725,6 +725,7 @@ impl<A: Element> Var<A> {
 
     /// Marks the producing operation's backward step as run and hands out
     /// the gradient that accumulated, if any.
+    #[inline(always)]
     pub(crate) fn finish(&self) -> Option<ArrayD<A>> {
         self.node.finished.set(true);
         self.node.grad.borrow_mut().take().map(unboxed)
