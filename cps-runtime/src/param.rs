@@ -129,6 +129,7 @@ impl<A: Element> Param<A> {
             let copy = Var {
                 node: Rc::new(Node {
                     value: old.value.clone(),
+                    flat_len: crate::var::NOT_FLAT,
                     grad: std::cell::RefCell::new(old.grad.borrow().clone()),
                     role: old.role,
                     requires_grad: old.requires_grad.clone(),
@@ -139,9 +140,19 @@ impl<A: Element> Param<A> {
             };
             self.var = copy;
         }
-        &mut Rc::get_mut(&mut self.var.node)
-            .expect("a freshly made node is unique")
-            .value
+        let node = Rc::get_mut(&mut self.var.node).expect("a freshly made node is unique");
+        // The caller may replace the value or change its layout.
+        node.flat_len = crate::var::NOT_FLAT;
+        &mut node.value
+    }
+
+    /// Runs `update` on the value (as [`Param::value_mut`] would allow),
+    /// then records its layout again, so that operations keep reading it
+    /// without checking (see `Node::flat_len`).
+    pub(crate) fn update_value(&mut self, update: impl FnOnce(&mut ArrayD<A>)) {
+        update(self.value_mut());
+        let node = Rc::get_mut(&mut self.var.node).expect("value_mut left the node unique");
+        node.flat_len = crate::var::flat_len_of(&node.value);
     }
 
     /// Replaces the value; the new one must have the same shape.

@@ -33,6 +33,13 @@ pub(crate) struct Node<A: Element> {
     /// (see [`boxed`]).
     pub(crate) grad: RefCell<Option<Box<ArrayD<A>>>>,
     pub(crate) role: Role,
+    /// The number of elements when `value` is known to be in standard
+    /// layout, [`NOT_FLAT`] otherwise: set wherever the value is replaced,
+    /// so that the small operations on it need not check its layout again
+    /// (see [`Var::flat`]). A parameter's value can be changed in place
+    /// ([`Param::value_mut`](crate::Param::value_mut)), after which its
+    /// count is `NOT_FLAT`.
+    pub(crate) flat_len: u32,
     pub(crate) requires_grad: Cell<bool>,
     /// Set once the producing operation has run its backward step: a
     /// gradient arriving afterwards would be lost, so it is an error.
@@ -88,14 +95,31 @@ impl<A: Element> Node<A> {
 unsafe fn filled<A: Element>(
     like: &ArrayD<A>,
     fill: impl FnOnce(&mut [MaybeUninit<A>]),
-) -> ArrayD<A> {
+) -> (ArrayD<A>, u32) {
     let len = like.len();
     let mut data = Vec::with_capacity(len);
     fill(&mut data.spare_capacity_mut()[..len]);
     // SAFETY: `fill` wrote all `len` elements (the contract), within the
     // capacity reserved. Had it panicked, `data` would be dropped empty.
     unsafe { data.set_len(len) };
-    ArrayD::from_shape_vec(like.raw_dim(), data).expect("as many elements as the shape")
+    let value =
+        ArrayD::from_shape_vec(like.raw_dim(), data).expect("as many elements as the shape");
+    let flat_len = u32::try_from(len)
+        .ok()
+        .filter(|&len| len != NOT_FLAT)
+        .unwrap_or(NOT_FLAT);
+    (value, flat_len)
+}
+
+/// [`Node::flat_len`] when the layout is not known to be standard.
+pub(crate) const NOT_FLAT: u32 = u32::MAX;
+
+/// [`Node::flat_len`] of `value`, found by checking its layout.
+pub(crate) fn flat_len_of<A>(value: &ArrayD<A>) -> u32 {
+    slice(value)
+        .and_then(|s| u32::try_from(s.len()).ok())
+        .filter(|&len| len != NOT_FLAT)
+        .unwrap_or(NOT_FLAT)
 }
 
 /// Shape equality, inlined: the slices' `==` calls `memcmp`, which costs
@@ -326,10 +350,14 @@ pub(crate) mod pool {
         if inner.role != Role::Computed {
             return;
         }
-        let mut len = inner.value.len();
+        let mut len = match inner.flat_len {
+            NOT_FLAT => inner.value.len(),
+            len => len as usize,
+        };
         if len > MAX_KEPT_ELEMENTS {
             inner.value =
                 ArrayD::from_shape_vec(ndarray::IxDyn(&[0]), Vec::new()).expect("an empty array");
+            inner.flat_len = 0;
             len = 0;
         }
         // A gradient left behind (the operation did not require one) goes
@@ -384,15 +412,18 @@ impl<A: Element> Var<A> {
         requires_grad: bool,
         op: &'static str,
     ) -> Self {
+        let flat_len = flat_len_of(&value);
         if let Some(mut node) = pool::take::<A>() {
             let fresh = pool::unique(&mut node);
             fresh.value = value;
+            fresh.flat_len = flat_len;
             fresh.reset(role, requires_grad, op);
             return Var { node };
         }
         Var {
             node: Rc::new(Node {
                 value,
+                flat_len,
                 grad: RefCell::new(None),
                 role,
                 requires_grad: Cell::new(requires_grad),
@@ -419,20 +450,36 @@ impl<A: Element> Var<A> {
     ) -> Self {
         let Some(mut node) = pool::take::<A>() else {
             // SAFETY: passed on from the caller.
-            let value = unsafe { filled(like, fill) };
+            let (value, _) = unsafe { filled(like, fill) };
             return Self::from_parts(value, Role::Computed, requires_grad, op);
         };
         let fresh = pool::unique(&mut node);
-        if same_shape(fresh.value.shape(), like.shape())
-            && let Some(buffer) = slice_mut(&mut fresh.value)
-        {
-            // The pooled buffer is written over with initialised values
-            // only (the contract of `fill`), so viewing it as possibly
-            // uninitialised loses nothing.
+        if !same_shape(fresh.value.shape(), like.shape()) {
+            // SAFETY: passed on from the caller.
+            (fresh.value, fresh.flat_len) = unsafe { filled(like, fill) };
+        } else if fresh.flat_len != NOT_FLAT {
+            // SAFETY: `flat_len` says the pooled value is in standard
+            // layout with that many elements (it is kept right wherever a
+            // value is replaced, and a pooled node's value is not changed
+            // otherwise), so they are its initialised elements from its
+            // pointer; the node is unique, so nothing else sees them. They
+            // are written over with initialised values only (the contract
+            // of `fill`), so viewing them as possibly uninitialised loses
+            // nothing.
+            let buffer = unsafe {
+                std::slice::from_raw_parts_mut(
+                    fresh.value.as_mut_ptr().cast::<MaybeUninit<A>>(),
+                    fresh.flat_len as usize,
+                )
+            };
+            fill(buffer);
+        } else if let Some(buffer) = slice_mut(&mut fresh.value) {
+            // As above, with the layout checked here.
             fill(as_uninit(buffer));
+            fresh.flat_len = flat_len_of(&fresh.value);
         } else {
             // SAFETY: passed on from the caller.
-            fresh.value = unsafe { filled(like, fill) };
+            (fresh.value, fresh.flat_len) = unsafe { filled(like, fill) };
         }
         fresh.reset(Role::Computed, requires_grad, op);
         Var { node }
@@ -474,6 +521,24 @@ impl<A: Element> Var<A> {
     /// The tensor's value, borrowed.
     pub fn array(&self) -> &ArrayD<A> {
         &self.node.value
+    }
+
+    /// The value's elements as a slice when it is in standard layout:
+    /// [`flat::slice`](crate::flat) of the value, from what the node
+    /// recorded when the value was set instead of from its shape and
+    /// strides when it can.
+    #[inline]
+    pub(crate) fn flat(&self) -> Option<&[A]> {
+        match self.node.flat_len {
+            NOT_FLAT => slice(&self.node.value),
+            // SAFETY: `flat_len` says the value is in standard layout with
+            // that many elements (it is kept right wherever a value is
+            // replaced), so they are its initialised elements from its
+            // pointer, borrowed as long as `self`.
+            len => {
+                Some(unsafe { std::slice::from_raw_parts(self.node.value.as_ptr(), len as usize) })
+            }
+        }
     }
 
     /// The tensor's shape.

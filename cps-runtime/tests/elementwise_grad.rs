@@ -632,6 +632,27 @@ fn constant_operands_receive_no_gradient() {
 
 // --- gradient accumulation ----------------------------------------------------
 
+/// A parameter's value replaced in place by one in another layout: the
+/// operators read the new layout, not the one recorded for the old value.
+#[test]
+fn operators_read_a_value_replaced_in_another_layout() {
+    let standard = array![[1.0f64, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn();
+    let mut p = Param::new(standard.clone());
+    let c = Var::constant(array![[1.0f64, -1.0, 2.0], [0.5, 3.0, -2.0]].into_dyn());
+    let replaced = array![[6.0f64, 5.0, 4.0], [3.0, 2.0, 1.0]].into_dyn();
+    *p.value_mut() = column_major(&replaced);
+    assert!(!p.var().array().is_standard_layout());
+    let value = lazy(|k: &mut dyn FnMut(Var<f64>)| {
+        (&p * &c).bind(|y| {
+            assert_eq!(y.array(), &(&replaced * c.array()));
+            y.sum().bind(|s| k(s))
+        })
+    })
+    .backward();
+    assert_eq!(value, (&replaced * c.array()).sum());
+    assert_eq!(p.grad(), *c.array());
+}
+
 #[test]
 fn same_param_used_twice_accumulates() {
     let w = Param::new(array![[1.0f64, -2.0, 0.5], [3.0, 0.25, -1.5]]);

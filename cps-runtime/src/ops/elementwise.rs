@@ -189,6 +189,15 @@ fn side<A: Element>(operand: &Operand<A>, kind: Kind) -> Side<'_, A> {
     }
 }
 
+/// The elements of an operand read as a tensor of its own shape, when it is
+/// in standard layout.
+fn flat_operand<'a, A: Element>(operand: &'a Operand<A>, side: Side<'_, A>) -> Option<&'a [A]> {
+    match (operand, side) {
+        (Operand::Tensor(var), Side::Full(_)) => var.flat(),
+        _ => None,
+    }
+}
+
 /// The operand's `Var` when a gradient must be computed for it.
 fn needs_grad<A: Element>(operand: &Operand<A>) -> Option<&Var<A>> {
     match operand {
@@ -198,13 +207,14 @@ fn needs_grad<A: Element>(operand: &Operand<A>) -> Option<&Var<A>> {
 }
 
 /// The result `f(left, right)` over the broadcast shape. At least one side
-/// is a tensor of the result's shape. With it, when both sides were tensors
-/// walked as flat slices: their length.
+/// is a tensor of the result's shape; `flat` holds each side's elements
+/// when it is a tensor in standard layout ([`Var::flat`]). With the result,
+/// when both sides were tensors walked as flat slices: their length.
 fn combine<A: Element>(
     op: &'static str,
     requires_grad: bool,
-    left: Side<'_, A>,
-    right: Side<'_, A>,
+    (left, right): (Side<'_, A>, Side<'_, A>),
+    flat: (Option<&[A]>, Option<&[A]>),
     f: impl Fn(A, A) -> A,
 ) -> (Var<A>, Option<usize>) {
     // Standard-layout operands are walked as slices, into a pooled buffer:
@@ -212,7 +222,7 @@ fn combine<A: Element>(
     // than the arithmetic on small tensors.
     match (left, right) {
         (Side::Full(l), Side::Full(r)) => {
-            if let (Some(ls), Some(rs)) = (slice(l), slice(r))
+            if let (Some(ls), Some(rs)) = flat
                 && ls.len() == rs.len()
             {
                 // Whether the shapes are equal or one is a bias vector as
@@ -231,7 +241,7 @@ fn combine<A: Element>(
             }
         }
         (Side::Full(l), Side::Scalar(r)) => {
-            if let Some(ls) = slice(l) {
+            if let Some(ls) = flat.0 {
                 // SAFETY: `ls` is all of `l`, and the loop writes every
                 // element.
                 let out = unsafe {
@@ -245,7 +255,7 @@ fn combine<A: Element>(
             }
         }
         (Side::Scalar(l), Side::Full(r)) => {
-            if let Some(rs) = slice(r) {
+            if let Some(rs) = flat.1 {
                 // SAFETY: `rs` is all of `r`, and the loop writes every
                 // element.
                 let out = unsafe {
@@ -285,11 +295,13 @@ impl<A: Element> Arithmetic<A> {
         let r = side(&right, broadcast.kind(Which::Right));
         let requires_grad = needs_grad(&left).is_some() || needs_grad(&right).is_some();
         let name = op.name();
+        let sides = (l, r);
+        let flats = (flat_operand(&left, sides.0), flat_operand(&right, sides.1));
         let (out, flat) = match op {
-            Op::Add => combine(name, requires_grad, l, r, |l, r| l + r),
-            Op::Sub => combine(name, requires_grad, l, r, |l, r| l - r),
-            Op::Mul => combine(name, requires_grad, l, r, |l, r| l * r),
-            Op::Div => combine(name, requires_grad, l, r, |l, r| l / r),
+            Op::Add => combine(name, requires_grad, sides, flats, |l, r| l + r),
+            Op::Sub => combine(name, requires_grad, sides, flats, |l, r| l - r),
+            Op::Mul => combine(name, requires_grad, sides, flats, |l, r| l * r),
+            Op::Div => combine(name, requires_grad, sides, flats, |l, r| l / r),
         };
         let flat_len = match flat.map(u32::try_from) {
             Some(Ok(len)) if broadcast == Broadcast::Same && len != NOT_FLAT => len,
@@ -908,7 +920,7 @@ fn unary<A: Element, B: BackwardStep<A>>(
     f: impl Fn(A) -> A,
     backward: B,
 ) -> Pending<A, B> {
-    let out = match slice(x.array()) {
+    let out = match x.flat() {
         // SAFETY: `xs` is all of `x`, and the loop writes every element.
         Some(xs) => unsafe {
             Var::computed_like(op, x.requires_grad(), x.array(), |out| {
@@ -939,7 +951,7 @@ fn unary_vectorized<A: Element, B: BackwardStep<A>>(
     f: impl Fn(A) -> A,
     backward: B,
 ) -> Pending<A, B> {
-    let out = match slice(x.array()) {
+    let out = match x.flat() {
         // SAFETY: `xs` is all of `x`, and the slice forms write every
         // element of an output as long as their input (or panic).
         Some(xs) => unsafe {

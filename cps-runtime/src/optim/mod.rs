@@ -90,7 +90,7 @@ pub trait Optimizer<A: Element = f32> {
             // copy the node, and the gradient must not be copied with it.
             if let Some(mut grad) = param.take_grad() {
                 let id = param.id();
-                self.update(id, param.value_mut(), &mut grad);
+                param.update_value(|value| self.update(id, value, &mut grad));
                 param.reuse_grad_buffer(grad);
             }
         });
