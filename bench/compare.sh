@@ -45,7 +45,7 @@ peak=$(echo "$peak_line" | sed -n 's/.*: \([0-9.]*\) GFLOP\/s.*/\1/p')
 echo
 echo "== per-operation overhead (scalar chain, forward+backward)"
 # Two chain lengths: 30,000 operations keep our working set (stack frames
-# and results, ~600 bytes per operation) in the L3 cache; 300,000 do not.
+# and results, ~500 bytes per operation) in the L3 cache; 300,000 do not.
 # PyTorch runs the same chain lengths.
 for ops in 30000 300000; do
   ours=$(target/release/examples/scalar_chain --ops $ops --repeat 20 | sed -n 's/.* \([0-9]*\) ns\/op.*/\1/p')
