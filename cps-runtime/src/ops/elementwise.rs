@@ -584,17 +584,25 @@ impl<A: Copy> Flat<'_, A> {
     }
 }
 
-/// [`Local`] over flat, standard-layout data: every factor is a slice
-/// as long as the gradient, or a scalar.
+/// The factor an operand's gradient is the result's gradient times, with
+/// `S` the form of an operand and `Y` that of the output: over arrays,
+/// [`Local`]; over flat, standard-layout data, [`FlatLocal`].
 #[derive(Clone, Copy)]
-enum FlatLocal<'a, A> {
+enum Factor<S, Y> {
     Identity,
     Negate,
-    Times(Flat<'a, A>),
-    Over(Flat<'a, A>),
-    /// `-output / factor`, the output's elements first.
-    NegTimesOver(&'a [A], Flat<'a, A>),
+    Times(S),
+    Over(S),
+    /// `-output / side`.
+    NegTimesOver(Y, S),
 }
+
+/// The factor over arrays (broadcast along the last axis where needed).
+type Local<'a, A> = Factor<Side<'a, A>, &'a ArrayD<A>>;
+
+/// The factor over flat, standard-layout data: every factor is a slice as
+/// long as the gradient, or a scalar.
+type FlatLocal<'a, A> = Factor<Flat<'a, A>, &'a [A]>;
 
 impl<A: Element> FlatLocal<'_, A> {
     /// `grad <- grad * factor`, in place.
@@ -624,17 +632,6 @@ impl<A: Element> FlatLocal<'_, A> {
             FlatLocal::NegTimesOver(ys, f) => add_each(buffer, grad, |i, g| -(g * ys[i]) / f.at(i)),
         }
     }
-}
-
-/// The factor an operand's gradient is the result's gradient times.
-#[derive(Clone, Copy)]
-enum Local<'a, A> {
-    Identity,
-    Negate,
-    Times(Side<'a, A>),
-    Over(Side<'a, A>),
-    /// `-output / side`.
-    NegTimesOver(&'a ArrayD<A>, Side<'a, A>),
 }
 
 impl<A: Element> Local<'_, A> {
