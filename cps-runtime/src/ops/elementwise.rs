@@ -131,6 +131,9 @@ enum Which {
     Right,
 }
 
+/// An input of a backward step, with its `Var` when it needs a gradient.
+type Recipient<'a, A> = (Which, Option<&'a Var<A>>);
+
 impl Broadcast {
     fn of(op: Op, left: &[usize], right: &[usize]) -> Self {
         if same_shape(left, right) {
@@ -407,18 +410,7 @@ impl<A: Element> Arithmetic<A> {
         {
             return self.backward_flat(output, grad);
         }
-        let (left, right) = (needs_grad(&self.left), needs_grad(&self.right));
-        // The right input takes the buffer over unless it has one already
-        // and the left one has none (as in the general case).
-        let right_takes = match (left, right) {
-            (Some(left), Some(right)) => !right.has_grad() || left.has_grad(),
-            (left, _) => left.is_none(),
-        };
-        let (first, last) = if right_takes {
-            ((Which::Left, left), (Which::Right, right))
-        } else {
-            ((Which::Right, right), (Which::Left, left))
-        };
+        let (first, last) = self.same_shape_order();
         if let (which, Some(var)) = first {
             let local = self.local(which, output);
             var.accumulate_into(|buffer| local.add_into(buffer, &grad));
@@ -476,20 +468,30 @@ impl<A: Element> Arithmetic<A> {
         }
     }
 
-    /// [`Arithmetic::backward_same`] when the forward pass found both
-    /// operands flat and `grad` is flat too (the caller checked): no layout
-    /// is checked again, except that of an input's existing gradient.
-    fn backward_flat(self, output: &ArrayD<A>, mut grad: ArrayD<A>) {
+    /// The order in which same-shape inputs receive their gradients, each
+    /// with its `Var` when it needs one: the first adds its contribution
+    /// into its own buffer while `grad` is unchanged, the last takes `grad`
+    /// over (transformed in place) unless it has a buffer too. The right
+    /// input is last unless it has a buffer already and the left one has
+    /// none (as in the general case).
+    fn same_shape_order(&self) -> (Recipient<'_, A>, Recipient<'_, A>) {
         let (left, right) = (needs_grad(&self.left), needs_grad(&self.right));
         let right_takes = match (left, right) {
             (Some(left), Some(right)) => !right.has_grad() || left.has_grad(),
             (left, _) => left.is_none(),
         };
-        let (first, last) = if right_takes {
+        if right_takes {
             ((Which::Left, left), (Which::Right, right))
         } else {
             ((Which::Right, right), (Which::Left, left))
-        };
+        }
+    }
+
+    /// [`Arithmetic::backward_same`] when the forward pass found both
+    /// operands flat and `grad` is flat too (the caller checked): no layout
+    /// is checked again, except that of an input's existing gradient.
+    fn backward_flat(self, output: &ArrayD<A>, mut grad: ArrayD<A>) {
+        let (first, last) = self.same_shape_order();
         let g = slice_mut(&mut grad).expect("checked flat by the caller");
         if let (which, Some(var)) = first {
             let local = self.flat_local(which, output);
