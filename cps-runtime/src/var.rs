@@ -104,22 +104,24 @@ unsafe fn filled<A: Element>(
     unsafe { data.set_len(len) };
     let value =
         ArrayD::from_shape_vec(like.raw_dim(), data).expect("as many elements as the shape");
-    let flat_len = u32::try_from(len)
-        .ok()
-        .filter(|&len| len != NOT_FLAT)
-        .unwrap_or(NOT_FLAT);
-    (value, flat_len)
+    (value, flat_len_for(len))
 }
 
 /// [`Node::flat_len`] when the layout is not known to be standard.
 pub(crate) const NOT_FLAT: u32 = u32::MAX;
 
-/// [`Node::flat_len`] of `value`, found by checking its layout.
-pub(crate) fn flat_len_of<A>(value: &ArrayD<A>) -> u32 {
-    slice(value)
-        .and_then(|s| u32::try_from(s.len()).ok())
+/// [`Node::flat_len`] of a standard-layout value of `len` elements
+/// ([`NOT_FLAT`] when the count does not fit).
+pub(crate) fn flat_len_for(len: usize) -> u32 {
+    u32::try_from(len)
+        .ok()
         .filter(|&len| len != NOT_FLAT)
         .unwrap_or(NOT_FLAT)
+}
+
+/// [`Node::flat_len`] of `value`, found by checking its layout.
+pub(crate) fn flat_len_of<A>(value: &ArrayD<A>) -> u32 {
+    slice(value).map_or(NOT_FLAT, |s| flat_len_for(s.len()))
 }
 
 /// Shape equality, inlined: the slices' `==` calls `memcmp`, which costs

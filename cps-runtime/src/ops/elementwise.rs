@@ -57,7 +57,7 @@ use crate::ops::operand::{IntoOperand, Operand};
 use crate::ops::shape_mismatch;
 use crate::ops::vector_math::map_with;
 use crate::param::Param;
-use crate::var::{Var, same_shape};
+use crate::var::{NOT_FLAT, Var, flat_len_for, same_shape};
 
 // ---------------------------------------------------------------------------
 // Arithmetic operators
@@ -80,9 +80,6 @@ pub struct Arithmetic<A: Element> {
     /// checking their layout again.
     flat_len: u32,
 }
-
-/// [`Arithmetic::flat_len`] when the operands were not both flat.
-const NOT_FLAT: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
@@ -194,7 +191,7 @@ fn side<A: Element>(operand: &Operand<A>, kind: Kind) -> Side<'_, A> {
 
 /// The elements of an operand read as a tensor of its own shape, when it is
 /// in standard layout.
-fn flat_operand<'a, A: Element>(operand: &'a Operand<A>, side: Side<'_, A>) -> Option<&'a [A]> {
+fn flat_elements<'a, A: Element>(operand: &'a Operand<A>, side: Side<'_, A>) -> Option<&'a [A]> {
     match (operand, side) {
         (Operand::Tensor(var), Side::Full(_)) => var.flat(),
         _ => None,
@@ -299,15 +296,18 @@ impl<A: Element> Arithmetic<A> {
         let requires_grad = needs_grad(&left).is_some() || needs_grad(&right).is_some();
         let name = op.name();
         let sides = (l, r);
-        let flats = (flat_operand(&left, sides.0), flat_operand(&right, sides.1));
+        let flats = (
+            flat_elements(&left, sides.0),
+            flat_elements(&right, sides.1),
+        );
         let (out, flat) = match op {
             Op::Add => combine(name, requires_grad, sides, flats, |l, r| l + r),
             Op::Sub => combine(name, requires_grad, sides, flats, |l, r| l - r),
             Op::Mul => combine(name, requires_grad, sides, flats, |l, r| l * r),
             Op::Div => combine(name, requires_grad, sides, flats, |l, r| l / r),
         };
-        let flat_len = match flat.map(u32::try_from) {
-            Some(Ok(len)) if broadcast == Broadcast::Same && len != NOT_FLAT => len,
+        let flat_len = match flat {
+            Some(len) if broadcast == Broadcast::Same => flat_len_for(len),
             _ => NOT_FLAT,
         };
         Pending::from_var(
@@ -331,17 +331,24 @@ impl<A: Element> Arithmetic<A> {
     }
 
     /// The derivative of the result with respect to one operand, as a
+    /// factor in the form `operand` gives the operands and `output` the
+    /// result: the one table both forms of the backward step read.
+    fn factor<S, Y>(&self, which: Which, operand: impl Fn(Which) -> S, output: Y) -> Factor<S, Y> {
+        match (self.op, which) {
+            (Op::Add, _) | (Op::Sub, Which::Left) => Factor::Identity,
+            (Op::Sub, Which::Right) => Factor::Negate,
+            (Op::Mul, Which::Left) => Factor::Times(operand(Which::Right)),
+            (Op::Mul, Which::Right) => Factor::Times(operand(Which::Left)),
+            (Op::Div, Which::Left) => Factor::Over(operand(Which::Right)),
+            // d(l/r)/dr = -l/r^2 = -y/r: reuses the output instead of squaring.
+            (Op::Div, Which::Right) => Factor::NegTimesOver(output, operand(Which::Right)),
+        }
+    }
+
+    /// The derivative of the result with respect to one operand, as a
     /// factor applied to the result's gradient.
     fn local<'a>(&'a self, which: Which, output: &'a ArrayD<A>) -> Local<'a, A> {
-        match (self.op, which) {
-            (Op::Add, _) | (Op::Sub, Which::Left) => Local::Identity,
-            (Op::Sub, Which::Right) => Local::Negate,
-            (Op::Mul, Which::Left) => Local::Times(self.side(Which::Right)),
-            (Op::Mul, Which::Right) => Local::Times(self.side(Which::Left)),
-            (Op::Div, Which::Left) => Local::Over(self.side(Which::Right)),
-            // d(l/r)/dr = -l/r^2 = -y/r: reuses the output instead of squaring.
-            (Op::Div, Which::Right) => Local::NegTimesOver(output, self.side(Which::Right)),
-        }
+        self.factor(which, |operand| self.side(operand), output)
     }
 
     fn add_gradient(
@@ -403,13 +410,10 @@ impl<A: Element> Arithmetic<A> {
     /// takes `grad` over, transformed in place, and the other adds its
     /// contribution into its own buffer first (while `grad` is unchanged).
     /// The general case, with less to decide and no `Cow` to move around.
-    fn backward_same(self, output: &ArrayD<A>, mut grad: ArrayD<A>) {
-        if self.flat_len != NOT_FLAT
-            && let Some(g) = slice_mut(&mut grad)
-            && g.len() == self.flat_len as usize
-        {
-            return self.backward_flat(output, grad);
-        }
+    fn backward_same(self, output: &ArrayD<A>, grad: ArrayD<A>) {
+        let Err(mut grad) = self.backward_flat(output, grad) else {
+            return;
+        };
         let (first, last) = self.same_shape_order();
         if let (which, Some(var)) = first {
             let local = self.local(which, output);
@@ -452,20 +456,11 @@ impl<A: Element> Arithmetic<A> {
     /// [`Arithmetic::local`] from the layout the forward pass found; the
     /// output is the result it wrote (standard layout, `flat_len` elements).
     fn flat_local<'a>(&'a self, which: Which, output: &'a ArrayD<A>) -> FlatLocal<'a, A> {
-        match (self.op, which) {
-            (Op::Add, _) | (Op::Sub, Which::Left) => FlatLocal::Identity,
-            (Op::Sub, Which::Right) => FlatLocal::Negate,
-            (Op::Mul, Which::Left) => FlatLocal::Times(self.flat_operand(Which::Right)),
-            (Op::Mul, Which::Right) => FlatLocal::Times(self.flat_operand(Which::Left)),
-            (Op::Div, Which::Left) => FlatLocal::Over(self.flat_operand(Which::Right)),
-            (Op::Div, Which::Right) => FlatLocal::NegTimesOver(
-                // SAFETY: the output was written by the forward pass in
-                // standard layout with `flat_len` elements, and is borrowed
-                // for as long as the slice.
-                unsafe { std::slice::from_raw_parts(output.as_ptr(), self.flat_len as usize) },
-                self.flat_operand(Which::Right),
-            ),
-        }
+        // SAFETY: the output was written by the forward pass in standard
+        // layout with `flat_len` elements, and is borrowed for as long as
+        // the slice.
+        let output = unsafe { std::slice::from_raw_parts(output.as_ptr(), self.flat_len as usize) };
+        self.factor(which, |operand| self.flat_operand(operand), output)
     }
 
     /// The order in which same-shape inputs receive their gradients, each
@@ -488,11 +483,17 @@ impl<A: Element> Arithmetic<A> {
     }
 
     /// [`Arithmetic::backward_same`] when the forward pass found both
-    /// operands flat and `grad` is flat too (the caller checked): no layout
-    /// is checked again, except that of an input's existing gradient.
-    fn backward_flat(self, output: &ArrayD<A>, mut grad: ArrayD<A>) {
+    /// operands flat and `grad` is flat too: no layout is checked again,
+    /// except that of an input's existing gradient. Hands `grad` back
+    /// untouched otherwise.
+    fn backward_flat(&self, output: &ArrayD<A>, mut grad: ArrayD<A>) -> Result<(), ArrayD<A>> {
+        if self.flat_len == NOT_FLAT {
+            return Err(grad);
+        }
+        let Some(g) = slice_mut(&mut grad).filter(|g| g.len() == self.flat_len as usize) else {
+            return Err(grad);
+        };
         let (first, last) = self.same_shape_order();
-        let g = slice_mut(&mut grad).expect("checked flat by the caller");
         if let (which, Some(var)) = first {
             let local = self.flat_local(which, output);
             var.accumulate_into(|buffer| add_flat(buffer, g, local));
@@ -506,6 +507,7 @@ impl<A: Element> Arithmetic<A> {
                 var.accumulate_same_shape(grad);
             }
         }
+        Ok(())
     }
 }
 
