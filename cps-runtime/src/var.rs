@@ -97,13 +97,14 @@ unsafe fn filled<A: Element>(
     fill: impl FnOnce(&mut [MaybeUninit<A>]),
 ) -> (ArrayD<A>, u32) {
     let len = like.len();
-    let mut data = Vec::with_capacity(len);
+    let mut data = pool::buffer(len);
     fill(&mut data.spare_capacity_mut()[..len]);
     // SAFETY: `fill` wrote all `len` elements (the contract), within the
     // capacity reserved. Had it panicked, `data` would be dropped empty.
     unsafe { data.set_len(len) };
-    let value =
-        ArrayD::from_shape_vec(like.raw_dim(), data).expect("as many elements as the shape");
+    // SAFETY: `data` has as many elements as `like`'s shape, taken with
+    // standard strides.
+    let value = unsafe { ArrayD::from_shape_vec_unchecked(like.raw_dim(), data) };
     (value, flat_len_for(len))
 }
 
@@ -214,7 +215,9 @@ impl<A: Element> Var<A> {
         let fresh = pool::unique(&mut node);
         if !same_shape(fresh.value.shape(), like.shape()) {
             // SAFETY: passed on from the caller.
-            (fresh.value, fresh.flat_len) = unsafe { filled(like, fill) };
+            let (value, flat_len) = unsafe { filled(like, fill) };
+            pool::recycle(std::mem::replace(&mut fresh.value, value));
+            fresh.flat_len = flat_len;
         } else if fresh.flat_len != NOT_FLAT {
             // SAFETY: `flat_len` says the pooled value is in standard
             // layout with that many elements (it is kept right wherever a
@@ -505,10 +508,13 @@ impl<A: Element> Var<A> {
     fn add_gradient(&self, grad: ArrayD<A>) {
         let mut slot = self.node.grad.borrow_mut();
         match slot.as_deref_mut() {
-            Some(existing) => match (slice_mut(existing), slice(&grad)) {
-                (Some(e), Some(g)) => e.iter_mut().zip(g).for_each(|(e, &g)| *e += g),
-                _ => *existing += &grad,
-            },
+            Some(existing) => {
+                match (slice_mut(existing), slice(&grad)) {
+                    (Some(e), Some(g)) => e.iter_mut().zip(g).for_each(|(e, &g)| *e += g),
+                    _ => *existing += &grad,
+                }
+                pool::recycle(grad);
+            }
             None => *slot = Some(boxed(grad)),
         }
     }
@@ -525,7 +531,7 @@ impl<A: Element> Var<A> {
         }
         self.check_open();
         let mut slot = self.node.grad.borrow_mut();
-        let buffer = slot.get_or_insert_with(|| boxed(ArrayD::zeros(self.node.value.raw_dim())));
+        let buffer = slot.get_or_insert_with(|| boxed(pool::zeros(self.node.value.raw_dim())));
         add(buffer.view_mut());
     }
 
@@ -538,7 +544,7 @@ impl<A: Element> Var<A> {
         }
         self.check_open();
         let mut slot = self.node.grad.borrow_mut();
-        add(slot.get_or_insert_with(|| boxed(ArrayD::zeros(self.node.value.raw_dim()))));
+        add(slot.get_or_insert_with(|| boxed(pool::zeros(self.node.value.raw_dim()))));
     }
 
     /// Whether a gradient buffer exists (deferred updates not counted).

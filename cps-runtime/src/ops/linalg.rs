@@ -10,8 +10,8 @@
 
 use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
 use ndarray::{
-    Array2, ArrayBase, ArrayD, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Ix2,
-    IxDyn, RawData,
+    ArrayBase, ArrayD, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Ix2, IxDyn,
+    RawData,
 };
 
 use crate::computation::{BackwardStep, Pending};
@@ -20,7 +20,7 @@ use crate::ops::kernels;
 use crate::ops::reductions::accumulate_view;
 use crate::ops::shape_mismatch;
 use crate::second_core;
-use crate::var::Var;
+use crate::var::{Var, pool};
 
 /// Views a tensor of a matrix product as a matrix: a vector operand on the
 /// left (`row`) gains a leading axis, one on the right (`column`) a
@@ -205,7 +205,7 @@ impl<A: Element> Var<A> {
 
         let a = as_matrix(self.array().view(), left_vector, false);
         let b = as_matrix(other.array().view(), false, right_vector);
-        let mut c = Array2::zeros((a.nrows(), b.ncols()));
+        let mut c = pool::zeros(Ix2(a.nrows(), b.ncols()));
         gemm(A::one(), a, b, A::zero(), c.view_mut());
         // Drop the axes the vector operands gained (no copy).
         let value = match (left_vector, right_vector) {
@@ -303,7 +303,7 @@ impl<A: Element> Var<A> {
         let vector = input_shape.len() == 1;
         let x = as_matrix(self.array().view(), vector, false);
         let w = as_matrix(weight.array().view(), false, false);
-        let mut y = Array2::zeros((x.nrows(), w.nrows()));
+        let mut y = pool::zeros(Ix2(x.nrows(), w.nrows()));
         gemm(A::one(), x, w.t(), A::zero(), y.view_mut());
         let value = if vector {
             y.remove_axis(Axis(0)).into_dyn()

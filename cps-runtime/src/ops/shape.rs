@@ -11,7 +11,7 @@ use crate::element::Element;
 use crate::flat::{slice, slice_mut};
 use crate::ops::reductions::{accumulate_view, check_axis};
 use crate::ops::shape_mismatch;
-use crate::var::Var;
+use crate::var::{Var, pool};
 
 /// Joins tensors along an existing `axis` (see [`Var::concat`]).
 ///
@@ -70,7 +70,7 @@ fn joined<A: Element>(parts: &[&Var<A>], axis: usize, shape: &[usize]) -> ArrayD
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
     if parts.iter().all(|p| slice(p.array()).is_some()) {
-        let mut data = Vec::with_capacity(shape.iter().product());
+        let mut data = pool::buffer(shape.iter().product());
         for o in 0..outer {
             for part in parts {
                 let values = slice(part.array()).expect("checked to be in standard layout");
@@ -129,7 +129,7 @@ impl Region {
 
     /// The region's elements of `values` (a whole array), in order.
     fn gather<A: Element>(&self, values: &[A]) -> Vec<A> {
-        let mut data = Vec::with_capacity(self.outer * self.width);
+        let mut data = pool::buffer(self.outer * self.width);
         if self.width > 0 {
             for block in values.chunks_exact(self.length) {
                 data.extend_from_slice(&block[self.skip..self.skip + self.width]);

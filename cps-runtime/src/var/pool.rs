@@ -7,14 +7,15 @@
 //! which costs more than the arithmetic on small tensors.
 //!
 //! Bounded: at most [`MAX_BYTES`] per thread and element type. Only
-//! small values keep their buffer: a larger one is freed when its node
-//! is pooled, because its allocation is cheap next to the work on it,
-//! and the allocator hands back a buffer of the right size where the
-//! pool (last in, first out, whatever the shape) would often hold one
-//! of another shape (the Tree-LSTM measured no faster with buffers up
-//! to 1024 elements kept, and perhaps slower).
+//! small values keep their buffer with their node: a larger one goes to
+//! the free buffers kept by length ([`buffer`], [`recycle`]), since the
+//! pool (last in, first out, whatever the shape) would often hand back a
+//! node whose value has another shape.
 
 use super::*;
+
+mod buffers;
+use buffers::Buffers;
 
 /// The most memory (nodes and the value buffers they keep) a thread's
 /// pool holds for one element type.
@@ -28,6 +29,8 @@ pub(crate) struct Pool<A: Element> {
     /// taking a node does not measure its value again).
     nodes: Vec<(Rc<Node<A>>, usize)>,
     bytes: usize,
+    /// Free buffers of larger values and of gradients.
+    buffers: Buffers<A>,
 }
 
 impl<A: Element> Pool<A> {
@@ -35,6 +38,7 @@ impl<A: Element> Pool<A> {
         Pool {
             nodes: Vec::new(),
             bytes: 0,
+            buffers: Buffers::new(),
         }
     }
 }
@@ -94,6 +98,46 @@ pub(crate) fn unique<A: Element>(node: &mut Rc<Node<A>>) -> &mut Node<A> {
     Rc::get_mut(node).expect("pooled nodes are held by the pool alone")
 }
 
+/// An empty buffer with room for `len` elements: one a finished value or
+/// gradient of that length left behind, or a new allocation.
+#[inline]
+pub(crate) fn buffer<A: Element>(len: usize) -> Vec<A> {
+    with(|pool: &mut Pool<A>| pool.buffers.take(len))
+        .flatten()
+        .unwrap_or_else(|| Vec::with_capacity(len))
+}
+
+/// A new array of zeros of `shape`, in a kept buffer when there is one.
+pub(crate) fn zeros<A: Element, D: ndarray::Dimension>(shape: D) -> ndarray::Array<A, D> {
+    let len = shape.size();
+    let mut data = buffer(len);
+    data.resize(len, A::zero());
+    // SAFETY: `data` has exactly as many elements as the shape, taken with
+    // standard strides.
+    unsafe { ndarray::Array::from_shape_vec_unchecked(shape, data) }
+}
+
+/// Drops `array`, keeping its buffer for the next value or gradient of
+/// its length when there is room.
+#[inline]
+pub(crate) fn recycle<A: Element>(array: ArrayD<A>) {
+    keep_buffer(array.into_raw_vec_and_offset().0);
+}
+
+/// Keeps `data` for the next value or gradient of its length when there
+/// is room; frees it otherwise.
+fn keep_buffer<A: Element>(data: Vec<A>) {
+    // Freed outside the pool's borrow when not kept.
+    let _rejected = with(move |pool: &mut Pool<A>| pool.buffers.keep(data));
+}
+
+/// An array of no elements, made without allocating.
+fn empty<A: Element>() -> ArrayD<A> {
+    // SAFETY: a shape of one axis of length 0 has no elements, as many as
+    // the vector.
+    unsafe { ArrayD::from_shape_vec_unchecked(ndarray::IxDyn::zeros(1), Vec::new()) }
+}
+
 /// Pools `node` if this was its last handle and there is room; drops
 /// it otherwise.
 #[inline]
@@ -109,15 +153,18 @@ pub(crate) fn give<A: Element>(mut node: Rc<Node<A>>) {
         len => len as usize,
     };
     if len > MAX_KEPT_ELEMENTS {
-        inner.value =
-            ArrayD::from_shape_vec(ndarray::IxDyn(&[0]), Vec::new()).expect("an empty array");
+        keep_buffer(
+            std::mem::replace(&mut inner.value, empty())
+                .into_raw_vec_and_offset()
+                .0,
+        );
         inner.flat_len = 0;
         len = 0;
     }
     // A gradient left behind (the operation did not require one) goes
     // now, not when the node is next used.
     if let Some(grad) = inner.grad.get_mut().take() {
-        drop(unboxed(grad));
+        recycle(unboxed(grad));
     }
     let size = bytes::<A>(len);
     // Dropped outside the pool's borrow when it does not fit.
@@ -129,4 +176,51 @@ pub(crate) fn give<A: Element>(mut node: Rc<Node<A>>) {
         pool.nodes.push((node, size));
         None
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{ArrayD, IxDyn};
+
+    use crate::var::Var;
+
+    /// A result too large to stay with its pooled node leaves its buffer
+    /// for the next result of its length, which is written in full.
+    #[test]
+    fn a_large_result_leaves_its_buffer_to_the_next_of_its_length() {
+        let like = ArrayD::from_elem(IxDyn(&[4, 25]), 1.0f32);
+        let filled_with = |value: f32| {
+            // SAFETY: the closure writes every element.
+            unsafe {
+                Var::computed_like("test", false, &like, |out| {
+                    out.iter_mut().for_each(|o| {
+                        o.write(value);
+                    })
+                })
+            }
+        };
+        let first = filled_with(2.0);
+        let address = first.array().as_ptr();
+        first.recycle();
+        // Were the buffer freed, the allocator would likely hand it to
+        // this allocation of the same size.
+        let interloper = vec![0.0f32; 100];
+        let second = filled_with(3.0);
+        assert_ne!(interloper.as_ptr(), address);
+        assert_eq!(second.array().as_ptr(), address);
+        assert_eq!(second.shape(), &[4, 25]);
+        assert!(second.array().iter().all(|&v| v == 3.0));
+        // Another length does not take it.
+        second.recycle();
+        let other = ArrayD::from_elem(IxDyn(&[99]), 0.0f32);
+        // SAFETY: the closure writes every element.
+        let third = unsafe {
+            Var::computed_like("test", false, &other, |out| {
+                out.iter_mut().for_each(|o| {
+                    o.write(5.0);
+                })
+            })
+        };
+        assert_ne!(third.array().as_ptr(), address);
+    }
 }
