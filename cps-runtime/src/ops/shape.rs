@@ -159,7 +159,7 @@ impl Region {
     /// An array of `shape` holding `values` in the region and zeros
     /// elsewhere, each element written once.
     fn spread<A: Element>(&self, values: &[A], shape: &[usize]) -> ArrayD<A> {
-        let mut data = Vec::with_capacity(self.outer * self.length);
+        let mut data = pool::buffer(self.outer * self.length);
         let after = self.length - self.skip - self.width;
         for o in 0..self.outer {
             data.resize(data.len() + self.skip, A::zero());
@@ -366,15 +366,16 @@ impl<A: Element> Var<A> {
                     // The first gradient: the region's values, zeros around
                     // them, written once.
                     x.accumulate(region.spread(g, x.shape()));
-                    return;
+                } else {
+                    x.accumulate_into(|gx| match (slice_mut(gx), slice(&grad)) {
+                        (Some(buffer), Some(g)) => region.add(buffer, g),
+                        _ => {
+                            let mut part = gx.slice_axis_mut(Axis(axis), range);
+                            part += &grad;
+                        }
+                    });
                 }
-                x.accumulate_into(|gx| match (slice_mut(gx), slice(&grad)) {
-                    (Some(buffer), Some(g)) => region.add(buffer, g),
-                    _ => {
-                        let mut part = gx.slice_axis_mut(Axis(axis), range);
-                        part += &grad;
-                    }
-                });
+                pool::recycle(grad);
             },
         )
     }
