@@ -71,6 +71,10 @@ fn mat_vec<A: Element>(
 /// With a [second core](crate::SecondCore), a large product splits its
 /// rows: the partner computes the first half of `c`'s rows (from the first
 /// half of `a`'s), the caller the rest.
+///
+/// With `beta = 0`, every path writes `c` without reading it, so its old
+/// values (stale, even NaN) do not matter: results are made in
+/// [`pool::scratch`] buffers.
 pub(crate) fn gemm<A: Element>(
     alpha: A,
     a: ArrayView2<'_, A>,
@@ -205,7 +209,8 @@ impl<A: Element> Var<A> {
 
         let a = as_matrix(self.array().view(), left_vector, false);
         let b = as_matrix(other.array().view(), false, right_vector);
-        let mut c = pool::zeros(Ix2(a.nrows(), b.ncols()));
+        // Written in full by the product (`beta = 0` never reads it).
+        let mut c = pool::scratch(Ix2(a.nrows(), b.ncols()));
         gemm(A::one(), a, b, A::zero(), c.view_mut());
         // Drop the axes the vector operands gained (no copy).
         let value = match (left_vector, right_vector) {
@@ -303,7 +308,8 @@ impl<A: Element> Var<A> {
         let vector = input_shape.len() == 1;
         let x = as_matrix(self.array().view(), vector, false);
         let w = as_matrix(weight.array().view(), false, false);
-        let mut y = pool::zeros(Ix2(x.nrows(), w.nrows()));
+        // Written in full by the product (`beta = 0` never reads it).
+        let mut y = pool::scratch(Ix2(x.nrows(), w.nrows()));
         gemm(A::one(), x, w.t(), A::zero(), y.view_mut());
         let value = if vector {
             y.remove_axis(Axis(0)).into_dyn()
@@ -364,5 +370,79 @@ impl<A: Element> Var<A> {
             self.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| accumulate_view(&x, grad.t()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array2, ArrayD, IxDyn};
+
+    use crate::computation::Computation;
+    use crate::var::Var;
+
+    /// A finished value of `len` elements, all NaN, whose buffer is left
+    /// to the next result of that length; its address.
+    fn leave_nan_buffer(len: usize) -> *const f32 {
+        let like = ArrayD::from_elem(IxDyn(&[len]), 0.0f32);
+        // SAFETY: the closure writes every element.
+        let nan = unsafe {
+            Var::computed_like("test", false, &like, |out| {
+                out.iter_mut().for_each(|o| {
+                    o.write(f32::NAN);
+                })
+            })
+        };
+        let address = nan.array().as_ptr();
+        nan.recycle();
+        address
+    }
+
+    fn matrix(rows: usize, cols: usize, seed: f32) -> Array2<f32> {
+        Array2::from_shape_fn((rows, cols), |(r, c)| {
+            seed + (r * cols + c) as f32 * 0.25 - 1.0
+        })
+    }
+
+    /// Every path of a product with `beta = 0` (a matrix times a vector, a
+    /// vector times a matrix, a few rows through a weight, a general
+    /// product) writes its whole output over a kept buffer of stale NaNs.
+    #[test]
+    fn products_overwrite_a_stale_buffer_in_full() {
+        let cases: [(Array2<f32>, Array2<f32>, bool); 4] = [
+            (matrix(20, 3, 0.5), matrix(3, 1, 1.0), false),
+            (matrix(1, 3, 0.5), matrix(3, 20, 1.0), false),
+            (matrix(4, 3, 0.5), matrix(5, 3, 1.0), true),
+            (matrix(10, 3, 0.5), matrix(3, 2, 1.0), false),
+        ];
+        for (left, right, linear) in cases {
+            let expected = if linear {
+                left.dot(&right.t())
+            } else {
+                left.dot(&right)
+            };
+            let address = leave_nan_buffer(expected.len());
+            // Vectors where the product has a single row or column.
+            let as_operand = |m: &Array2<f32>| {
+                if m.ncols() == 1 {
+                    Var::constant(m.column(0).to_owned())
+                } else if m.nrows() == 1 {
+                    Var::constant(m.row(0).to_owned())
+                } else {
+                    Var::constant(m.clone())
+                }
+            };
+            let (a, b) = (as_operand(&left), as_operand(&right));
+            let check = |out: Var<f32>| {
+                assert_eq!(out.array().as_ptr(), address, "the kept buffer is reused");
+                let got: Vec<f32> = out.array().iter().copied().collect();
+                let want: Vec<f32> = expected.iter().copied().collect();
+                assert_eq!(got, want);
+            };
+            if linear {
+                a.linear(&Var::constant(right.clone())).bind(check);
+            } else {
+                a.matmul(&b).bind(check);
+            }
+        }
     }
 }

@@ -102,15 +102,35 @@ pub(crate) fn unique<A: Element>(node: &mut Rc<Node<A>>) -> &mut Node<A> {
 /// gradient of that length left behind, or a new allocation.
 #[inline]
 pub(crate) fn buffer<A: Element>(len: usize) -> Vec<A> {
-    with(|pool: &mut Pool<A>| pool.buffers.take(len))
-        .flatten()
-        .unwrap_or_else(|| Vec::with_capacity(len))
+    let mut data = kept(len).unwrap_or_else(|| Vec::with_capacity(len));
+    data.clear();
+    data
+}
+
+/// A kept buffer of capacity `len`, with the elements it was kept with.
+#[inline]
+fn kept<A: Element>(len: usize) -> Option<Vec<A>> {
+    with(|pool: &mut Pool<A>| pool.buffers.take(len)).flatten()
 }
 
 /// A new array of zeros of `shape`, in a kept buffer when there is one.
 pub(crate) fn zeros<A: Element, D: ndarray::Dimension>(shape: D) -> ndarray::Array<A, D> {
     let len = shape.size();
     let mut data = buffer(len);
+    data.resize(len, A::zero());
+    // SAFETY: `data` has exactly as many elements as the shape, taken with
+    // standard strides.
+    unsafe { ndarray::Array::from_shape_vec_unchecked(shape, data) }
+}
+
+/// A new array of `shape` whose elements are unspecified: a kept buffer's
+/// old values when one is free, zeros otherwise. For results written in
+/// full before they are read, such as a matrix product with `beta = 0`,
+/// which then costs no pass to clear its output first.
+pub(crate) fn scratch<A: Element, D: ndarray::Dimension>(shape: D) -> ndarray::Array<A, D> {
+    let len = shape.size();
+    let mut data = kept(len).unwrap_or_else(|| Vec::with_capacity(len));
+    // Only what the kept buffer lacks is written: its own elements stay.
     data.resize(len, A::zero());
     // SAFETY: `data` has exactly as many elements as the shape, taken with
     // standard strides.

@@ -45,8 +45,10 @@ impl<A: Copy> Buffers<A> {
         }
     }
 
-    /// An empty buffer with room for exactly `len` elements, if one is
-    /// kept.
+    /// A buffer with room for exactly `len` elements, if one is kept,
+    /// holding the elements it was kept with (at most `len`, all
+    /// initialised: a finished value's or gradient's, never read by the
+    /// next owner unless it asks for them as stale values).
     #[inline]
     pub(super) fn take(&mut self, len: usize) -> Option<Vec<A>> {
         let free = match self.by_len.iter().position(|free| free.len == len) {
@@ -69,15 +71,15 @@ impl<A: Copy> Buffers<A> {
         Some(buffer)
     }
 
-    /// Keeps `buffer`, emptied, for a request of its capacity; hands it
-    /// back when its length is not asked for, or there is no room.
+    /// Keeps `buffer`, elements and all, for a request of its capacity;
+    /// hands it back when its length is not asked for, or there is no
+    /// room.
     #[inline]
-    pub(super) fn keep(&mut self, mut buffer: Vec<A>) -> Result<(), Vec<A>> {
+    pub(super) fn keep(&mut self, buffer: Vec<A>) -> Result<(), Vec<A>> {
         let len = buffer.capacity();
         let size = len * size_of::<A>();
         match self.by_len.iter_mut().find(|free| free.len == len) {
             Some(free) if free.buffers.len() < free.most && self.bytes + size <= MAX_BYTES => {
-                buffer.clear();
                 free.buffers.push(buffer);
                 self.bytes += size;
                 Ok(())
@@ -110,7 +112,11 @@ mod tests {
         assert!(buffers.keep(Vec::with_capacity(3)).is_err());
         assert!(buffers.take(4).is_none());
         let taken = buffers.take(3).expect("kept");
-        assert_eq!((taken.as_ptr(), taken.len()), (second_at, 0));
+        // With the elements it was kept with.
+        assert_eq!(
+            (taken.as_ptr(), &taken[..]),
+            (second_at, &[1.0, 2.0, 3.0][..])
+        );
         let taken_next = buffers.take(3).expect("kept");
         assert_eq!(taken_next.as_ptr(), first_at);
         assert_eq!(buffers.bytes, 0);
