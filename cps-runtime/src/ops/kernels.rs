@@ -268,10 +268,11 @@ mod avx2 {
     }
 
     /// [`MatVecKernels::mat_vec_many`](super::MatVecKernels::mat_vec_many)
-    /// for `K` inputs, two rows of `M` at a time: `2·K` accumulators, and
-    /// each loaded vector of `M` serves all `K` inputs. Every (row, input)
-    /// pair is summed in [`mat_vec`]'s order (eight lanes, then the
-    /// horizontal sum, then the tail), so the results are the same bits.
+    /// for `K` inputs, `R` rows of `M` at a time (then one at a time):
+    /// `R·K` accumulators, and each loaded vector of `M` serves all `K`
+    /// inputs. Every (row, input) pair is summed in [`mat_vec`]'s order
+    /// (eight lanes, then the horizontal sum, then the tail), so the
+    /// results are the same bits whatever `K` and `R` are.
     ///
     /// # Safety
     /// The processor must support AVX2 and FMA; `m` must hold a whole
@@ -279,7 +280,7 @@ mod avx2 {
     /// `ys[k]` at least `at` plus that many elements (checked by the
     /// caller).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn mat_vec_group<const K: usize>(
+    pub(super) unsafe fn mat_vec_group<const K: usize, const R: usize>(
         alpha: f32,
         m: &[f32],
         xs: [&[f32]; K],
@@ -289,6 +290,35 @@ mod avx2 {
     ) {
         let cols = xs[0].len();
         let rows = m.len() / cols;
+        let mut r = 0;
+        while r + R <= rows {
+            // SAFETY: rows r..r+R lie inside `m`; as required of the caller.
+            unsafe { group_rows::<K, R>(alpha, m, &xs, beta, ys, at, r) };
+            r += R;
+        }
+        while r < rows {
+            // SAFETY: row r lies inside `m`; as required of the caller.
+            unsafe { group_rows::<K, 1>(alpha, m, &xs, beta, ys, at, r) };
+            r += 1;
+        }
+    }
+
+    /// Rows `r..r + N` of [`mat_vec_group`], for all `K` inputs.
+    ///
+    /// # Safety
+    /// As [`mat_vec_group`], and rows `r..r + N` lie inside `m`.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn group_rows<const K: usize, const N: usize>(
+        alpha: f32,
+        m: &[f32],
+        xs: &[&[f32]; K],
+        beta: f32,
+        ys: &mut [&mut [f32]],
+        at: usize,
+        r: usize,
+    ) {
+        let cols = xs[0].len();
         let body = cols - cols % 8;
         let finish = |sum: f32, out: &mut f32| {
             *out = if beta == 0.0 {
@@ -297,41 +327,32 @@ mod avx2 {
                 alpha * sum + beta * *out
             };
         };
-        let mut r = 0;
-        while r < rows {
-            let pair = rows - r >= 2;
-            // SAFETY: rows r and (when `pair`) r + 1 lie inside `m`, and
-            // every load reads [i, i + 8) with i + 8 <= body <= cols, from
-            // a row of `m` or an input of `cols` elements.
-            unsafe {
-                let p0 = m.as_ptr().add(r * cols);
-                let p1 = if pair { p0.add(cols) } else { p0 };
-                let mut a0 = [_mm256_setzero_ps(); K];
-                let mut a1 = [_mm256_setzero_ps(); K];
-                let mut i = 0;
-                while i < body {
-                    let (m0, m1) = (_mm256_loadu_ps(p0.add(i)), _mm256_loadu_ps(p1.add(i)));
-                    for k in 0..K {
-                        let x = _mm256_loadu_ps(xs[k].as_ptr().add(i));
-                        a0[k] = _mm256_fmadd_ps(m0, x, a0[k]);
-                        a1[k] = _mm256_fmadd_ps(m1, x, a1[k]);
-                    }
-                    i += 8;
-                }
+        // SAFETY: rows r..r+N lie inside `m` (the caller's contract), and
+        // every load reads [i, i + 8) with i + 8 <= body <= cols, from a
+        // row of `m` or an input of `cols` elements.
+        unsafe {
+            let p: [*const f32; N] = std::array::from_fn(|j| m.as_ptr().add((r + j) * cols));
+            let mut acc = [[_mm256_setzero_ps(); K]; N];
+            let mut i = 0;
+            while i < body {
+                let rows: [__m256; N] = std::array::from_fn(|j| _mm256_loadu_ps(p[j].add(i)));
                 for k in 0..K {
-                    let (mut s0, mut s1) = (horizontal_sum(a0[k]), horizontal_sum(a1[k]));
+                    let x = _mm256_loadu_ps(xs[k].as_ptr().add(i));
+                    for j in 0..N {
+                        acc[j][k] = _mm256_fmadd_ps(rows[j], x, acc[j][k]);
+                    }
+                }
+                i += 8;
+            }
+            for k in 0..K {
+                for j in 0..N {
+                    let mut sum = horizontal_sum(acc[j][k]);
                     for i in body..cols {
-                        let x = *xs[k].get_unchecked(i);
-                        s0 += *p0.add(i) * x;
-                        s1 += *p1.add(i) * x;
+                        sum += *p[j].add(i) * *xs[k].get_unchecked(i);
                     }
-                    finish(s0, &mut ys[k][at + r]);
-                    if pair {
-                        finish(s1, &mut ys[k][at + r + 1]);
-                    }
+                    finish(sum, &mut ys[k][at + r + j]);
                 }
             }
-            r += 2;
         }
     }
 
@@ -506,6 +527,9 @@ impl MatVecKernels for f32 {
             // Four inputs at a time (eight accumulators), then the rest.
             // (Measured on a 450×300 block loop: 4 inputs 37.6 → 29.5 µs,
             // 8 inputs 71.7 → 55.5 µs against one product per input.)
+            // Two inputs take four rows at a time, so that eight sums are
+            // in flight as well (750×300: 33.8 → 22–27 µs, best of 400; one
+            // input alone takes 13–18 µs).
             let mut k = 0;
             while k < xs.len() {
                 let ys = &mut ys[k..];
@@ -516,8 +540,10 @@ impl MatVecKernels for f32 {
                         // One input: the four-row kernel keeps more sums
                         // in flight than a group of one would.
                         1 => one_at_a_time(alpha, m, &xs[k..], beta, ys, at),
-                        2 => avx2::mat_vec_group::<2>(alpha, m, [xs[k], xs[k + 1]], beta, ys, at),
-                        3 => avx2::mat_vec_group::<3>(
+                        2 => {
+                            avx2::mat_vec_group::<2, 4>(alpha, m, [xs[k], xs[k + 1]], beta, ys, at)
+                        }
+                        3 => avx2::mat_vec_group::<3, 2>(
                             alpha,
                             m,
                             [xs[k], xs[k + 1], xs[k + 2]],
@@ -525,7 +551,7 @@ impl MatVecKernels for f32 {
                             ys,
                             at,
                         ),
-                        _ => avx2::mat_vec_group::<4>(
+                        _ => avx2::mat_vec_group::<4, 2>(
                             alpha,
                             m,
                             [xs[k], xs[k + 1], xs[k + 2], xs[k + 3]],
@@ -707,9 +733,27 @@ fn blocked_mat_vecs<A: Element>(
         .into_iter()
         .map(|y| y.into_slice().expect("outputs with contiguous rows"))
         .collect();
+    mat_vec_batch(alpha, m, &inputs, beta, &mut outputs);
+}
+
+/// `ys[k] = alpha·M·xs[k] + beta·ys[k]` for inputs and outputs anywhere in
+/// memory, `M` row-major with `ys[k].len()` rows of `xs[k].len()`
+/// columns (the same for every `k`, and at least one column): every block
+/// of [`block_rows`] rows of `M` serves all the inputs while it is in L1.
+/// Each result equals [`mat_vec`]'s on its own, bit for bit.
+pub(crate) fn mat_vec_batch<A: Element>(
+    alpha: A,
+    m: &[A],
+    xs: &[&[A]],
+    beta: A,
+    ys: &mut [&mut [A]],
+) {
+    let Some(cols) = xs.first().map(|x| x.len()) else {
+        return;
+    };
     let block = block_rows(cols);
     for (b, m_block) in m.chunks(block * cols).enumerate() {
-        A::mat_vec_many(alpha, m_block, &inputs, beta, &mut outputs, b * block);
+        A::mat_vec_many(alpha, m_block, xs, beta, ys, b * block);
     }
 }
 
@@ -766,16 +810,26 @@ fn blocked_mat_t_vecs<A: Element>(
         .into_iter()
         .map(|dx| dx.into_slice().expect("outputs with contiguous rows"))
         .collect();
+    add_mat_t_vec_batch(alpha, m, &gradients, &mut outputs);
+}
+
+/// `dxs[k] += alpha·Mᵀ·gs[k]` for gradients and outputs anywhere in
+/// memory, `M` row-major with `gs[k].len()` rows of `dxs[k].len()`
+/// columns (the same for every `k`, and at least one column), read once
+/// as [`mat_vec_batch`] does. Each result equals [`mat_t_vec`]'s with
+/// `beta = 1`, bit for bit.
+pub(crate) fn add_mat_t_vec_batch<A: Element>(
+    alpha: A,
+    m: &[A],
+    gs: &[&[A]],
+    dxs: &mut [&mut [A]],
+) {
+    let Some(cols) = dxs.first().map(|dx| dx.len()) else {
+        return;
+    };
     let block = block_rows(cols);
     for (b, m_block) in m.chunks(block * cols).enumerate() {
-        A::mat_t_vec_many(
-            alpha,
-            m_block,
-            &gradients,
-            A::one(),
-            &mut outputs,
-            b * block,
-        );
+        A::mat_t_vec_many(alpha, m_block, gs, A::one(), dxs, b * block);
     }
 }
 
