@@ -162,6 +162,6 @@ pub mod prelude {
     };
     pub use cps_runtime::{
         BackwardStep, Computation, Detach, Element, GradcheckReport, IntoOperand, Lazy, Operand,
-        Param, Parameters, Pending, Value, Var, concat, gradcheck, lazy, rows_of,
+        Param, Parameters, Pending, Value, Var, concat, gradcheck, join, lazy, rows_of,
     };
 }

@@ -33,10 +33,12 @@ fn train_epoch(
         .collect()
 }
 
-/// The level-by-level model computes the per-node model's losses and
-/// gradients (to f32 rounding) on trees of many shapes.
-#[test]
-fn level_by_level_gives_the_node_by_node_losses_and_gradients() {
+/// Another way of computing the per-node model (`compute` runs one tree's
+/// loss and back-propagates) gives its losses and gradients (to f32
+/// rounding) on trees of many shapes.
+fn assert_per_node_losses_and_gradients(
+    compute: impl Fn(&model::TreeLstm, &Tree, &[usize]) -> f32,
+) {
     let bank = generate(&SyntheticConfig {
         seed: 5,
         train: 60,
@@ -55,14 +57,13 @@ fn level_by_level_gives_the_node_by_node_losses_and_gradients() {
     for (tree, words) in &trees {
         let by_node = model::tree_loss(&model, tree, words).backward();
         let node_grads = grads(&model);
-        let plan = levels::LevelPlan::new(tree);
-        let by_level = levels::tree_loss_by_level(&model, &plan, words).backward();
-        let level_grads = grads(&model);
+        let other = compute(&model, tree, words);
+        let other_grads = grads(&model);
         assert!(
-            (by_node - by_level).abs() <= 1e-5 * by_node.abs(),
-            "loss {by_node} by node, {by_level} by level"
+            (by_node - other).abs() <= 1e-5 * by_node.abs(),
+            "loss {by_node} by node, {other} the other way"
         );
-        for ((name, a), (_, b)) in node_grads.iter().zip(&level_grads) {
+        for ((name, a), (_, b)) in node_grads.iter().zip(&other_grads) {
             let (Some(a), Some(b)) = (a, b) else {
                 assert_eq!(
                     a.is_some(),
@@ -82,6 +83,31 @@ fn level_by_level_gives_the_node_by_node_losses_and_gradients() {
             );
         }
     }
+}
+
+/// The level-by-level model computes the per-node model's losses and
+/// gradients.
+#[test]
+fn level_by_level_gives_the_node_by_node_losses_and_gradients() {
+    assert_per_node_losses_and_gradients(|model, tree, words| {
+        let plan = levels::LevelPlan::new(tree);
+        levels::tree_loss_by_level(model, &plan, words).backward()
+    });
+}
+
+/// The recursive model with its subtrees joined (every product batched,
+/// however small) computes the same losses bit for bit, and the
+/// gradients to rounding.
+#[test]
+fn joined_subtrees_give_the_node_by_node_losses_and_gradients() {
+    let threshold = cps::join::set_batch_threshold(1);
+    assert_per_node_losses_and_gradients(|model, tree, words| {
+        let joined = model::tree_loss_joined(model, tree, words).backward();
+        let plain = model::tree_loss(model, tree, words).eval();
+        assert_eq!(joined.to_bits(), plain.array()[[]].to_bits());
+        joined
+    });
+    cps::join::set_batch_threshold(threshold);
 }
 
 #[test]

@@ -43,6 +43,9 @@ pub fn grow<R>(f: impl FnOnce() -> R) -> R {
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 use segments as imp;
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) use segments::{Bounds, bounds, set_bounds};
+
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 use fresh as imp;
 
@@ -81,6 +84,24 @@ mod segments {
         static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
         /// Segments not in use, most recently used last.
         static IDLE: RefCell<Vec<DefaultStack>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The part of a stack [`grow`](super::grow) measures the room left
+    /// against: `(low, high)`.
+    pub(crate) type Bounds = (usize, usize);
+
+    /// The bounds of the stack the thread runs on, as last measured: saved
+    /// before a switch to a coroutine of [`join`](crate::join), which runs
+    /// on a stack of its own, and restored after.
+    #[inline]
+    pub(crate) fn bounds() -> Bounds {
+        BOUNDS.get()
+    }
+
+    /// Makes `bounds` the stack the thread runs on (see [`bounds`]).
+    #[inline]
+    pub(crate) fn set_bounds(bounds: Bounds) {
+        BOUNDS.set(bounds);
     }
 
     /// About where the stack pointer is: the address of a local.

@@ -31,15 +31,20 @@ pub struct Options {
     /// Split the large matrix products with a second core (same steps as
     /// one thread).
     pub second_core: bool,
-    /// Node by node (the recursive model) or level by level.
+    /// Node by node (the recursive model), the recursive model with its
+    /// subtrees joined, or level by level.
     pub mode: Mode,
 }
 
-/// How a tree is computed: both give the same losses and gradients.
+/// How a tree is computed: all give the same losses and gradients (to
+/// rounding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// One node at a time, by recursion over the tree (`model.rs`).
     Node,
+    /// The same recursion with the two subtrees of every node joined
+    /// (`join`), so that the runtime batches nodes of one height.
+    Joined,
     /// All nodes of one height at a time (`levels.rs`).
     Level,
 }
@@ -86,8 +91,10 @@ usage: treelstm [options]
   --lr X                Adagrad learning rate (default: 0.05)
   --seed N              initialisation seed (default: 7)
   --threads N           data-parallel training over N threads (default: 1)
-  --mode node|level     node by node, by recursion (default), or all nodes of a
-                        height at once; same losses
+  --mode node|joined|level
+                        node by node, by recursion (default); the same recursion
+                        with sibling subtrees joined, batched by the runtime; or
+                        all nodes of a height at once by hand; same losses
   --second-core         share the large matrix products with a second core
                         (one tree per step, as on one thread)
   --no-eval             skip the dev and test evaluation";
@@ -131,9 +138,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
             "--mode" => {
                 options.mode = match value("--mode")?.as_str() {
                     "node" => Mode::Node,
+                    "joined" => Mode::Joined,
                     "level" => Mode::Level,
                     other => {
-                        return Err(format!("--mode expects 'node' or 'level', got '{other}'"));
+                        return Err(format!(
+                            "--mode expects 'node', 'joined' or 'level', got '{other}'"
+                        ));
                     }
                 }
             }
@@ -148,8 +158,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
             "--second-core and --threads N both use the second core; give one of them".to_string(),
         );
     }
-    if options.mode == Mode::Level && options.threads > 1 {
-        return Err("--threads N trains node by node; drop --mode level or --threads".to_string());
+    if options.mode != Mode::Node && options.threads > 1 {
+        return Err("--threads N trains node by node; drop --mode or --threads".to_string());
     }
     if options.init.is_some() && options.load.is_some() {
         return Err("--init and --load both set the parameters; give one of them".to_string());
@@ -232,12 +242,16 @@ mod tests {
     }
 
     #[test]
-    fn the_mode_is_node_or_level() {
+    fn the_mode_is_node_joined_or_level() {
         assert_eq!(parse_words(&[]).unwrap().mode, Mode::Node);
+        assert_eq!(
+            parse_words(&["--mode", "joined"]).unwrap().mode,
+            Mode::Joined
+        );
         assert_eq!(parse_words(&["--mode", "level"]).unwrap().mode, Mode::Level);
         assert_eq!(
             parse_words(&["--mode", "tree"]).unwrap_err(),
-            "--mode expects 'node' or 'level', got 'tree'"
+            "--mode expects 'node', 'joined' or 'level', got 'tree'"
         );
         assert!(parse_words(&["--mode", "level", "--threads", "2"]).is_err());
     }

@@ -137,7 +137,7 @@ fn run() -> Result<(), String> {
         Default::default()
     };
     let plans: Vec<levels::LevelPlan> = match options.mode {
-        Mode::Node => Vec::new(),
+        Mode::Node | Mode::Joined => Vec::new(),
         Mode::Level => train
             .iter()
             .map(|(tree, _)| levels::LevelPlan::new(tree))
@@ -189,6 +189,7 @@ fn run() -> Result<(), String> {
             for (k, (tree, words)) in train.iter().enumerate() {
                 let loss = match options.mode {
                     Mode::Node => model::tree_loss(&model, tree, words).backward(),
+                    Mode::Joined => model::tree_loss_joined(&model, tree, words).backward(),
                     Mode::Level => levels::tree_loss_by_level(&model, &plans[k], words).backward(),
                 };
                 record(loss);

@@ -168,9 +168,12 @@ pub fn internal_bias(m: &TreeLstm) -> Var {
 }
 
 /// The subtree rooted at node `i`: its summed cross-entropy over every
-/// node, and its hidden and cell states.
+/// node, and its hidden and cell states. With `joined`, the two subtrees
+/// of a node run side by side (`join`), so that the runtime batches the
+/// products of nodes of one height with `U_int` (and `Why`); the values
+/// are the same, the gradients equal to rounding.
 #[differentiable]
-fn node(m: &TreeLstm, shared: &(Var, Var), tree: &Tree, i: usize) -> (Var, Var, Var) {
+fn node(m: &TreeLstm, shared: &(Var, Var), tree: &Tree, i: usize, joined: bool) -> (Var, Var, Var) {
     let (bias, leaf_gates) = shared;
     match tree.node(i) {
         Node::Leaf { leaf, label } => {
@@ -179,8 +182,16 @@ fn node(m: &TreeLstm, shared: &(Var, Var), tree: &Tree, i: usize) -> (Var, Var, 
             (loss, h, c)
         }
         Node::Internal { left, right, label } => {
-            let (loss_l, h_l, c_l) = node(m, shared, tree, left);
-            let (loss_r, h_r, c_r) = node(m, shared, tree, right);
+            let ((loss_l, h_l, c_l), (loss_r, h_r, c_r)) = if joined {
+                join(
+                    || node(m, shared, tree, left, true),
+                    || node(m, shared, tree, right, true),
+                )
+            } else {
+                let l = node(m, shared, tree, left, false);
+                let r = node(m, shared, tree, right, false);
+                (l, r)
+            };
             let (h, c) = internal_cell(m, bias, (h_l, c_l), (h_r, c_r));
             let loss = logits(m, &h).cross_entropy(&[label as usize]);
             (loss_l + loss_r + loss, h, c)
@@ -188,11 +199,20 @@ fn node(m: &TreeLstm, shared: &(Var, Var), tree: &Tree, i: usize) -> (Var, Var, 
     }
 }
 
-/// The loss of a whole tree: the sum of the cross-entropy at every node.
+/// The loss of a whole tree: the sum of the cross-entropy at every node,
+/// node by node.
 #[differentiable]
 pub fn tree_loss(m: &TreeLstm, tree: &Tree, words: &[usize]) -> Var {
     let shared = shared(m, words);
-    let (loss, _h, _c) = node(m, &shared, tree, tree.root());
+    let (loss, _h, _c) = node(m, &shared, tree, tree.root(), false);
+    loss
+}
+
+/// [`tree_loss`] with the subtrees of every node joined (see [`node`]).
+#[differentiable]
+pub fn tree_loss_joined(m: &TreeLstm, tree: &Tree, words: &[usize]) -> Var {
+    let shared = shared(m, words);
+    let (loss, _h, _c) = node(m, &shared, tree, tree.root(), true);
     loss
 }
 

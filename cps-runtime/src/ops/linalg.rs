@@ -16,6 +16,7 @@ use ndarray::{
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
+use crate::join;
 use crate::ops::kernels;
 use crate::ops::reductions::accumulate_view;
 use crate::ops::shape_mismatch;
@@ -61,6 +62,23 @@ fn mat_vec<A: Element>(
         }
     }
     general_mat_vec_mul(alpha, &m, &v, beta, &mut y);
+}
+
+/// Where [`join::batches`] says so, the gradient `Mᵀ·g` of the vector `x`
+/// in `M·x`, computed with the other such products of its batch and added
+/// into `x`'s gradient; `false` (nothing done) when an operand is not
+/// contiguous.
+fn batched_transposed<A: Element>(m: &Var<A>, g: &ArrayD<A>, x: &Var<A>) -> bool {
+    let (Some(rows), Some(g)) = (m.array().as_slice(), g.as_slice()) else {
+        return false;
+    };
+    let mut dx = pool::scratch(IxDyn(x.shape()));
+    let Some(out) = dx.as_slice_mut() else {
+        return false;
+    };
+    join::batched_product(true, rows, g, out);
+    x.accumulate_same_shape(dx);
+    true
 }
 
 /// `c = alpha·a·b + beta·c`. Products with a single output row or column
@@ -211,7 +229,25 @@ impl<A: Element> Var<A> {
         let b = as_matrix(other.array().view(), false, right_vector);
         // Written in full by the product (`beta = 0` never reads it).
         let mut c = pool::scratch(Ix2(a.nrows(), b.ncols()));
-        gemm(A::one(), a, b, A::zero(), c.view_mut());
+        // A matrix times a vector in a side of a `join` waits for the
+        // other products with the same matrix, and runs with them.
+        let batched = !left_vector
+            && right_vector
+            && join::batches(self.len())
+            && match (
+                self.array().as_slice(),
+                other.array().as_slice(),
+                c.as_slice_mut(),
+            ) {
+                (Some(m), Some(x), Some(y)) => {
+                    join::batched_product(false, m, x, y);
+                    true
+                }
+                _ => false,
+            };
+        if !batched {
+            gemm(A::one(), a, b, A::zero(), c.view_mut());
+        }
         // Drop the axes the vector operands gained (no copy).
         let value = match (left_vector, right_vector) {
             (false, false) => c.into_dyn(),
@@ -231,15 +267,22 @@ impl<A: Element> Var<A> {
                 let b = as_matrix(right.array().view(), false, right_vector);
                 // accumulate_with does nothing (and so computes nothing)
                 // for an input that needs no gradient.
-                right.accumulate_with(|gb| {
-                    gemm(
-                        A::one(),
-                        a.t(),
-                        g.view(),
-                        A::one(),
-                        as_matrix(gb, false, right_vector),
-                    )
-                });
+                if !(right_vector
+                    && !left_vector
+                    && right.requires_grad()
+                    && join::batches(left.len())
+                    && batched_transposed(&left, &grad, &right))
+                {
+                    right.accumulate_with(|gb| {
+                        gemm(
+                            A::one(),
+                            a.t(),
+                            g.view(),
+                            A::one(),
+                            as_matrix(gb, false, right_vector),
+                        )
+                    });
+                }
                 if right_vector && !left_vector {
                     // A matrix times a vector: the matrix's gradient is the
                     // outer product `grad ⊗ right`, added later together

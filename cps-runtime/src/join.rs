@@ -1,0 +1,239 @@
+//! [`join`]: two computations that do not depend on each other, run side
+//! by side, so that their matrix products meet and run as one.
+//!
+//! A recursive model over a tree (a Tree-LSTM) multiplies the same weight
+//! matrix by one vector per node. Node by node, the whole matrix is read
+//! from memory for every node, forward and backward. When the two subtrees
+//! of every node are computed with `join`, each side runs as a coroutine on
+//! a stack of its own (see `join/sides.rs`); a product of a matrix by a
+//! vector inside a side does not run at once but waits, and when every
+//! side is waiting, the products with the same matrix run together, reading
+//! it once (see `join/requests.rs`). Nodes of the same height meet this way,
+//! forward and backward: what a level-by-level program does by hand.
+//!
+//! Each product gives the same bits as one computed alone; what changes
+//! is the order in which the two sides' gradients reach what they share
+//! (a bias, a parameter's deferred updates), so gradients agree with the
+//! sequential program's to rounding.
+
+use std::cell::Cell;
+
+use crate::computation::Computation;
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) mod requests;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod sides;
+
+/// Runs two computations that do not depend on each other, and hands both
+/// results to the continuation: `let (a, b) = join(|| f(x), || g(y));` in a
+/// `#[differentiable]` function computes what
+/// `let a = f(x); let b = g(y);` computes, with the two sides' products of
+/// a matrix by a vector batched (see the module documentation).
+///
+/// Each side is a closure returning a computation (the closures' bodies
+/// are not rewritten by the macro, so `|| f(x)` hands over `f`'s lazy
+/// computation without running it). The backward pass runs the second
+/// side's backward steps before the first's, as sequential code would,
+/// interleaved where they wait for a batch.
+///
+/// Values and losses are the sequential program's bit for bit; gradients
+/// of what both sides use (a shared bias, a weight's accumulated outer
+/// products) are summed in another order, so they agree to rounding. On
+/// targets without the stack switching `join` needs (anything but x86-64
+/// and AArch64), it is the sequential program.
+///
+/// ```
+/// use cps_runtime::*;
+/// use ndarray::array;
+///
+/// let w = Param::new(array![[1.0f64, 2.0], [3.0, 4.0]]);
+/// let (x, y) = (Var::constant(array![1.0, 0.0]), Var::constant(array![0.0, 1.0]));
+/// join(|| w.matmul(&x), || w.matmul(&y)).bind(|(wx, wy)| {
+///     assert_eq!(wx.array(), &array![1.0, 3.0].into_dyn());
+///     assert_eq!(wy.array(), &array![2.0, 4.0].into_dyn());
+/// });
+/// ```
+pub fn join<FA, FB, CA, CB>(a: FA, b: FB) -> Join<FA, FB>
+where
+    FA: FnOnce() -> CA,
+    FB: FnOnce() -> CB,
+    CA: Computation,
+    CB: Computation,
+{
+    Join { a, b }
+}
+
+/// The computation [`join`] returns.
+#[must_use = "a join does nothing until it is bound to a continuation"]
+pub struct Join<FA, FB> {
+    a: FA,
+    b: FB,
+}
+
+impl<FA, FB, CA, CB> Computation for Join<FA, FB>
+where
+    FA: FnOnce() -> CA,
+    FB: FnOnce() -> CB,
+    CA: Computation,
+    CB: Computation,
+{
+    type Output = (CA::Output, CB::Output);
+
+    fn bind<K: FnOnce(Self::Output)>(self, k: K) {
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        sides::run(self.a, self.b, k);
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        (self.a)().bind(|a| (self.b)().bind(|b| k((a, b))));
+    }
+}
+
+/// The default of [`set_batch_threshold`]: a matrix of fewer elements
+/// (64 KiB of `f32`) is about the size of an L1 cache, so reading it again
+/// costs less than suspending a side for a batch.
+pub const DEFAULT_BATCH_THRESHOLD: usize = 16 * 1024;
+
+thread_local! {
+    static BATCH_THRESHOLD: Cell<usize> = const { Cell::new(DEFAULT_BATCH_THRESHOLD) };
+}
+
+/// Sets, for the calling thread, the smallest matrix (in elements) whose
+/// products with a vector wait in a side of a [`join`] for the other
+/// products with it; smaller ones are multiplied at once. The default is
+/// [`DEFAULT_BATCH_THRESHOLD`]; `1` batches every product, `usize::MAX`
+/// none. Returns the previous threshold.
+///
+/// ```
+/// use cps_runtime::join::{DEFAULT_BATCH_THRESHOLD, set_batch_threshold};
+///
+/// let before = set_batch_threshold(1);
+/// assert_eq!(before, DEFAULT_BATCH_THRESHOLD);
+/// assert_eq!(set_batch_threshold(before), 1);
+/// ```
+pub fn set_batch_threshold(elements: usize) -> usize {
+    BATCH_THRESHOLD.with(|threshold| threshold.replace(elements))
+}
+
+/// Whether a product with a matrix of `elements` elements, computed here,
+/// waits for a batch: in a side of a [`join`], for a matrix of at least
+/// the thread's [threshold](set_batch_threshold).
+#[inline]
+pub(crate) fn batches(elements: usize) -> bool {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    return elements > 0 && elements >= BATCH_THRESHOLD.with(Cell::get) && sides::inside();
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = elements;
+        false
+    }
+}
+
+/// Writes `y = M·x` (`transposed`: `y = Mᵀ·x`) for a row-major `M` with
+/// the other products of its batch, waiting for them. Only where
+/// [`batches`] says so.
+#[inline]
+pub(crate) fn batched_product<A: crate::Element>(transposed: bool, m: &[A], x: &[A], y: &mut [A]) {
+    debug_assert!(batches(m.len()));
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    requests::product(transposed, m, x, y);
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = (transposed, m, x, y);
+}
+
+#[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod tests {
+    use ndarray::array;
+
+    use super::{join, requests, set_batch_threshold};
+    use crate::{Computation, Param, Var, lazy};
+
+    /// Two sides multiplying one matrix by their vectors: one batch of two
+    /// forward, one of two backward, and the gradients of a plain product.
+    #[test]
+    fn products_with_one_matrix_run_as_one_batch() {
+        let w = Param::new(array![[1.0f64, 2.0], [3.0, 4.0], [5.0, 6.0]]);
+        let (x, y) = (Param::new(array![1.0, -1.0]), Param::new(array![0.5, 2.0]));
+        let threshold = set_batch_threshold(1);
+        requests::take_batches();
+        let loss = lazy(|k: &mut dyn FnMut(Var<f64>)| {
+            join(|| w.var().matmul(&x.var()), || w.var().matmul(&y.var())).bind(
+                |(a, b): (Var<f64>, Var<f64>)| {
+                    assert_eq!(a.array(), &array![-1.0, -1.0, -1.0].into_dyn());
+                    assert_eq!(b.array(), &array![4.5, 9.5, 14.5].into_dyn());
+                    (&a + &b).bind(|s| s.sum().bind(|t| k(t)))
+                },
+            )
+        })
+        .backward();
+        assert_eq!(loss, -3.0 + 28.5);
+        assert_eq!(requests::take_batches(), vec![(false, 2), (true, 2)]);
+        set_batch_threshold(threshold);
+        // d/dx sum(W x) = Wᵀ·1, the same for y.
+        let expected = array![9.0, 12.0].into_dyn();
+        assert_eq!(x.grad(), expected);
+        assert_eq!(y.grad(), expected);
+        assert_eq!(
+            w.grad(),
+            array![[1.5, 1.0], [1.5, 1.0], [1.5, 1.0]].into_dyn()
+        );
+    }
+
+    /// Outside a side, a product runs at once: no batch.
+    #[test]
+    fn products_outside_a_side_are_not_batched() {
+        let w = Param::new(array![[1.0f64, 2.0], [3.0, 4.0]]);
+        let x = Param::new(array![1.0, 1.0]);
+        let threshold = set_batch_threshold(1);
+        requests::take_batches();
+        let loss = lazy(|k: &mut dyn FnMut(Var<f64>)| {
+            w.var().matmul(&x.var()).bind(|h| h.sum().bind(|t| k(t)))
+        })
+        .backward();
+        assert_eq!(loss, 10.0);
+        assert!(requests::take_batches().is_empty());
+        set_batch_threshold(threshold);
+    }
+
+    /// A side that panics while the other waits for its batch: the panic
+    /// reaches the caller, and the waiting product is withdrawn with the
+    /// side it belonged to (its slices are gone).
+    #[test]
+    fn a_panic_withdraws_the_products_of_dropped_sides() {
+        let w = Param::new(array![[1.0f64, 2.0], [3.0, 4.0]]);
+        let x = Param::new(array![1.0, 1.0]);
+        let threshold = set_batch_threshold(1);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            lazy(|k: &mut dyn FnMut(Var<f64>)| {
+                join(
+                    || w.var().matmul(&x.var()),
+                    || -> crate::Pending<f64, fn(&ndarray::ArrayD<f64>, ndarray::ArrayD<f64>)> {
+                        assert_eq!(requests::waiting::<f64>(), 1, "the first side waits");
+                        panic!("the second side fails")
+                    },
+                )
+                .bind(|(a, _b): (Var<f64>, Var<f64>)| a.sum().bind(|t| k(t)))
+            })
+            .backward()
+        }));
+        assert!(caught.is_err());
+        assert_eq!(requests::waiting::<f64>(), 0);
+        set_batch_threshold(threshold);
+    }
+
+    /// In a side, a matrix under the threshold is multiplied at once.
+    #[test]
+    fn small_matrices_are_not_batched() {
+        let w = Param::new(array![[1.0f64, 2.0], [3.0, 4.0]]);
+        let x = Param::new(array![1.0, 1.0]);
+        let threshold = set_batch_threshold(5);
+        requests::take_batches();
+        let loss = lazy(|k: &mut dyn FnMut(Var<f64>)| {
+            join(|| w.var().matmul(&x.var()), || w.var().matmul(&x.var()))
+                .bind(|(a, b): (Var<f64>, Var<f64>)| (&a + &b).bind(|s| s.sum().bind(|t| k(t))))
+        })
+        .backward();
+        assert_eq!(loss, 20.0);
+        assert!(requests::take_batches().is_empty());
+        set_batch_threshold(threshold);
+    }
+}

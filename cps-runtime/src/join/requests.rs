@@ -1,0 +1,161 @@
+//! Products of a matrix by a vector waiting, in a side of a
+//! [`join`](crate::join), for the others of their batch.
+
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
+use crate::element::Element;
+use crate::ops::kernels;
+
+use super::sides;
+
+/// One waiting product: `y = M·x`, or `y = Mᵀ·x` when `transposed` (`M`
+/// row-major). The slices belong to a suspended side, which resumes only
+/// once the product is written.
+struct Request<A> {
+    transposed: bool,
+    m: *const A,
+    m_len: usize,
+    x: *const A,
+    x_len: usize,
+    y: *mut A,
+    y_len: usize,
+}
+
+thread_local! {
+    static F32: RefCell<Vec<Request<f32>>> = const { RefCell::new(Vec::new()) };
+    static F64: RefCell<Vec<Request<f64>>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Every batch run on this thread: whether transposed, and its size.
+    static BATCHES: RefCell<Vec<(bool, usize)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The batches run on this thread since the last call: whether each was
+/// transposed, and how many products it held.
+#[cfg(test)]
+pub(crate) fn take_batches() -> Vec<(bool, usize)> {
+    BATCHES.with(|b| std::mem::take(&mut *b.borrow_mut()))
+}
+
+/// Runs `f` on this thread's queue for `A`.
+fn with<A: Element, R>(f: impl FnOnce(&mut Vec<Request<A>>) -> R) -> R {
+    fn on<T: Element, A: Element, R>(
+        key: &'static LocalKey<RefCell<Vec<Request<T>>>>,
+        f: impl FnOnce(&mut Vec<Request<A>>) -> R,
+    ) -> R {
+        key.with(|cell| {
+            let mut queue = cell.borrow_mut();
+            // `Element` is sealed to f32 and f64, so this is the queue of
+            // `A` itself; the check folds away at compile time.
+            let queue = (&mut *queue as &mut dyn Any)
+                .downcast_mut::<Vec<Request<A>>>()
+                .expect("the queue of the element type");
+            f(queue)
+        })
+    }
+    if TypeId::of::<A>() == TypeId::of::<f32>() {
+        on(&F32, f)
+    } else {
+        on(&F64, f)
+    }
+}
+
+/// Writes `y = M·x` (`transposed`: `y = Mᵀ·x`) for a `y.len() × x.len()`
+/// (`transposed`: `x.len() × y.len()`) row-major `M`, once the running
+/// side's batch has run: the side waits until then. Must run in a side
+/// ([`sides::inside`]); `M` must have at least one element.
+pub(crate) fn product<A: Element>(transposed: bool, m: &[A], x: &[A], y: &mut [A]) {
+    debug_assert!(sides::inside() && !m.is_empty() && m.len() == x.len() * y.len());
+    let request = Request {
+        transposed,
+        m: m.as_ptr(),
+        m_len: m.len(),
+        x: x.as_ptr(),
+        x_len: x.len(),
+        y: y.as_mut_ptr(),
+        y_len: y.len(),
+    };
+    with(|queue: &mut Vec<Request<A>>| queue.push(request));
+    // A side dropped while it waits (another side panicked) unwinds from
+    // here: its request must not outlive the slices it points into.
+    let withdraw = Withdraw(y.as_mut_ptr());
+    sides::block();
+    std::mem::forget(withdraw);
+}
+
+/// Takes a waiting request (identified by its output) off the queue when
+/// dropped: only while its side unwinds, since a batch takes the request
+/// off before the side resumes.
+struct Withdraw<A: Element>(*mut A);
+
+impl<A: Element> Drop for Withdraw<A> {
+    fn drop(&mut self) {
+        let y = self.0;
+        with(|queue: &mut Vec<Request<A>>| queue.retain(|r| r.y != y));
+    }
+}
+
+/// How many products wait on this thread.
+#[cfg(test)]
+pub(crate) fn waiting<A: Element>() -> usize {
+    with(|queue: &mut Vec<Request<A>>| queue.len())
+}
+
+/// Runs every waiting product, those with the same matrix (address and
+/// shape) and direction as one batch.
+pub(super) fn run_all() {
+    run::<f32>();
+    run::<f64>();
+}
+
+fn run<A: Element>() {
+    let mut requests = with(std::mem::take::<Vec<Request<A>>>);
+    if requests.is_empty() {
+        return;
+    }
+    // Stable: within a batch, the products keep the order they came in.
+    requests.sort_by_key(|r| (r.m as usize, r.m_len, r.x_len, r.transposed));
+    for batch in requests.chunk_by(|a, b| {
+        (a.m, a.m_len, a.x_len, a.transposed) == (b.m, b.m_len, b.x_len, b.transposed)
+    }) {
+        let first = &batch[0];
+        #[cfg(test)]
+        BATCHES.with(|b| b.borrow_mut().push((first.transposed, batch.len())));
+        // SAFETY: every pointer comes from a slice of a side suspended in
+        // `product` until this batch has run, so each is valid for its
+        // length; the outputs are distinct `&mut` slices of distinct
+        // requests (a side waits for one product at a time), and no output
+        // overlaps a matrix or an input (they were borrowed apart).
+        let (m, xs, mut ys) = unsafe {
+            let m = std::slice::from_raw_parts(first.m, first.m_len);
+            let xs: Vec<&[A]> = batch
+                .iter()
+                .map(|r| std::slice::from_raw_parts(r.x, r.x_len))
+                .collect();
+            let ys: Vec<&mut [A]> = batch
+                .iter()
+                .map(|r| std::slice::from_raw_parts_mut(r.y, r.y_len))
+                .collect();
+            (m, xs, ys)
+        };
+        if first.transposed {
+            for y in ys.iter_mut() {
+                y.fill(A::zero());
+            }
+            kernels::add_mat_t_vec_batch(A::one(), m, &xs, &mut ys);
+        } else {
+            kernels::mat_vec_batch(A::one(), m, &xs, A::zero(), &mut ys);
+        }
+    }
+    // The queue's allocation serves the next batches.
+    requests.clear();
+    with(|queue: &mut Vec<Request<A>>| {
+        if queue.is_empty() {
+            *queue = requests;
+        }
+    });
+}
