@@ -405,7 +405,12 @@ impl<A: Element> Var<A> {
         let Some(param) = param.as_mut().filter(|p| !p.deferred.is_empty()) else {
             return;
         };
-        let (us, vs) = stack_rows(&std::mem::take(&mut param.deferred));
+        let (us, vs) = stack_rows(&param.deferred);
+        // The updates' buffers serve the next values of their length, and
+        // the list keeps its room for the next computation's updates.
+        for (u, _) in param.deferred.drain(..) {
+            pool::recycle(u);
+        }
         let mut slot = self.node.grad.borrow_mut();
         let (beta, grad) = match slot.as_deref_mut() {
             Some(grad) => (A::one(), grad),
@@ -426,6 +431,8 @@ impl<A: Element> Var<A> {
             .into_dimensionality::<ndarray::Ix2>()
             .expect("a matrix");
         crate::ops::linalg::gemm(A::one(), us.t(), vs.view(), beta, grad);
+        pool::recycle(us.into_dyn());
+        pool::recycle(vs.into_dyn());
     }
 
     /// Drops the deferred updates unapplied.
@@ -643,12 +650,13 @@ fn stack_rows<A: Element>(pending: &[(ArrayD<A>, Var<A>)]) -> (Array2<A>, Array2
 
 /// The parts' elements, one after the other, as rows of `width`. The
 /// buffer is reserved whole (grown part by part, it was reallocated and
-/// copied about ten times per parameter and step).
+/// copied about ten times per parameter and step), from the free buffers
+/// when one of its length is kept.
 fn stack<'a, A: Element>(
     parts: impl Iterator<Item = &'a ArrayD<A>> + Clone,
     width: usize,
 ) -> Array2<A> {
-    let mut data = Vec::with_capacity(parts.clone().map(|p| p.len()).sum());
+    let mut data = pool::buffer(parts.clone().map(|p| p.len()).sum());
     for part in parts {
         match part.as_slice() {
             Some(slice) => data.extend_from_slice(slice),
