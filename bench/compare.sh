@@ -80,9 +80,11 @@ run_treelstm() { # name, data dir
   local name=$1 dir=$2
   echo
   echo "== Tree-LSTM, $name, one epoch (best of $best_of)"
-  # Our configurations: one thread node by node and level by level (the
-  # targets' setting), then the opt-in uses of the second core.
+  # Our configurations: one thread node by node, with its subtrees joined
+  # (batched by the runtime) and level by level (the targets' setting),
+  # then the opt-in uses of the second core.
   local configs=("one thread, node by node|--mode node"
+                 "one thread, node by node with subtrees joined|--mode joined"
                  "one thread, level by level|--mode level"
                  "second core, node by node|--mode node --second-core"
                  "second core, level by level|--mode level --second-core"
