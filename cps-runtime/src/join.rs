@@ -37,6 +37,10 @@ mod sides;
 /// side's backward steps before the first's, as sequential code would,
 /// interleaved where they wait for a batch.
 ///
+/// On the Tree-LSTM over SST on the machine of `BENCHMARKS.md` it is not
+/// faster than the plain recursion yet (fewer cache misses, about the same
+/// time): treat it as an experiment in batching at run time.
+///
 /// Values and losses are the sequential program's bit for bit; gradients
 /// of what both sides use (a shared bias, a weight's accumulated outer
 /// products) are summed in another order, so they agree to rounding. On
