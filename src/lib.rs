@@ -143,7 +143,7 @@
 //! product per computation; `sigmoid` and `tanh` are vectorised for
 //! `f32`. A [`SecondCore`] guard lets the large products and the Adagrad
 //! update share their rows with a partner thread, with the same results as
-//! one core. [`join`] runs two independent computations (say, the two
+//! one core. [`join()`] runs two independent computations (say, the two
 //! subtrees of a node) side by side, and batches their products of a
 //! large matrix by a vector. `BENCHMARKS.md` in the repository has the
 //! measurements.

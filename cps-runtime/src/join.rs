@@ -38,8 +38,9 @@ mod sides;
 /// interleaved where they wait for a batch.
 ///
 /// On the Tree-LSTM over SST on the machine of `BENCHMARKS.md` it is not
-/// faster than the plain recursion yet (fewer cache misses, about the same
-/// time): treat it as an experiment in batching at run time.
+/// faster than the plain recursion yet (a third fewer cache misses, but
+/// about 8% slower in paired runs): treat it as an experiment in batching
+/// at run time.
 ///
 /// Values and losses are the sequential program's bit for bit; gradients
 /// of what both sides use (a shared bias, a weight's accumulated outer
