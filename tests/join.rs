@@ -40,33 +40,22 @@ fn node_loss(m: &TreeRnn, h: &Var<f64>) -> Var<f64> {
 }
 
 /// The summed loss of every node of the subtree, and its root's state;
-/// the two subtrees side by side.
+/// with `joined`, the two subtrees of every node side by side.
 #[differentiable]
-fn joined(m: &TreeRnn, t: &Tree) -> (Var<f64>, Var<f64>) {
+fn encode(m: &TreeRnn, t: &Tree, joined: bool) -> (Var<f64>, Var<f64>) {
     match t {
         Tree::Leaf(word) => {
             let h = m.embed.rows(&[*word]).reshape(&[WIDTH]).tanh();
             (node_loss(m, &h), h)
         }
         Tree::Node(l, r) => {
-            let ((loss_l, h_l), (loss_r, h_r)) = join(|| joined(m, l), || joined(m, r));
-            let h = (m.w.matmul(&concat(&[&h_l, &h_r], 0)) + &m.b).tanh();
-            (loss_l + loss_r + node_loss(m, &h), h)
-        }
-    }
-}
-
-/// The same model, one subtree after the other.
-#[differentiable]
-fn sequential(m: &TreeRnn, t: &Tree) -> (Var<f64>, Var<f64>) {
-    match t {
-        Tree::Leaf(word) => {
-            let h = m.embed.rows(&[*word]).reshape(&[WIDTH]).tanh();
-            (node_loss(m, &h), h)
-        }
-        Tree::Node(l, r) => {
-            let (loss_l, h_l) = sequential(m, l);
-            let (loss_r, h_r) = sequential(m, r);
+            let ((loss_l, h_l), (loss_r, h_r)) = if joined {
+                join(|| encode(m, l, true), || encode(m, r, true))
+            } else {
+                let left = encode(m, l, false);
+                let right = encode(m, r, false);
+                (left, right)
+            };
             let h = (m.w.matmul(&concat(&[&h_l, &h_r], 0)) + &m.b).tanh();
             (loss_l + loss_r + node_loss(m, &h), h)
         }
@@ -74,14 +63,8 @@ fn sequential(m: &TreeRnn, t: &Tree) -> (Var<f64>, Var<f64>) {
 }
 
 #[differentiable]
-fn joined_loss(m: &TreeRnn, t: &Tree) -> Var<f64> {
-    let (loss, _h) = joined(m, t);
-    loss
-}
-
-#[differentiable]
-fn sequential_loss(m: &TreeRnn, t: &Tree) -> Var<f64> {
-    let (loss, _h) = sequential(m, t);
+fn tree_loss(m: &TreeRnn, t: &Tree, joined: bool) -> Var<f64> {
+    let (loss, _h) = encode(m, t, joined);
     loss
 }
 
@@ -114,7 +97,7 @@ fn joined_gradients_match_finite_differences() {
     batch_everything();
     let tree = sample_tree();
     let mut m = model(10);
-    assert_gradients(&mut m, |m| joined_loss(m, &tree).backward());
+    assert_gradients(&mut m, |m| tree_loss(m, &tree, true).backward());
 }
 
 #[test]
@@ -127,9 +110,9 @@ fn join_computes_the_sequential_values_and_gradients() {
         m.visit(&mut |name, p| all.push((name.to_string(), p.take_grad())));
         all
     };
-    let by_join = joined_loss(&m, &tree).backward();
+    let by_join = tree_loss(&m, &tree, true).backward();
     let joined_grads = gradients(&m);
-    let in_sequence = sequential_loss(&m, &tree).backward();
+    let in_sequence = tree_loss(&m, &tree, false).backward();
     let sequential_grads = gradients(&m);
     // The forward pass is the same arithmetic, batched or not.
     assert_eq!(by_join.to_bits(), in_sequence.to_bits());
@@ -221,9 +204,9 @@ fn a_panic_in_a_side_reaches_the_caller() {
     w.zero_grad();
     let tree = sample_tree();
     let m = model(42);
-    let after = joined_loss(&m, &tree).backward();
+    let after = tree_loss(&m, &tree, true).backward();
     assert_eq!(
         after.to_bits(),
-        sequential_loss(&m, &tree).backward().to_bits()
+        tree_loss(&m, &tree, false).backward().to_bits()
     );
 }

@@ -152,27 +152,50 @@ mod tests {
     use super::{join, requests, set_batch_threshold};
     use crate::{Computation, Param, Var, lazy};
 
+    /// Runs `f` with this thread's batch threshold at `elements`, then
+    /// puts the previous one back (also when `f` panics), and returns what
+    /// `f` returned with the batches run meanwhile.
+    fn with_threshold<R>(elements: usize, f: impl FnOnce() -> R) -> (R, Vec<(bool, usize)>) {
+        struct Restore(usize);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                set_batch_threshold(self.0);
+            }
+        }
+        let _restore = Restore(set_batch_threshold(elements));
+        requests::take_batches();
+        let result = f();
+        (result, requests::take_batches())
+    }
+
+    /// A 2×2 weight and an input for it.
+    fn weight_and_input() -> (Param<f64>, Param<f64>) {
+        (
+            Param::new(array![[1.0f64, 2.0], [3.0, 4.0]]),
+            Param::new(array![1.0, 1.0]),
+        )
+    }
+
     /// Two sides multiplying one matrix by their vectors: one batch of two
     /// forward, one of two backward, and the gradients of a plain product.
     #[test]
     fn products_with_one_matrix_run_as_one_batch() {
         let w = Param::new(array![[1.0f64, 2.0], [3.0, 4.0], [5.0, 6.0]]);
         let (x, y) = (Param::new(array![1.0, -1.0]), Param::new(array![0.5, 2.0]));
-        let threshold = set_batch_threshold(1);
-        requests::take_batches();
-        let loss = lazy(|k: &mut dyn FnMut(Var<f64>)| {
-            join(|| w.var().matmul(&x.var()), || w.var().matmul(&y.var())).bind(
-                |(a, b): (Var<f64>, Var<f64>)| {
-                    assert_eq!(a.array(), &array![-1.0, -1.0, -1.0].into_dyn());
-                    assert_eq!(b.array(), &array![4.5, 9.5, 14.5].into_dyn());
-                    (&a + &b).bind(|s| s.sum().bind(|t| k(t)))
-                },
-            )
-        })
-        .backward();
+        let (loss, batches) = with_threshold(1, || {
+            lazy(|k: &mut dyn FnMut(Var<f64>)| {
+                join(|| w.var().matmul(&x.var()), || w.var().matmul(&y.var())).bind(
+                    |(a, b): (Var<f64>, Var<f64>)| {
+                        assert_eq!(a.array(), &array![-1.0, -1.0, -1.0].into_dyn());
+                        assert_eq!(b.array(), &array![4.5, 9.5, 14.5].into_dyn());
+                        (&a + &b).bind(|s| s.sum().bind(|t| k(t)))
+                    },
+                )
+            })
+            .backward()
+        });
         assert_eq!(loss, -3.0 + 28.5);
-        assert_eq!(requests::take_batches(), vec![(false, 2), (true, 2)]);
-        set_batch_threshold(threshold);
+        assert_eq!(batches, vec![(false, 2), (true, 2)]);
         // d/dx sum(W x) = Wᵀ·1, the same for y.
         let expected = array![9.0, 12.0].into_dyn();
         assert_eq!(x.grad(), expected);
@@ -186,17 +209,15 @@ mod tests {
     /// Outside a side, a product runs at once: no batch.
     #[test]
     fn products_outside_a_side_are_not_batched() {
-        let w = Param::new(array![[1.0f64, 2.0], [3.0, 4.0]]);
-        let x = Param::new(array![1.0, 1.0]);
-        let threshold = set_batch_threshold(1);
-        requests::take_batches();
-        let loss = lazy(|k: &mut dyn FnMut(Var<f64>)| {
-            w.var().matmul(&x.var()).bind(|h| h.sum().bind(|t| k(t)))
-        })
-        .backward();
+        let (w, x) = weight_and_input();
+        let (loss, batches) = with_threshold(1, || {
+            lazy(|k: &mut dyn FnMut(Var<f64>)| {
+                w.var().matmul(&x.var()).bind(|h| h.sum().bind(|t| k(t)))
+            })
+            .backward()
+        });
         assert_eq!(loss, 10.0);
-        assert!(requests::take_batches().is_empty());
-        set_batch_threshold(threshold);
+        assert!(batches.is_empty());
     }
 
     /// A side that panics while the other waits for its batch: the panic
@@ -204,41 +225,38 @@ mod tests {
     /// side it belonged to (its slices are gone).
     #[test]
     fn a_panic_withdraws_the_products_of_dropped_sides() {
-        let w = Param::new(array![[1.0f64, 2.0], [3.0, 4.0]]);
-        let x = Param::new(array![1.0, 1.0]);
-        let threshold = set_batch_threshold(1);
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            lazy(|k: &mut dyn FnMut(Var<f64>)| {
-                join(
-                    || w.var().matmul(&x.var()),
-                    || -> crate::Pending<f64, fn(&ndarray::ArrayD<f64>, ndarray::ArrayD<f64>)> {
-                        assert_eq!(requests::waiting::<f64>(), 1, "the first side waits");
-                        panic!("the second side fails")
-                    },
-                )
-                .bind(|(a, _b): (Var<f64>, Var<f64>)| a.sum().bind(|t| k(t)))
-            })
-            .backward()
-        }));
+        let (w, x) = weight_and_input();
+        let (caught, _) = with_threshold(1, || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                lazy(|k: &mut dyn FnMut(Var<f64>)| {
+                    join(
+                        || w.var().matmul(&x.var()),
+                        || -> crate::Pending<f64, fn(&ndarray::ArrayD<f64>, ndarray::ArrayD<f64>)> {
+                            assert_eq!(requests::waiting::<f64>(), 1, "the first side waits");
+                            panic!("the second side fails")
+                        },
+                    )
+                    .bind(|(a, _b): (Var<f64>, Var<f64>)| a.sum().bind(|t| k(t)))
+                })
+                .backward()
+            }))
+        });
         assert!(caught.is_err());
         assert_eq!(requests::waiting::<f64>(), 0);
-        set_batch_threshold(threshold);
     }
 
     /// In a side, a matrix under the threshold is multiplied at once.
     #[test]
     fn small_matrices_are_not_batched() {
-        let w = Param::new(array![[1.0f64, 2.0], [3.0, 4.0]]);
-        let x = Param::new(array![1.0, 1.0]);
-        let threshold = set_batch_threshold(5);
-        requests::take_batches();
-        let loss = lazy(|k: &mut dyn FnMut(Var<f64>)| {
-            join(|| w.var().matmul(&x.var()), || w.var().matmul(&x.var()))
-                .bind(|(a, b): (Var<f64>, Var<f64>)| (&a + &b).bind(|s| s.sum().bind(|t| k(t))))
-        })
-        .backward();
+        let (w, x) = weight_and_input();
+        let (loss, batches) = with_threshold(5, || {
+            lazy(|k: &mut dyn FnMut(Var<f64>)| {
+                join(|| w.var().matmul(&x.var()), || w.var().matmul(&x.var()))
+                    .bind(|(a, b): (Var<f64>, Var<f64>)| (&a + &b).bind(|s| s.sum().bind(|t| k(t))))
+            })
+            .backward()
+        });
         assert_eq!(loss, 20.0);
-        assert!(requests::take_batches().is_empty());
-        set_batch_threshold(threshold);
+        assert!(batches.is_empty());
     }
 }
