@@ -92,6 +92,13 @@ fn batch_everything() {
     cps::join::set_batch_threshold(1);
 }
 
+/// The largest elementwise difference of two gradients.
+fn largest_difference(a: &ndarray::ArrayD<f64>, b: &ndarray::ArrayD<f64>) -> f64 {
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |worst, (x, y)| worst.max((x - y).abs()))
+}
+
 #[test]
 fn joined_gradients_match_finite_differences() {
     batch_everything();
@@ -122,10 +129,7 @@ fn join_computes_the_sequential_values_and_gradients() {
             b.as_ref().expect("a gradient"),
         );
         let scale = b.iter().fold(1e-12f64, |s, v| s.max(v.abs()));
-        let worst = a
-            .iter()
-            .zip(b)
-            .fold(0.0f64, |w, (x, y)| w.max((x - y).abs()));
+        let worst = largest_difference(a, b);
         assert!(
             worst <= 1e-12 * scale,
             "{name}: differs by {worst} (scale {scale})"
@@ -167,10 +171,7 @@ fn deep_sides_run_on_stack_segments() {
     let b = long_chain(&w, &y, steps).backward();
     let sequential_grad = w.take_grad().expect("a gradient");
     assert_eq!(joined.to_bits(), (a + b).to_bits());
-    let worst = joined_grad
-        .iter()
-        .zip(&sequential_grad)
-        .fold(0.0f64, |w, (p, q)| w.max((p - q).abs()));
+    let worst = largest_difference(&joined_grad, &sequential_grad);
     assert!(worst <= 1e-12, "gradients differ by {worst}");
 }
 
