@@ -172,9 +172,11 @@ impl<A: Element> Var<A> {
         op: &'static str,
     ) -> Self {
         let flat_len = flat_len_of(&value);
-        if let Some(mut node) = pool::take::<A>() {
+        if let Some(mut node) = pool::take::<A>(0) {
             let fresh = pool::unique(&mut node);
-            fresh.value = value;
+            // A node kept with a value leaves its buffer to the next
+            // value or gradient of that length.
+            pool::recycle(std::mem::replace(&mut fresh.value, value));
             fresh.flat_len = flat_len;
             fresh.reset(role, requires_grad, op);
             return Var { node };
@@ -207,7 +209,7 @@ impl<A: Element> Var<A> {
         like: &ArrayD<A>,
         fill: impl FnOnce(&mut [MaybeUninit<A>]),
     ) -> Self {
-        let Some(mut node) = pool::take::<A>() else {
+        let Some(mut node) = pool::take::<A>(like.len()) else {
             // SAFETY: passed on from the caller.
             let (value, _) = unsafe { filled(like, fill) };
             return Self::from_parts(value, Role::Computed, requires_grad, op);
