@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use std::rc::Rc;
 use std::thread::LocalKey;
 
-use ndarray::{Array2, ArrayD, ArrayViewMutD};
+use ndarray::{Array2, ArrayD, ArrayViewMutD, IxDyn};
 
 use crate::element::Element;
 use crate::flat::{as_uninit, slice, slice_mut};
@@ -87,24 +87,25 @@ impl<A: Element> Node<A> {
     }
 }
 
-/// A new array of `like`'s shape, in standard layout, its elements written
-/// by `fill` into a buffer that is not zero-filled first.
+/// A new array of `shape` (made by `dim`), in standard layout, its
+/// elements written by `fill` into a buffer that is not zero-filled first.
 ///
 /// # Safety
 /// `fill` must write every element of the slice it is given.
 unsafe fn filled<A: Element>(
-    like: &ArrayD<A>,
+    shape: &[usize],
+    dim: impl FnOnce() -> IxDyn,
     fill: impl FnOnce(&mut [MaybeUninit<A>]),
 ) -> (ArrayD<A>, u32) {
-    let len = like.len();
+    let len = shape.iter().product();
     let mut data = pool::buffer(len);
     fill(&mut data.spare_capacity_mut()[..len]);
     // SAFETY: `fill` wrote all `len` elements (the contract), within the
     // capacity reserved. Had it panicked, `data` would be dropped empty.
     unsafe { data.set_len(len) };
-    // SAFETY: `data` has as many elements as `like`'s shape, taken with
+    // SAFETY: `data` has as many elements as the shape, taken with
     // standard strides.
-    let value = unsafe { ArrayD::from_shape_vec_unchecked(like.raw_dim(), data) };
+    let value = unsafe { ArrayD::from_shape_vec_unchecked(dim(), data) };
     (value, flat_len_for(len))
 }
 
@@ -209,15 +210,46 @@ impl<A: Element> Var<A> {
         like: &ArrayD<A>,
         fill: impl FnOnce(&mut [MaybeUninit<A>]),
     ) -> Self {
-        let Some(mut node) = pool::take::<A>(like.len()) else {
+        // SAFETY: passed on from the caller.
+        unsafe { Self::computed_in(op, requires_grad, like.shape(), || like.raw_dim(), fill) }
+    }
+
+    /// [`Var::computed_like`] for a result of `shape`.
+    ///
+    /// # Safety
+    /// `fill` must write every element of the slice it is given.
+    pub(crate) unsafe fn computed_shaped(
+        op: &'static str,
+        requires_grad: bool,
+        shape: &[usize],
+        fill: impl FnOnce(&mut [MaybeUninit<A>]),
+    ) -> Self {
+        // SAFETY: passed on from the caller.
+        unsafe { Self::computed_in(op, requires_grad, shape, || IxDyn(shape), fill) }
+    }
+
+    /// [`Var::computed_like`] for a result of `shape`, which `dim` makes
+    /// when a new array is needed.
+    ///
+    /// # Safety
+    /// `fill` must write every element of the slice it is given.
+    #[inline(always)]
+    unsafe fn computed_in(
+        op: &'static str,
+        requires_grad: bool,
+        shape: &[usize],
+        dim: impl FnOnce() -> IxDyn,
+        fill: impl FnOnce(&mut [MaybeUninit<A>]),
+    ) -> Self {
+        let Some(mut node) = pool::take::<A>(shape.iter().product()) else {
             // SAFETY: passed on from the caller.
-            let (value, _) = unsafe { filled(like, fill) };
+            let (value, _) = unsafe { filled(shape, dim, fill) };
             return Self::from_parts(value, Role::Computed, requires_grad, op);
         };
         let fresh = pool::unique(&mut node);
-        if !same_shape(fresh.value.shape(), like.shape()) {
+        if !same_shape(fresh.value.shape(), shape) {
             // SAFETY: passed on from the caller.
-            let (value, flat_len) = unsafe { filled(like, fill) };
+            let (value, flat_len) = unsafe { filled(shape, dim, fill) };
             pool::recycle(std::mem::replace(&mut fresh.value, value));
             fresh.flat_len = flat_len;
         } else if fresh.flat_len != NOT_FLAT {
@@ -242,7 +274,7 @@ impl<A: Element> Var<A> {
             fresh.flat_len = flat_len_of(&fresh.value);
         } else {
             // SAFETY: passed on from the caller.
-            (fresh.value, fresh.flat_len) = unsafe { filled(like, fill) };
+            (fresh.value, fresh.flat_len) = unsafe { filled(shape, dim, fill) };
         }
         fresh.reset(Role::Computed, requires_grad, op);
         Var { node }

@@ -4,7 +4,9 @@
 //! None of them computes anything; their backward steps route each
 //! element's gradient back to the element it was copied from.
 
-use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn, Slice};
+use std::mem::MaybeUninit;
+
+use ndarray::{Array2, ArrayD, Axis, Dimension, Ix2, IxDyn, Slice};
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
@@ -60,25 +62,40 @@ pub fn rows_of<A: Element>(
     Var::rows_of(parts, indices)
 }
 
-/// The parts joined along `axis` into an array of `shape` (checked by the
-/// caller). Parts in standard layout are copied chunk by chunk into a
-/// buffer that is never zero-filled: in row-major order the result is,
-/// for each index of the axes before `axis`, each part's contiguous block
-/// of `length along axis × elements after axis` values in turn. Other
-/// layouts take ndarray's general assignment.
-fn joined<A: Element>(parts: &[&Var<A>], axis: usize, shape: &[usize]) -> ArrayD<A> {
+/// The parts joined along `axis` into a result of `shape` (checked by the
+/// caller). Parts in standard layout are copied chunk by chunk into the
+/// result's buffer, which is not zero-filled first: in row-major order the
+/// result is, for each index of the axes before `axis`, each part's
+/// contiguous block of `length along axis × elements after axis` values
+/// in turn. Other layouts take ndarray's general assignment.
+fn joined<A: Element>(
+    parts: &[&Var<A>],
+    axis: usize,
+    shape: &[usize],
+    requires_grad: bool,
+) -> Var<A> {
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
     if parts.iter().all(|p| slice(p.array()).is_some()) {
-        let mut data = pool::buffer(shape.iter().product());
-        for o in 0..outer {
-            for part in parts {
-                let values = slice(part.array()).expect("checked to be in standard layout");
-                let block = part.shape()[axis] * inner;
-                data.extend_from_slice(&values[o * block..(o + 1) * block]);
+        let fill = |out: &mut [MaybeUninit<A>]| {
+            let mut at = 0;
+            for o in 0..outer {
+                for part in parts {
+                    let values = slice(part.array()).expect("checked to be in standard layout");
+                    let block = part.shape()[axis] * inner;
+                    let source = &values[o * block..(o + 1) * block];
+                    for (d, &v) in out[at..at + block].iter_mut().zip(source) {
+                        d.write(v);
+                    }
+                    at += block;
+                }
             }
-        }
-        return ArrayD::from_shape_vec(IxDyn(shape), data).expect("the blocks fill the shape");
+            debug_assert_eq!(at, out.len());
+        };
+        // SAFETY: the parts' blocks fill the shape (they agree with it
+        // outside `axis`, and their lengths along it sum to its), so
+        // `fill` writes every element.
+        return unsafe { Var::computed_shaped("concat", requires_grad, shape, fill) };
     }
     let mut value = ArrayD::zeros(IxDyn(shape));
     let mut start = 0;
@@ -89,7 +106,7 @@ fn joined<A: Element>(parts: &[&Var<A>], axis: usize, shape: &[usize]) -> ArrayD
             .assign(part.array());
         start = end;
     }
-    value
+    Var::computed(value, "concat", requires_grad)
 }
 
 /// The first elements of a standard-layout `array`, as many as `shape`
@@ -127,15 +144,24 @@ impl Region {
         }
     }
 
-    /// The region's elements of `values` (a whole array), in order.
-    fn gather<A: Element>(&self, values: &[A]) -> Vec<A> {
-        let mut data = pool::buffer(self.outer * self.width);
-        if self.width > 0 {
-            for block in values.chunks_exact(self.length) {
-                data.extend_from_slice(&block[self.skip..self.skip + self.width]);
+    /// Writes the region's elements of `values` (a whole array), in
+    /// order, into `out` (all of it: `outer · width` elements).
+    fn gather_into<A: Element>(&self, values: &[A], out: &mut [MaybeUninit<A>]) {
+        debug_assert_eq!(out.len(), self.outer * self.width);
+        if self.width == 0 {
+            return;
+        }
+        for (block, part) in values
+            .chunks_exact(self.length)
+            .zip(out.chunks_exact_mut(self.width))
+        {
+            for (o, &v) in part
+                .iter_mut()
+                .zip(&block[self.skip..self.skip + self.width])
+            {
+                o.write(v);
             }
         }
-        data
     }
 
     /// `buffer`'s region `+= values` (the region's elements in order).
@@ -261,9 +287,9 @@ impl<A: Element> Var<A> {
 
         let mut out_shape = first_shape.to_vec();
         out_shape[axis] = parts.iter().map(|p| p.shape()[axis]).sum();
-        let value = joined(parts, axis, &out_shape);
-
         let requires_grad = parts.iter().any(|p| p.requires_grad());
+        let out = joined(parts, axis, &out_shape, requires_grad);
+
         // Only the parts that need a gradient are kept, with their offsets.
         let inputs: Vec<(Var<A>, usize)> = if requires_grad {
             let mut start = 0;
@@ -278,36 +304,31 @@ impl<A: Element> Var<A> {
         } else {
             Vec::new()
         };
-        Pending::new(
-            "concat",
-            value,
-            requires_grad,
-            move |_: &ArrayD<A>, grad: ArrayD<A>| {
-                // Joined along the first axis, the first part's gradient is
-                // the start of `grad`'s buffer: when that part has no
-                // gradient yet, the buffer itself becomes it, cut short,
-                // after the other parts have read theirs. (A state matrix
-                // grown by one block per step would otherwise copy its
-                // whole gradient back at every step.)
-                let takes_buffer = match inputs.first() {
-                    Some((first, 0)) => axis == 0 && !first.has_grad() && slice(&grad).is_some(),
-                    _ => false,
-                };
-                let rest = if takes_buffer {
-                    &inputs[1..]
-                } else {
-                    &inputs[..]
-                };
-                for (part, start) in rest {
-                    let end = start + part.shape()[axis];
-                    accumulate_view(part, grad.slice_axis(Axis(axis), Slice::from(*start..end)));
-                }
-                if takes_buffer {
-                    let first = &inputs[0].0;
-                    first.accumulate(leading_part(grad, first.shape()));
-                }
-            },
-        )
+        Pending::from_var(out, move |_: &ArrayD<A>, grad: ArrayD<A>| {
+            // Joined along the first axis, the first part's gradient is
+            // the start of `grad`'s buffer: when that part has no
+            // gradient yet, the buffer itself becomes it, cut short,
+            // after the other parts have read theirs. (A state matrix
+            // grown by one block per step would otherwise copy its
+            // whole gradient back at every step.)
+            let takes_buffer = match inputs.first() {
+                Some((first, 0)) => axis == 0 && !first.has_grad() && slice(&grad).is_some(),
+                _ => false,
+            };
+            let rest = if takes_buffer {
+                &inputs[1..]
+            } else {
+                &inputs[..]
+            };
+            for (part, start) in rest {
+                let end = start + part.shape()[axis];
+                accumulate_view(part, grad.slice_axis(Axis(axis), Slice::from(*start..end)));
+            }
+            if takes_buffer {
+                let first = &inputs[0].0;
+                first.accumulate(leading_part(grad, first.shape()));
+            }
+        })
     }
 
     /// The elements at positions `start..end` (half-open, as a Rust range)
@@ -345,39 +366,44 @@ impl<A: Element> Var<A> {
         );
         let range = Slice::from(start..end);
         let region = Region::of(self.shape(), axis, start, end);
-        let value = match slice(self.array()) {
+        let requires_grad = self.requires_grad();
+        let out = match slice(self.array()) {
             Some(values) => {
                 let mut shape = self.array().raw_dim();
                 shape[axis] = end - start;
-                ArrayD::from_shape_vec(shape, region.gather(values))
-                    .expect("the region fills the shape")
+                // SAFETY: `gather_into` writes every element of the region,
+                // which has the result's shape.
+                unsafe {
+                    Var::computed_shaped("slice", requires_grad, shape.slice(), |out| {
+                        region.gather_into(values, out)
+                    })
+                }
             }
-            None => self.array().slice_axis(Axis(axis), range).to_owned(),
+            None => Var::computed(
+                self.array().slice_axis(Axis(axis), range).to_owned(),
+                "slice",
+                requires_grad,
+            ),
         };
         let x = self.clone();
-        Pending::new(
-            "slice",
-            value,
-            self.requires_grad(),
-            move |_: &ArrayD<A>, grad: ArrayD<A>| {
-                if !x.has_grad()
-                    && let Some(g) = slice(&grad)
-                {
-                    // The first gradient: the region's values, zeros around
-                    // them, written once.
-                    x.accumulate(region.spread(g, x.shape()));
-                } else {
-                    x.accumulate_into(|gx| match (slice_mut(gx), slice(&grad)) {
-                        (Some(buffer), Some(g)) => region.add(buffer, g),
-                        _ => {
-                            let mut part = gx.slice_axis_mut(Axis(axis), range);
-                            part += &grad;
-                        }
-                    });
-                }
-                pool::recycle(grad);
-            },
-        )
+        Pending::from_var(out, move |_: &ArrayD<A>, grad: ArrayD<A>| {
+            if !x.has_grad()
+                && let Some(g) = slice(&grad)
+            {
+                // The first gradient: the region's values, zeros around
+                // them, written once.
+                x.accumulate(region.spread(g, x.shape()));
+            } else {
+                x.accumulate_into(|gx| match (slice_mut(gx), slice(&grad)) {
+                    (Some(buffer), Some(g)) => region.add(buffer, g),
+                    _ => {
+                        let mut part = gx.slice_axis_mut(Axis(axis), range);
+                        part += &grad;
+                    }
+                });
+            }
+            pool::recycle(grad);
+        })
     }
 
     /// Gathers rows of a matrix: row `i` of the result is row `indices[i]`
