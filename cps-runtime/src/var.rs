@@ -87,17 +87,18 @@ impl<A: Element> Node<A> {
     }
 }
 
-/// A new array of `shape` (made by `dim`), in standard layout, its
-/// elements written by `fill` into a buffer that is not zero-filled first.
+/// A new array of `len` elements in the shape `dim` makes, in standard
+/// layout, its elements written by `fill` into a buffer that is not
+/// zero-filled first.
 ///
 /// # Safety
-/// `fill` must write every element of the slice it is given.
+/// `fill` must write every element of the slice it is given, and the
+/// shape must hold `len` elements.
 unsafe fn filled<A: Element>(
-    shape: &[usize],
+    len: usize,
     dim: impl FnOnce() -> IxDyn,
     fill: impl FnOnce(&mut [MaybeUninit<A>]),
 ) -> (ArrayD<A>, u32) {
-    let len = shape.iter().product();
     let mut data = pool::buffer(len);
     fill(&mut data.spare_capacity_mut()[..len]);
     // SAFETY: `fill` wrote all `len` elements (the contract), within the
@@ -175,9 +176,12 @@ impl<A: Element> Var<A> {
         let flat_len = flat_len_of(&value);
         if let Some(mut node) = pool::take::<A>(0) {
             let fresh = pool::unique(&mut node);
-            // A node kept with a value leaves its buffer to the next
-            // value or gradient of that length.
-            pool::recycle(std::mem::replace(&mut fresh.value, value));
+            // A node kept with a larger value leaves its buffer to the
+            // next value or gradient of that length.
+            let old = std::mem::replace(&mut fresh.value, value);
+            if old.len() > pool::MAX_SMALL {
+                pool::recycle(old);
+            }
             fresh.flat_len = flat_len;
             fresh.reset(role, requires_grad, op);
             return Var { node };
@@ -196,22 +200,35 @@ impl<A: Element> Var<A> {
         }
     }
 
-    /// The result of an operation, of `like`'s shape in standard layout,
-    /// its elements written by `fill` (in standard order). The node and its
+    /// The result of an operation, of `like`'s shape (`len` elements, which
+    /// the caller knows) in standard layout, its elements written by `fill`
+    /// (in standard order). The node and its
     /// value buffer come from a finished operation when one is pooled (see
     /// [`pool`]), so a chain of small operations allocates nothing; a new
     /// buffer is not zero-filled first, since `fill` writes all of it.
     ///
     /// # Safety
-    /// `fill` must write every element of the slice it is given.
+    /// `fill` must write every element of the slice it is given, and
+    /// `like` must have `len` elements.
     pub(crate) unsafe fn computed_like(
         op: &'static str,
         requires_grad: bool,
         like: &ArrayD<A>,
+        len: usize,
         fill: impl FnOnce(&mut [MaybeUninit<A>]),
     ) -> Self {
+        debug_assert_eq!(len, like.len());
         // SAFETY: passed on from the caller.
-        unsafe { Self::computed_in(op, requires_grad, like.shape(), || like.raw_dim(), fill) }
+        unsafe {
+            Self::computed_in(
+                op,
+                requires_grad,
+                like.shape(),
+                len,
+                || like.raw_dim(),
+                fill,
+            )
+        }
     }
 
     /// [`Var::computed_like`] for a result of `shape`.
@@ -225,11 +242,20 @@ impl<A: Element> Var<A> {
         fill: impl FnOnce(&mut [MaybeUninit<A>]),
     ) -> Self {
         // SAFETY: passed on from the caller.
-        unsafe { Self::computed_in(op, requires_grad, shape, || IxDyn(shape), fill) }
+        unsafe {
+            Self::computed_in(
+                op,
+                requires_grad,
+                shape,
+                shape.iter().product(),
+                || IxDyn(shape),
+                fill,
+            )
+        }
     }
 
-    /// [`Var::computed_like`] for a result of `shape`, which `dim` makes
-    /// when a new array is needed.
+    /// [`Var::computed_like`] for a result of `shape` (`len` elements),
+    /// which `dim` makes when a new array is needed.
     ///
     /// # Safety
     /// `fill` must write every element of the slice it is given.
@@ -238,18 +264,19 @@ impl<A: Element> Var<A> {
         op: &'static str,
         requires_grad: bool,
         shape: &[usize],
+        len: usize,
         dim: impl FnOnce() -> IxDyn,
         fill: impl FnOnce(&mut [MaybeUninit<A>]),
     ) -> Self {
-        let Some(mut node) = pool::take::<A>(shape.iter().product()) else {
+        let Some(mut node) = pool::take::<A>(len) else {
             // SAFETY: passed on from the caller.
-            let (value, _) = unsafe { filled(shape, dim, fill) };
+            let (value, _) = unsafe { filled(len, dim, fill) };
             return Self::from_parts(value, Role::Computed, requires_grad, op);
         };
         let fresh = pool::unique(&mut node);
         if !same_shape(fresh.value.shape(), shape) {
             // SAFETY: passed on from the caller.
-            let (value, flat_len) = unsafe { filled(shape, dim, fill) };
+            let (value, flat_len) = unsafe { filled(len, dim, fill) };
             pool::recycle(std::mem::replace(&mut fresh.value, value));
             fresh.flat_len = flat_len;
         } else if fresh.flat_len != NOT_FLAT {
@@ -274,7 +301,7 @@ impl<A: Element> Var<A> {
             fresh.flat_len = flat_len_of(&fresh.value);
         } else {
             // SAFETY: passed on from the caller.
-            (fresh.value, fresh.flat_len) = unsafe { filled(shape, dim, fill) };
+            (fresh.value, fresh.flat_len) = unsafe { filled(len, dim, fill) };
         }
         fresh.reset(Role::Computed, requires_grad, op);
         Var { node }

@@ -231,7 +231,7 @@ fn combine<A: Element>(
                 // SAFETY: `like` has the slices' length, and the loop
                 // writes every element.
                 let out = unsafe {
-                    Var::computed_like(op, requires_grad, like, |out| {
+                    Var::computed_like(op, requires_grad, like, ls.len(), |out| {
                         for ((o, &l), &r) in out.iter_mut().zip(ls).zip(rs) {
                             o.write(f(l, r));
                         }
@@ -245,7 +245,7 @@ fn combine<A: Element>(
                 // SAFETY: `ls` is all of `l`, and the loop writes every
                 // element.
                 let out = unsafe {
-                    Var::computed_like(op, requires_grad, l, |out| {
+                    Var::computed_like(op, requires_grad, l, ls.len(), |out| {
                         for (o, &l) in out.iter_mut().zip(ls) {
                             o.write(f(l, r));
                         }
@@ -259,7 +259,7 @@ fn combine<A: Element>(
                 // SAFETY: `rs` is all of `r`, and the loop writes every
                 // element.
                 let out = unsafe {
-                    Var::computed_like(op, requires_grad, r, |out| {
+                    Var::computed_like(op, requires_grad, r, rs.len(), |out| {
                         for (o, &r) in out.iter_mut().zip(rs) {
                             o.write(f(l, r));
                         }
@@ -924,7 +924,7 @@ fn unary<A: Element, B: BackwardStep<A>>(
     let out = match x.flat() {
         // SAFETY: `xs` is all of `x`, and the loop writes every element.
         Some(xs) => unsafe {
-            Var::computed_like(op, x.requires_grad(), x.array(), |out| {
+            Var::computed_like(op, x.requires_grad(), x.array(), xs.len(), |out| {
                 for (o, &x) in out.iter_mut().zip(xs) {
                     o.write(f(x));
                 }
@@ -956,7 +956,9 @@ fn unary_vectorized<A: Element, B: BackwardStep<A>>(
         // SAFETY: `xs` is all of `x`, and the slice forms write every
         // element of an output as long as their input (or panic).
         Some(xs) => unsafe {
-            Var::computed_like(op, x.requires_grad(), x.array(), |out| (forms.to)(xs, out))
+            Var::computed_like(op, x.requires_grad(), x.array(), xs.len(), |out| {
+                (forms.to)(xs, out)
+            })
         },
         None => Var::computed(
             map_with(x.array(), forms.in_place, f),

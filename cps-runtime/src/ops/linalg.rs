@@ -429,7 +429,7 @@ mod tests {
         let like = ArrayD::from_elem(IxDyn(&[len]), 0.0f32);
         // SAFETY: the closure writes every element.
         let nan = unsafe {
-            Var::computed_like("test", false, &like, |out| {
+            Var::computed_like("test", false, &like, like.len(), |out| {
                 out.iter_mut().for_each(|o| {
                     o.write(f32::NAN);
                 })

@@ -6,18 +6,21 @@
 //! of going back to the allocator, which costs more than the arithmetic
 //! on small tensors.
 //!
-//! Nodes are kept by the length of their value, with the value: the next
+//! Nodes of small values (a chain of operations on a few elements) are
+//! kept together, last in, first out, with their value. Nodes of larger
+//! values are kept by the length of their value, with the value: the next
 //! result of that length (usually of that shape too) is written straight
 //! into it, with no array to build. A Tree-LSTM makes results of a few
-//! lengths (the hidden size, the gates' size, one for a loss), so a pool
-//! taken last in, first out whatever the length would mostly hand back a
-//! value of the wrong length, to be swapped for a buffer of the right one.
+//! lengths (the hidden size, the gates' size), so a pool taken last in,
+//! first out whatever the length would mostly hand back a value of the
+//! wrong length, to be swapped for a buffer of the right one.
 //!
-//! Bounded: at most [`MAX_BYTES`] per thread and element type, nodes of
-//! at most [`MAX_LENGTHS`] lengths, values of at most [`MAX_KEPT_ELEMENTS`]
-//! elements kept with their node. A larger value, or one of a length not
-//! kept, goes to the free buffers kept by length ([`buffer`], [`recycle`]),
-//! and its node to the nodes kept without a value.
+//! Bounded: at most [`MAX_BYTES`] per thread and element type, larger
+//! values of at most [`MAX_LENGTHS`] lengths and [`MAX_KEPT_ELEMENTS`]
+//! elements kept with their node, and of each length no more than its
+//! requests missed. Any other value goes to the free buffers kept by
+//! length ([`buffer`], [`recycle`]), and its node joins the small ones
+//! with an empty value.
 
 use super::*;
 
@@ -31,14 +34,21 @@ pub(crate) const MAX_BYTES: usize = 64 << 20;
 /// Values with more elements than this are not kept with their node.
 const MAX_KEPT_ELEMENTS: usize = 1 << 16;
 
-/// The most distinct value lengths nodes are kept for (besides nodes kept
-/// without a value).
+/// Nodes of values with at most this many elements are kept together,
+/// whatever their length (the fastest way for chains of tiny operations).
+pub(crate) const MAX_SMALL: usize = 16;
+
+/// The most distinct lengths of larger values nodes are kept for.
 const MAX_LENGTHS: usize = 32;
 
 pub(crate) struct Pool<A: Element> {
-    /// The nodes by the length of the value they keep (length 0: nodes
-    /// whose value was taken away), each with the memory it accounts for
-    /// (kept, so that taking a node does not measure its value again).
+    /// Nodes of small values (at most [`MAX_SMALL`] elements, whatever
+    /// their length), each with the memory it accounts for (kept, so that
+    /// taking a node does not measure its value again). Taken for any
+    /// small result: one of another length costs only a small new buffer.
+    small: Vec<(Rc<Node<A>>, usize)>,
+    /// Nodes of larger values by the length of the value they keep,
+    /// likewise.
     classes: Vec<Class<A>>,
     bytes: usize,
     /// Free buffers of larger values and of gradients.
@@ -59,6 +69,7 @@ struct Class<A: Element> {
 impl<A: Element> Pool<A> {
     const fn new() -> Self {
         Pool {
+            small: Vec::new(),
             classes: Vec::new(),
             bytes: 0,
             buffers: Buffers::new(),
@@ -70,7 +81,7 @@ impl<A: Element> Pool<A> {
     /// its value for a result of its length, but a free buffer serves
     /// anything of that length, and results made elsewhere ask for one.
     fn value_buffer(&mut self, len: usize) -> Option<Vec<A>> {
-        if len == 0 {
+        if len <= MAX_SMALL {
             return None;
         }
         let class = self.classes.iter_mut().find(|class| class.len == len)?;
@@ -80,10 +91,7 @@ impl<A: Element> Pool<A> {
         inner.flat_len = 0;
         let emptied = bytes::<A>(0);
         self.bytes -= size - emptied;
-        self.class(0)
-            .expect("nodes without a value always have a class")
-            .nodes
-            .push((node, emptied));
+        self.small.push((node, emptied));
         let buffer = value.into_raw_vec_and_offset().0;
         // A value in a larger allocation is not what a request of `len`
         // elements expects; it goes where requests of its size find it.
@@ -94,23 +102,60 @@ impl<A: Element> Pool<A> {
         Some(buffer)
     }
 
-    /// The class of nodes keeping values of `len` elements, made if there
-    /// is room for another length.
-    fn class(&mut self, len: usize) -> Option<&mut Class<A>> {
-        let at = match self.classes.iter().position(|class| class.len == len) {
-            Some(at) => at,
-            // Nodes without a value always have a class.
-            None if len == 0 || self.classes.len() < MAX_LENGTHS => {
-                self.classes.push(Class {
-                    len,
-                    nodes: Vec::new(),
-                    most: 0,
-                });
-                self.classes.len() - 1
-            }
-            None => return None,
-        };
-        Some(&mut self.classes[at])
+    /// The index of the class of nodes keeping values of `len` elements.
+    #[inline]
+    fn find(&self, len: usize) -> Option<usize> {
+        self.classes.iter().position(|class| class.len == len)
+    }
+
+    /// [`Pool::find`], making the class if there is room for another
+    /// length.
+    #[inline]
+    fn class_index(&mut self, len: usize) -> Option<usize> {
+        match self.find(len) {
+            Some(at) => Some(at),
+            None => self.add_class(len),
+        }
+    }
+
+    /// A new class for values of `len` elements, if there is room.
+    #[cold]
+    fn add_class(&mut self, len: usize) -> Option<usize> {
+        if self.classes.len() >= MAX_LENGTHS {
+            return None;
+        }
+        self.classes.push(Class {
+            len,
+            nodes: Vec::new(),
+            most: 0,
+        });
+        Some(self.classes.len() - 1)
+    }
+
+    /// A node for a result of `len` elements when it is not small, or
+    /// when no small node is kept: one keeping a value of that length,
+    /// else a small one, else any. A miss is counted, so that the next
+    /// nodes of that length may keep their values.
+    fn larger(&mut self, len: usize) -> Option<(Rc<Node<A>>, usize)> {
+        if let Some(at) = self.find(len)
+            && let Some(node) = self.classes[at].nodes.pop()
+        {
+            return Some(node);
+        }
+        self.miss(len)
+    }
+
+    /// [`Pool::larger`] when no node keeps a value of `len` elements.
+    #[cold]
+    fn miss(&mut self, len: usize) -> Option<(Rc<Node<A>>, usize)> {
+        if len > MAX_SMALL
+            && let Some(at) = self.class_index(len)
+        {
+            self.classes[at].most += 1;
+        }
+        self.small
+            .pop()
+            .or_else(|| self.classes.iter_mut().find_map(|class| class.nodes.pop()))
     }
 }
 
@@ -151,30 +196,21 @@ fn with<A: Element, R>(f: impl FnOnce(&mut Pool<A>) -> R) -> Option<R> {
     }
 }
 
-/// A pooled node, if any: one keeping a value of `len` elements when
-/// there is one, else one without a value, else any. Its `value` is a
-/// finished result's: overwrite or replace it, and [`Node::reset`] the
-/// rest.
+/// A pooled node for a result of `len` elements, if any: a small one for
+/// a small result, else one keeping a value of that length when there is
+/// one (see [`Pool::larger`]). Its `value` is a finished result's:
+/// overwrite or replace it, and [`Node::reset`] the rest.
 #[inline]
 pub(crate) fn take<A: Element>(len: usize) -> Option<Rc<Node<A>>> {
     with(|pool: &mut Pool<A>| {
-        let exact = pool.classes.iter().position(|class| class.len == len);
-        let at = match exact {
-            Some(at) if !pool.classes[at].nodes.is_empty() => at,
-            _ => {
-                if len != 0
-                    && let Some(class) = pool.class(len)
-                {
-                    class.most += 1;
-                }
-                let classes = &pool.classes;
-                classes
-                    .iter()
-                    .position(|class| class.len == 0 && !class.nodes.is_empty())
-                    .or_else(|| classes.iter().position(|class| !class.nodes.is_empty()))?
+        let (node, size) = if len <= MAX_SMALL {
+            match pool.small.pop() {
+                Some(small) => small,
+                None => pool.larger(len)?,
             }
+        } else {
+            pool.larger(len)?
         };
-        let (node, size) = pool.classes[at].nodes.pop()?;
         pool.bytes -= size;
         Some(node)
     })
@@ -265,35 +301,55 @@ pub(crate) fn give<A: Element>(mut node: Rc<Node<A>>) {
     if let Some(grad) = inner.grad.get_mut().take() {
         recycle(unboxed(grad));
     }
-    let len = inner.flat_len as usize;
+    let len = match inner.flat_len {
+        NOT_FLAT => inner.value.len(),
+        len => len as usize,
+    };
+    if len <= MAX_SMALL {
+        let size = bytes::<A>(len);
+        // Dropped outside the pool's borrow when it does not fit.
+        let _rejected = with(move |pool: &mut Pool<A>| {
+            if pool.bytes + size > MAX_BYTES {
+                return Some(node);
+            }
+            pool.bytes += size;
+            pool.small.push((node, size));
+            None
+        });
+        return;
+    }
     // Dropped outside the pool's borrow when it does not fit.
     let _rejected = with(move |pool: &mut Pool<A>| {
         let inner = Rc::get_mut(&mut node).expect("checked above");
         // A value kept with its node is in standard layout, not too
-        // large, and of a length that has (or gets) its class; any other
-        // leaves its buffer to the free buffers, and the node goes without.
-        let keeps_value = inner.flat_len != NOT_FLAT
-            && len <= MAX_KEPT_ELEMENTS
-            && pool
-                .class(len)
-                .is_some_and(|class| len == 0 || class.nodes.len() < class.most);
-        let len = if keeps_value {
-            len
+        // large, of a length that has (or gets) its class, and wanted
+        // there; any other leaves its buffer to the free buffers, and the
+        // node goes without.
+        let keeping = if inner.flat_len != NOT_FLAT && len <= MAX_KEPT_ELEMENTS {
+            pool.class_index(len)
+                .filter(|&at| pool.classes[at].nodes.len() < pool.classes[at].most)
         } else {
-            let value = std::mem::replace(&mut inner.value, empty());
-            inner.flat_len = 0;
-            // Freed here when not kept: nothing in a buffer reaches the pool.
-            let _ = pool.buffers.keep(value.into_raw_vec_and_offset().0);
-            0
+            None
+        };
+        let (at, len) = match keeping {
+            Some(at) => (Some(at), len),
+            None => {
+                let value = std::mem::replace(&mut inner.value, empty());
+                inner.flat_len = 0;
+                // Freed here when not kept: nothing in a buffer reaches
+                // the pool.
+                let _ = pool.buffers.keep(value.into_raw_vec_and_offset().0);
+                (None, 0)
+            }
         };
         let size = bytes::<A>(len);
         if pool.bytes + size > MAX_BYTES {
             return Some(node);
         }
-        let Some(class) = pool.class(len) else {
-            return Some(node);
-        };
-        class.nodes.push((node, size));
+        match at {
+            Some(at) => pool.classes[at].nodes.push((node, size)),
+            None => pool.small.push((node, size)),
+        }
         pool.bytes += size;
         None
     });
@@ -312,7 +368,7 @@ mod tests {
         let like = ArrayD::from_elem(IxDyn(shape), 0.0f32);
         // SAFETY: the closure writes every element.
         unsafe {
-            Var::computed_like("test", false, &like, |out| {
+            Var::computed_like("test", false, &like, like.len(), |out| {
                 out.iter_mut().for_each(|o| {
                     o.write(value);
                 })
@@ -339,9 +395,9 @@ mod tests {
         assert!(buffer.is_empty() && buffer.capacity() == 21);
     }
 
-    /// However many lengths a program makes, nodes are kept for at most
-    /// `MAX_LENGTHS` of them (and for nodes without a value), and each
-    /// length keeps no more values than its requests missed.
+    /// However many lengths a program makes, nodes keep larger values of
+    /// at most `MAX_LENGTHS` of them, and no more of each length than its
+    /// requests missed.
     #[test]
     fn lengths_and_kept_values_are_bounded() {
         let results: Vec<_> = (1..=2 * MAX_LENGTHS)
@@ -354,11 +410,11 @@ mod tests {
             let over = pool
                 .classes
                 .iter()
-                .any(|class| class.len != 0 && class.nodes.len() > class.most);
+                .any(|class| class.nodes.len() > class.most);
             (pool.classes.len(), over)
         })
         .expect("the pool is free");
-        assert!(classes <= MAX_LENGTHS + 1, "{classes} classes");
+        assert!(classes <= MAX_LENGTHS, "{classes} classes");
         assert!(!over);
     }
 
@@ -370,7 +426,7 @@ mod tests {
         let filled_with = |value: f32| {
             // SAFETY: the closure writes every element.
             unsafe {
-                Var::computed_like("test", false, &like, |out| {
+                Var::computed_like("test", false, &like, like.len(), |out| {
                     out.iter_mut().for_each(|o| {
                         o.write(value);
                     })
@@ -393,7 +449,7 @@ mod tests {
         let other = ArrayD::from_elem(IxDyn(&[99]), 0.0f32);
         // SAFETY: the closure writes every element.
         let third = unsafe {
-            Var::computed_like("test", false, &other, |out| {
+            Var::computed_like("test", false, &other, other.len(), |out| {
                 out.iter_mut().for_each(|o| {
                     o.write(5.0);
                 })
