@@ -3,6 +3,7 @@
 //! over the input with no intermediate tensors.
 
 use ndarray::{ArrayD, ArrayView2, Axis, Ix2, Zip};
+use smallvec::SmallVec;
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
@@ -127,7 +128,7 @@ impl<A: Element> Var<A> {
         };
         // Each row's log-sum-exp is kept: the backward step needs
         // softmax = exp(x - lse) and this saves recomputing max and sum.
-        let mut log_sum_exps = Vec::with_capacity(targets.len());
+        let mut log_sum_exps = SmallVec::<[A; 1]>::with_capacity(targets.len());
         let mut total = A::zero();
         for (row, &target) in rows.outer_iter().zip(targets) {
             let max = row.fold(A::neg_infinity(), |m, &v| m.max(v));
@@ -137,50 +138,52 @@ impl<A: Element> Var<A> {
         }
         let requires_grad = self.requires_grad();
         let targets = if requires_grad {
-            targets.to_vec()
+            SmallVec::<[usize; 1]>::from_slice(targets)
         } else {
-            Vec::new()
+            SmallVec::new()
         };
         let logits = self.clone();
-        Pending::new(
-            op,
-            ndarray::arr0(total * scale).into_dyn(),
-            requires_grad,
-            move |_: &ArrayD<A>, grad: ArrayD<A>| {
-                let g = grad.first().copied().unwrap_or_else(A::zero) * scale;
-                let rank = logits.shape().len();
-                logits.accumulate_with(|buffer| {
-                    let buffer = if rank == 1 {
-                        buffer.insert_axis(Axis(0))
-                    } else {
-                        buffer
-                    };
-                    let mut buffer = buffer
-                        .into_dimensionality::<Ix2>()
-                        .expect("rank checked in forward");
-                    let rows = logits.array().view();
-                    let rows = if rank == 1 {
-                        rows.insert_axis(Axis(0))
-                    } else {
-                        rows
-                    };
-                    let rows = rows
-                        .into_dimensionality::<Ix2>()
-                        .expect("rank checked in forward");
-                    for (((mut gr, xr), &target), &lse) in buffer
-                        .outer_iter_mut()
-                        .zip(rows.outer_iter())
-                        .zip(&targets)
-                        .zip(&log_sum_exps)
-                    {
-                        Zip::from(&mut gr)
-                            .and(&xr)
-                            .for_each(|gi, &xi| *gi += g * (xi - lse).exp());
-                        gr[target] -= g;
-                    }
-                });
-            },
-        )
+        let loss = total * scale;
+        // SAFETY: a zero-dimensional result has one element, written here.
+        let out = unsafe {
+            Var::computed_shaped(op, requires_grad, &[], |out| {
+                out[0].write(loss);
+            })
+        };
+        Pending::from_var(out, move |_: &ArrayD<A>, grad: ArrayD<A>| {
+            let g = grad.first().copied().unwrap_or_else(A::zero) * scale;
+            let rank = logits.shape().len();
+            logits.accumulate_with(|buffer| {
+                let buffer = if rank == 1 {
+                    buffer.insert_axis(Axis(0))
+                } else {
+                    buffer
+                };
+                let mut buffer = buffer
+                    .into_dimensionality::<Ix2>()
+                    .expect("rank checked in forward");
+                let rows = logits.array().view();
+                let rows = if rank == 1 {
+                    rows.insert_axis(Axis(0))
+                } else {
+                    rows
+                };
+                let rows = rows
+                    .into_dimensionality::<Ix2>()
+                    .expect("rank checked in forward");
+                for (((mut gr, xr), &target), &lse) in buffer
+                    .outer_iter_mut()
+                    .zip(rows.outer_iter())
+                    .zip(&targets)
+                    .zip(&log_sum_exps)
+                {
+                    Zip::from(&mut gr)
+                        .and(&xr)
+                        .for_each(|gi, &xi| *gi += g * (xi - lse).exp());
+                    gr[target] -= g;
+                }
+            });
+        })
     }
 
     /// Mean squared error between `self` (the prediction) and `target`:
