@@ -221,24 +221,34 @@ impl<A: Element> Var<A> {
                 &format!("{} elements cannot be arranged as {wanted}", self.len()),
             );
         }
-        let value = self
-            .array()
-            .to_shape(IxDyn(shape))
-            .expect("the element counts agree")
-            .into_owned();
-        let x = self.clone();
-        Pending::new(
-            "reshape",
-            value,
-            self.requires_grad(),
-            move |_: &ArrayD<A>, grad: ArrayD<A>| {
-                // Reuses the gradient's buffer when its layout allows.
-                let grad = grad
-                    .into_shape_clone(IxDyn(x.shape()))
-                    .expect("the element counts agree");
-                x.accumulate(grad);
+        let requires_grad = self.requires_grad();
+        let out = match self.flat() {
+            // In standard layout, the elements in order are the result's.
+            // SAFETY: `values` has `wanted` elements, all written.
+            Some(values) => unsafe {
+                Var::computed_shaped("reshape", requires_grad, shape, |out| {
+                    for (o, &v) in out.iter_mut().zip(values) {
+                        o.write(v);
+                    }
+                })
             },
-        )
+            None => Var::computed(
+                self.array()
+                    .to_shape(IxDyn(shape))
+                    .expect("the element counts agree")
+                    .into_owned(),
+                "reshape",
+                requires_grad,
+            ),
+        };
+        let x = self.clone();
+        Pending::from_var(out, move |_: &ArrayD<A>, grad: ArrayD<A>| {
+            // Reuses the gradient's buffer when its layout allows.
+            let grad = grad
+                .into_shape_clone(IxDyn(x.shape()))
+                .expect("the element counts agree");
+            x.accumulate(grad);
+        })
     }
 
     /// Joins `parts` along an existing `axis`; their shapes must agree on
