@@ -202,10 +202,10 @@ impl<A: Element> Var<A> {
 
     /// The result of an operation, of `like`'s shape (`len` elements, which
     /// the caller knows) in standard layout, its elements written by `fill`
-    /// (in standard order). The node and its
-    /// value buffer come from a finished operation when one is pooled (see
-    /// [`pool`]), so a chain of small operations allocates nothing; a new
-    /// buffer is not zero-filled first, since `fill` writes all of it.
+    /// (in standard order). The node and its value buffer come from a
+    /// finished operation when one is pooled (see [`pool`]), so a chain of
+    /// small operations allocates nothing; a new buffer is not zero-filled
+    /// first, since `fill` writes all of it.
     ///
     /// # Safety
     /// `fill` must write every element of the slice it is given, and
@@ -258,7 +258,8 @@ impl<A: Element> Var<A> {
     /// which `dim` makes when a new array is needed.
     ///
     /// # Safety
-    /// `fill` must write every element of the slice it is given.
+    /// `fill` must write every element of the slice it is given, and
+    /// `shape` (and `dim`'s) must hold `len` elements.
     #[inline(always)]
     unsafe fn computed_in(
         op: &'static str,
