@@ -53,6 +53,20 @@ pub(crate) fn slice_mut<A>(a: &mut ArrayD<A>) -> Option<&mut [A]> {
     Some(unsafe { std::slice::from_raw_parts_mut(a.as_mut_ptr(), len) })
 }
 
+/// Writes `source` into `out`, element by element (as
+/// `<[MaybeUninit<A>]>::write_copy_of_slice` does in newer Rust than the
+/// crate's minimum).
+///
+/// # Panics
+/// When the lengths differ.
+#[inline]
+pub(crate) fn write_copy<A: Copy>(out: &mut [std::mem::MaybeUninit<A>], source: &[A]) {
+    assert_eq!(out.len(), source.len(), "write_copy: lengths differ");
+    for (o, &v) in out.iter_mut().zip(source) {
+        o.write(v);
+    }
+}
+
 /// An initialised slice viewed as one that may not be: for code that
 /// writes either a new buffer or an old one through the same function.
 /// Whoever writes through it must write initialised values only (writing

@@ -10,7 +10,7 @@ use ndarray::{Array2, ArrayD, Axis, Dimension, Ix2, IxDyn, Slice};
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
-use crate::flat::{slice, slice_mut};
+use crate::flat::{slice, slice_mut, write_copy};
 use crate::ops::reductions::{accumulate_view, check_axis};
 use crate::ops::shape_mismatch;
 use crate::var::{Var, pool};
@@ -83,10 +83,10 @@ fn joined<A: Element>(
                 for part in parts {
                     let values = slice(part.array()).expect("checked to be in standard layout");
                     let block = part.shape()[axis] * inner;
-                    let source = &values[o * block..(o + 1) * block];
-                    for (d, &v) in out[at..at + block].iter_mut().zip(source) {
-                        d.write(v);
-                    }
+                    write_copy(
+                        &mut out[at..at + block],
+                        &values[o * block..(o + 1) * block],
+                    );
                     at += block;
                 }
             }
@@ -155,12 +155,7 @@ impl Region {
             .chunks_exact(self.length)
             .zip(out.chunks_exact_mut(self.width))
         {
-            for (o, &v) in part
-                .iter_mut()
-                .zip(&block[self.skip..self.skip + self.width])
-            {
-                o.write(v);
-            }
+            write_copy(part, &block[self.skip..self.skip + self.width]);
         }
     }
 
@@ -227,9 +222,7 @@ impl<A: Element> Var<A> {
             // SAFETY: `values` has `wanted` elements, all written.
             Some(values) => unsafe {
                 Var::computed_shaped("reshape", requires_grad, shape, |out| {
-                    for (o, &v) in out.iter_mut().zip(values) {
-                        o.write(v);
-                    }
+                    write_copy(out, values)
                 })
             },
             None => Var::computed(

@@ -84,15 +84,12 @@ impl<A: Element> Pool<A> {
         if len <= MAX_SMALL {
             return None;
         }
-        let class = self.classes.iter_mut().find(|class| class.len == len)?;
-        let (mut node, size) = class.nodes.pop()?;
-        let inner = unique(&mut node);
-        let value = std::mem::replace(&mut inner.value, empty());
-        inner.flat_len = 0;
+        let at = self.find(len)?;
+        let (mut node, size) = self.classes[at].nodes.pop()?;
+        let buffer = take_value(unique(&mut node));
         let emptied = bytes::<A>(0);
         self.bytes -= size - emptied;
         self.small.push((node, emptied));
-        let buffer = value.into_raw_vec_and_offset().0;
         // A value in a larger allocation is not what a request of `len`
         // elements expects; it goes where requests of its size find it.
         if buffer.capacity() != len {
@@ -279,6 +276,14 @@ fn keep_buffer<A: Element>(data: Vec<A>) {
     let _rejected = with(move |pool: &mut Pool<A>| pool.buffers.keep(data));
 }
 
+/// The buffer of `node`'s value; the node is left with an empty one.
+fn take_value<A: Element>(node: &mut Node<A>) -> Vec<A> {
+    node.flat_len = 0;
+    std::mem::replace(&mut node.value, empty())
+        .into_raw_vec_and_offset()
+        .0
+}
+
 /// An array of no elements, made without allocating.
 fn empty<A: Element>() -> ArrayD<A> {
     // SAFETY: a shape of one axis of length 0 has no elements, as many as
@@ -334,11 +339,9 @@ pub(crate) fn give<A: Element>(mut node: Rc<Node<A>>) {
         let (at, len) = match keeping {
             Some(at) => (Some(at), len),
             None => {
-                let value = std::mem::replace(&mut inner.value, empty());
-                inner.flat_len = 0;
                 // Freed here when not kept: nothing in a buffer reaches
                 // the pool.
-                let _ = pool.buffers.keep(value.into_raw_vec_and_offset().0);
+                let _ = pool.buffers.keep(take_value(inner));
                 (None, 0)
             }
         };
