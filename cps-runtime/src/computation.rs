@@ -8,7 +8,7 @@ use ndarray::ArrayD;
 
 use crate::element::Element;
 use crate::stack;
-use crate::var::Var;
+use crate::var::{Var, boxed, unboxed};
 
 /// A computation in continuation-passing style: it produces an
 /// [`Output`](Computation::Output), hands it to the rest of the program
@@ -94,11 +94,43 @@ pub trait Computation: Sized {
 pub trait BackwardStep<A: Element> {
     /// Adds the gradients of the inputs, given the output and its gradient.
     fn backward(self, output: &ArrayD<A>, grad: ArrayD<A>);
+
+    /// [`BackwardStep::backward`] with the gradient still in the box it is
+    /// kept in on a node. What the runtime calls; the default takes the
+    /// array out and calls `backward`. The library's own elementwise steps
+    /// hand the box on to an input that has no gradient yet, so that a
+    /// gradient travelling down a chain of operations is not moved out of
+    /// one box and into another at every step. Not meant to be overridden
+    /// outside the library.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn backward_boxed(self, output: &ArrayD<A>, grad: Box<ArrayD<A>>)
+    where
+        Self: Sized,
+    {
+        self.backward(output, unboxed(grad))
+    }
 }
 
 impl<A: Element, F: FnOnce(&ArrayD<A>, ArrayD<A>)> BackwardStep<A> for F {
     fn backward(self, output: &ArrayD<A>, grad: ArrayD<A>) {
         self(output, grad)
+    }
+}
+
+/// A backward step written over the boxed gradient (see
+/// [`BackwardStep::backward_boxed`]): the library's elementwise functions
+/// return their closures in it.
+pub(crate) struct BoxedStep<F>(pub(crate) F);
+
+impl<A: Element, F: FnOnce(&ArrayD<A>, Box<ArrayD<A>>)> BackwardStep<A> for BoxedStep<F> {
+    fn backward(self, output: &ArrayD<A>, grad: ArrayD<A>) {
+        (self.0)(output, boxed(grad))
+    }
+
+    #[inline(always)]
+    fn backward_boxed(self, output: &ArrayD<A>, grad: Box<ArrayD<A>>) {
+        (self.0)(output, grad)
     }
 }
 
@@ -183,7 +215,7 @@ fn finish<A: Element, B: BackwardStep<A>>(out: Var<A>, backward: B) {
     if out.requires_grad()
         && let Some(grad) = out.finish()
     {
-        backward.backward(out.array(), grad);
+        backward.backward_boxed(out.array(), grad);
     }
     out.recycle();
 }

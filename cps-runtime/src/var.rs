@@ -110,6 +110,15 @@ unsafe fn filled<A: Element>(
     (value, flat_len_for(len))
 }
 
+/// `existing += grad`, for a gradient of the same shape.
+#[inline(always)]
+fn add_into<A: Element>(existing: &mut ArrayD<A>, grad: &ArrayD<A>) {
+    match (slice_mut(existing), slice(grad)) {
+        (Some(e), Some(g)) => e.iter_mut().zip(g).for_each(|(e, &g)| *e += g),
+        _ => *existing += grad,
+    }
+}
+
 /// [`Node::flat_len`] when the layout is not known to be standard.
 pub(crate) const NOT_FLAT: u32 = u32::MAX;
 
@@ -572,16 +581,34 @@ impl<A: Element> Var<A> {
         self.add_gradient(grad);
     }
 
+    /// [`Var::accumulate_same_shape`] of a gradient in its box, which
+    /// becomes this value's when it has none yet.
+    #[inline(always)]
+    pub(crate) fn accumulate_boxed(&self, grad: Box<ArrayD<A>>) {
+        if !self.requires_grad() {
+            pool::recycle(unboxed(grad));
+            return;
+        }
+        self.check_open();
+        debug_assert!(same_shape(grad.shape(), self.shape()));
+        let mut slot = self.node.grad.borrow_mut();
+        match slot.as_deref_mut() {
+            Some(existing) => {
+                add_into(existing, &grad);
+                drop(slot);
+                pool::recycle(unboxed(grad));
+            }
+            None => *slot = Some(grad),
+        }
+    }
+
     /// Adds `grad` into the gradient, or makes it the gradient.
     #[inline(always)]
     fn add_gradient(&self, grad: ArrayD<A>) {
         let mut slot = self.node.grad.borrow_mut();
         match slot.as_deref_mut() {
             Some(existing) => {
-                match (slice_mut(existing), slice(&grad)) {
-                    (Some(e), Some(g)) => e.iter_mut().zip(g).for_each(|(e, &g)| *e += g),
-                    _ => *existing += &grad,
-                }
+                add_into(existing, &grad);
                 pool::recycle(grad);
             }
             None => *slot = Some(boxed(grad)),
@@ -624,9 +651,9 @@ impl<A: Element> Var<A> {
     /// Marks the producing operation's backward step as run and hands out
     /// the gradient that accumulated, if any.
     #[inline(always)]
-    pub(crate) fn finish(&self) -> Option<ArrayD<A>> {
+    pub(crate) fn finish(&self) -> Option<Box<ArrayD<A>>> {
         self.node.finished.set(true);
-        self.node.grad.borrow_mut().take().map(unboxed)
+        self.node.grad.borrow_mut().take()
     }
 
     /// Sets this value's gradient to ones: the seed of a backward pass.

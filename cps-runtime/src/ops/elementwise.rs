@@ -50,14 +50,14 @@ use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use ndarray::{ArrayD, Zip};
 
-use crate::computation::{BackwardStep, Pending};
+use crate::computation::{BackwardStep, BoxedStep, Pending};
 use crate::element::Element;
 use crate::flat::{slice, slice_mut};
 use crate::ops::operand::{IntoOperand, Operand};
 use crate::ops::shape_mismatch;
 use crate::ops::vector_math::map_with;
 use crate::param::Param;
-use crate::var::{NOT_FLAT, Var, flat_len_for, same_shape};
+use crate::var::{NOT_FLAT, Var, boxed, flat_len_for, pool, same_shape, unboxed};
 
 // ---------------------------------------------------------------------------
 // Arithmetic operators
@@ -410,10 +410,7 @@ impl<A: Element> Arithmetic<A> {
     /// takes `grad` over, transformed in place, and the other adds its
     /// contribution into its own buffer first (while `grad` is unchanged).
     /// The general case, with less to decide and no `Cow` to move around.
-    fn backward_same(self, output: &ArrayD<A>, grad: ArrayD<A>) {
-        let Err(mut grad) = self.backward_flat(output, grad) else {
-            return;
-        };
+    fn backward_same(self, output: &ArrayD<A>, mut grad: ArrayD<A>) {
         let (first, last) = self.same_shape_order();
         if let (which, Some(var)) = first {
             let local = self.local(which, output);
@@ -486,7 +483,11 @@ impl<A: Element> Arithmetic<A> {
     /// operands flat and `grad` is flat too: no layout is checked again,
     /// except that of an input's existing gradient. Hands `grad` back
     /// untouched otherwise.
-    fn backward_flat(&self, output: &ArrayD<A>, mut grad: ArrayD<A>) -> Result<(), ArrayD<A>> {
+    fn backward_flat(
+        &self,
+        output: &ArrayD<A>,
+        mut grad: Box<ArrayD<A>>,
+    ) -> Result<(), Box<ArrayD<A>>> {
         if self.flat_len == NOT_FLAT {
             return Err(grad);
         }
@@ -504,9 +505,11 @@ impl<A: Element> Arithmetic<A> {
                 var.accumulate_into(|buffer| add_flat(buffer, g, local));
             } else {
                 local.transform(g);
-                var.accumulate_same_shape(grad);
+                var.accumulate_boxed(grad);
+                return Ok(());
             }
         }
+        pool::recycle(unboxed(grad));
         Ok(())
     }
 }
@@ -531,9 +534,24 @@ fn add_flat<A: Element>(buffer: &mut ArrayD<A>, grad: &[A], local: FlatLocal<'_,
 
 impl<A: Element> BackwardStep<A> for Arithmetic<A> {
     fn backward(self, output: &ArrayD<A>, grad: ArrayD<A>) {
+        self.backward_boxed(output, boxed(grad));
+    }
+
+    fn backward_boxed(self, output: &ArrayD<A>, grad: Box<ArrayD<A>>) {
         if self.broadcast == Broadcast::Same {
-            return self.backward_same(output, grad);
+            return match self.backward_flat(output, grad) {
+                Ok(()) => {}
+                Err(grad) => self.backward_same(output, unboxed(grad)),
+            };
         }
+        self.backward_broadcast(output, unboxed(grad));
+    }
+}
+
+impl<A: Element> Arithmetic<A> {
+    /// The backward step when one operand is broadcast (one-element or
+    /// bias): its gradient is reduced from the result's.
+    fn backward_broadcast(self, output: &ArrayD<A>, grad: ArrayD<A>) {
         match (needs_grad(&self.left), needs_grad(&self.right)) {
             (Some(left), Some(right)) => {
                 // Only one side can be reduced (one-element or bias); it
@@ -881,7 +899,7 @@ impl<A: Element> Neg for &Param<A> {
 /// gradient yet, so a chain of unary operations allocates nothing backward.
 fn add_unary_gradient<A: Element>(
     input: &Var<A>,
-    mut grad: ArrayD<A>,
+    mut grad: Box<ArrayD<A>>,
     reference: &ArrayD<A>,
     derivative: impl Fn(A, A) -> A,
 ) {
@@ -893,11 +911,11 @@ fn add_unary_gradient<A: Element>(
                 .iter_mut()
                 .zip(r)
                 .for_each(|(g, &r)| *g = derivative(*g, r)),
-            _ => Zip::from(&mut grad)
+            _ => Zip::from(&mut *grad)
                 .and(reference)
                 .for_each(|g, &r| *g = derivative(*g, r)),
         }
-        input.accumulate_same_shape(grad);
+        input.accumulate_boxed(grad);
     } else {
         input.accumulate_into(
             |buffer| match (slice_mut(buffer), slice(&grad), slice(reference)) {
@@ -906,11 +924,12 @@ fn add_unary_gradient<A: Element>(
                     .zip(g.iter().zip(r))
                     .for_each(|(b, (&g, &r))| *b += derivative(g, r)),
                 _ => Zip::from(buffer)
-                    .and(&grad)
+                    .and(&*grad)
                     .and(reference)
                     .for_each(|b, &g, &r| *b += derivative(g, r)),
             },
         );
+        pool::recycle(unboxed(grad));
     }
 }
 
@@ -994,10 +1013,10 @@ impl<A: Element> Var<A> {
                 in_place: A::tanh_in_place,
             },
             A::tanh,
-            move |y: &ArrayD<A>, grad: ArrayD<A>| {
+            BoxedStep(move |y: &ArrayD<A>, grad: Box<ArrayD<A>>| {
                 // d tanh(x) = 1 - tanh(x)^2
                 add_unary_gradient(&x, grad, y, |g, y| g * (A::one() - y * y));
-            },
+            }),
         )
     }
 
@@ -1008,10 +1027,10 @@ impl<A: Element> Var<A> {
             self,
             "exp",
             A::exp,
-            move |y: &ArrayD<A>, grad: ArrayD<A>| {
+            BoxedStep(move |y: &ArrayD<A>, grad: Box<ArrayD<A>>| {
                 // d e^x = e^x: the output itself.
                 add_unary_gradient(&x, grad, y, |g, y| g * y);
-            },
+            }),
         )
     }
 
@@ -1019,9 +1038,10 @@ impl<A: Element> Var<A> {
     /// or -inf, as in `f64::ln`.
     pub fn log(&self) -> Pending<A, impl BackwardStep<A> + use<A>> {
         let x = self.clone();
-        unary(self, "log", A::ln, move |_: &ArrayD<A>, grad: ArrayD<A>| {
+        let backward = BoxedStep(move |_: &ArrayD<A>, grad: Box<ArrayD<A>>| {
             add_unary_gradient(&x, grad, x.array(), |g, x| g / x);
-        })
+        });
+        unary(self, "log", A::ln, backward)
     }
 
     /// The logistic function `1 / (1 + e^-x)`, elementwise.
@@ -1035,9 +1055,9 @@ impl<A: Element> Var<A> {
                 in_place: A::sigmoid_in_place,
             },
             sigmoid,
-            move |y: &ArrayD<A>, grad: ArrayD<A>| {
+            BoxedStep(move |y: &ArrayD<A>, grad: Box<ArrayD<A>>| {
                 add_unary_gradient(&x, grad, y, |g, y| g * y * (A::one() - y));
-            },
+            }),
         )
     }
 
@@ -1049,11 +1069,11 @@ impl<A: Element> Var<A> {
             self,
             "relu",
             |x| if x > A::zero() { x } else { A::zero() },
-            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+            BoxedStep(move |_: &ArrayD<A>, grad: Box<ArrayD<A>>| {
                 add_unary_gradient(&x, grad, x.array(), |g, x| {
                     if x > A::zero() { g } else { A::zero() }
                 });
-            },
+            }),
         )
     }
 
@@ -1064,10 +1084,10 @@ impl<A: Element> Var<A> {
             self,
             "sqrt",
             A::sqrt,
-            move |y: &ArrayD<A>, grad: ArrayD<A>| {
+            BoxedStep(move |y: &ArrayD<A>, grad: Box<ArrayD<A>>| {
                 // d sqrt(x) = 1 / (2 sqrt(x)): from the output, no second root.
                 add_unary_gradient(&x, grad, y, |g, y| g / (y + y));
-            },
+            }),
         )
     }
 
@@ -1078,9 +1098,9 @@ impl<A: Element> Var<A> {
             self,
             "square",
             |x| x * x,
-            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+            BoxedStep(move |_: &ArrayD<A>, grad: Box<ArrayD<A>>| {
                 add_unary_gradient(&x, grad, x.array(), |g, x| g * (x + x));
-            },
+            }),
         )
     }
 
@@ -1099,7 +1119,7 @@ impl<A: Element> Var<A> {
             self,
             "powi",
             |x| x.powi(n),
-            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+            BoxedStep(move |_: &ArrayD<A>, grad: Box<ArrayD<A>>| {
                 // n x^(n-1), computed directly rather than as n y / x, which
                 // would be 0/0 at x = 0.
                 let factor = A::from_f64_lossy(f64::from(n));
@@ -1110,7 +1130,7 @@ impl<A: Element> Var<A> {
                         g * factor * x.powi(n - 1)
                     }
                 });
-            },
+            }),
         )
     }
 
@@ -1121,7 +1141,7 @@ impl<A: Element> Var<A> {
             self,
             "abs",
             A::abs,
-            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+            BoxedStep(move |_: &ArrayD<A>, grad: Box<ArrayD<A>>| {
                 add_unary_gradient(&x, grad, x.array(), |g, x| {
                     if x > A::zero() {
                         g
@@ -1131,7 +1151,7 @@ impl<A: Element> Var<A> {
                         A::zero()
                     }
                 });
-            },
+            }),
         )
     }
 }
