@@ -232,6 +232,12 @@ fn combine<A: Element>(
                 // writes every element.
                 let out = unsafe {
                     Var::computed_like(op, requires_grad, like, ls.len(), |out| {
+                        // One element (a chain of scalar operations) skips
+                        // the set-up of a loop the compiler vectorised.
+                        if let ([o], [l], [r]) = (&mut *out, ls, rs) {
+                            o.write(f(*l, *r));
+                            return;
+                        }
                         for ((o, &l), &r) in out.iter_mut().zip(ls).zip(rs) {
                             o.write(f(l, r));
                         }
@@ -581,29 +587,11 @@ impl<A: Element> Arithmetic<A> {
     }
 }
 
-/// `buffer[i] += term(i, grad[i])` for every element.
-#[inline(always)]
-fn add_each<A: Element>(buffer: &mut [A], grad: &[A], term: impl Fn(usize, A) -> A) {
-    for (i, (b, &g)) in buffer.iter_mut().zip(grad).enumerate() {
-        *b += term(i, g);
-    }
-}
-
 /// A factor read by index over flat, standard-layout data.
 #[derive(Clone, Copy)]
 enum Flat<'a, A> {
     Scalar(A),
     Slice(&'a [A]),
-}
-
-impl<A: Copy> Flat<'_, A> {
-    #[inline(always)]
-    fn at(self, i: usize) -> A {
-        match self {
-            Flat::Scalar(s) => s,
-            Flat::Slice(v) => v[i],
-        }
-    }
 }
 
 /// The factor an operand's gradient is the result's gradient times, with
@@ -633,26 +621,42 @@ impl<A: Element> FlatLocal<'_, A> {
         match self {
             FlatLocal::Identity => {}
             FlatLocal::Negate => grad.iter_mut().for_each(|g| *g = -*g),
-            FlatLocal::Times(f) => grad.iter_mut().enumerate().for_each(|(i, g)| *g *= f.at(i)),
-            FlatLocal::Over(f) => grad.iter_mut().enumerate().for_each(|(i, g)| *g /= f.at(i)),
-            FlatLocal::NegTimesOver(ys, f) => grad
-                .iter_mut()
-                .zip(ys)
-                .enumerate()
-                .for_each(|(i, (g, &y))| *g = -(*g * y) / f.at(i)),
+            FlatLocal::Times(f) => each_with(grad.iter_mut(), f, |g, f| *g *= f),
+            FlatLocal::Over(f) => each_with(grad.iter_mut(), f, |g, f| *g /= f),
+            FlatLocal::NegTimesOver(ys, f) => {
+                each_with(grad.iter_mut().zip(ys), f, |(g, &y), f| *g = -(*g * y) / f)
+            }
         }
     }
 
     /// `buffer += grad * factor`, over buffers of equal length.
     #[inline(always)]
     fn add_into(self, buffer: &mut [A], grad: &[A]) {
+        let pairs = buffer.iter_mut().zip(grad);
         match self {
-            FlatLocal::Identity => add_each(buffer, grad, |_, g| g),
-            FlatLocal::Negate => add_each(buffer, grad, |_, g| -g),
-            FlatLocal::Times(f) => add_each(buffer, grad, |i, g| g * f.at(i)),
-            FlatLocal::Over(f) => add_each(buffer, grad, |i, g| g / f.at(i)),
-            FlatLocal::NegTimesOver(ys, f) => add_each(buffer, grad, |i, g| -(g * ys[i]) / f.at(i)),
+            FlatLocal::Identity => pairs.for_each(|(b, &g)| *b += g),
+            FlatLocal::Negate => pairs.for_each(|(b, &g)| *b += -g),
+            FlatLocal::Times(f) => each_with(pairs, f, |(b, &g), f| *b += g * f),
+            FlatLocal::Over(f) => each_with(pairs, f, |(b, &g), f| *b += g / f),
+            FlatLocal::NegTimesOver(ys, f) => {
+                each_with(pairs.zip(ys), f, |((b, &g), &y), f| *b += -(g * y) / f)
+            }
         }
+    }
+}
+
+/// Calls `each(item, factor)` for every item with the factor's element at
+/// its position: one loop per form of the factor, so that the loop neither
+/// matches the form nor checks an index.
+#[inline(always)]
+fn each_with<A: Copy, T>(
+    items: impl Iterator<Item = T>,
+    factor: Flat<'_, A>,
+    mut each: impl FnMut(T, A),
+) {
+    match factor {
+        Flat::Scalar(f) => items.for_each(|item| each(item, f)),
+        Flat::Slice(fs) => items.zip(fs).for_each(|(item, &f)| each(item, f)),
     }
 }
 
