@@ -24,6 +24,8 @@ pub(crate) fn boxed<A: Element>(grad: ArrayD<A>) -> Box<ArrayD<A>> {
 /// The gradient out of its box, the empty box kept for the next one.
 #[inline(always)]
 pub(crate) fn unboxed<A: Element>(grad: Box<ArrayD<A>>) -> ArrayD<A> {
+    #[cfg(test)]
+    tests::UNBOXED.with(|count| count.set(count.get() + 1));
     let raw = Box::into_raw(grad);
     // SAFETY: `raw` comes from a `Box` of an initialised array, so it is
     // valid for reads and aligned; the array is read out exactly once, and
@@ -125,9 +127,44 @@ mod shells {
 
 #[cfg(test)]
 mod tests {
-    use ndarray::{ArrayD, IxDyn};
+    use std::cell::Cell;
+
+    use ndarray::{ArrayD, IxDyn, array};
 
     use super::{boxed, unboxed};
+    use crate::computation::Computation;
+    use crate::param::Param;
+    use crate::var::Var;
+
+    thread_local! {
+        /// How many gradients this thread has taken out of their box.
+        pub(super) static UNBOXED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// A gradient that reaches an elementwise function, or an operator
+    /// on operands of one shape, goes on to an input with no gradient yet
+    /// in the box it arrived in: it is never taken out of one box to be
+    /// put into another.
+    #[test]
+    fn a_gradient_travels_down_a_chain_of_elementwise_steps_in_its_box() {
+        let p = Param::new(array![1.0f32, 2.0]);
+        let (c, d) = (
+            Var::constant(array![3.0f32, 4.0]),
+            Var::constant(array![2.0f32, 2.0]),
+        );
+        let before = UNBOXED.with(Cell::get);
+        (p.var() * &c).bind(|y| {
+            y.tanh().bind(|t| {
+                (&t * &d).bind(|u| u.accumulate(ArrayD::ones(IxDyn(&[2]))));
+            });
+        });
+        assert_eq!(UNBOXED.with(Cell::get) - before, 0);
+        // And it carries the right values: d/dp sum(2 tanh(p c)).
+        for ((g, p), c) in p.grad().iter().zip([1.0f32, 2.0]).zip([3.0f32, 4.0]) {
+            let expected = 2.0 * (1.0 - (p * c).tanh().powi(2)) * c;
+            assert!((g - expected).abs() <= 1e-6, "{g} vs {expected}");
+        }
+    }
 
     /// Gradients move in and out of boxes, and a box emptied by one element
     /// type carries the next gradient of the other one intact.
