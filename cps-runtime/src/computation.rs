@@ -96,21 +96,30 @@ pub trait BackwardStep<A: Element> {
     fn backward(self, output: &ArrayD<A>, grad: ArrayD<A>);
 
     /// [`BackwardStep::backward`] with the gradient still in the box it is
-    /// kept in on a node. What the runtime calls; the default takes the
+    /// kept in on a node: what the runtime calls. The default takes the
     /// array out and calls `backward`. The library's own elementwise steps
     /// hand the box on to an input that has no gradient yet, so that a
     /// gradient travelling down a chain of operations is not moved out of
-    /// one box and into another at every step. Not meant to be overridden
-    /// outside the library.
+    /// one box and into another at every step. The gradient's type cannot
+    /// be named outside the library, so this can be neither called nor
+    /// overridden there.
     #[doc(hidden)]
     #[inline(always)]
-    fn backward_boxed(self, output: &ArrayD<A>, grad: Box<ArrayD<A>>)
+    fn backward_boxed(self, output: &ArrayD<A>, grad: sealed::BoxedGrad<A>)
     where
         Self: Sized,
     {
-        self.backward(output, unboxed(grad))
+        self.backward(output, unboxed(grad.0))
     }
 }
+
+mod sealed {
+    use super::*;
+
+    /// A gradient in its box (see [`BackwardStep::backward_boxed`]).
+    pub struct BoxedGrad<A: Element>(pub(crate) Box<ArrayD<A>>);
+}
+pub(crate) use sealed::BoxedGrad;
 
 impl<A: Element, F: FnOnce(&ArrayD<A>, ArrayD<A>)> BackwardStep<A> for F {
     fn backward(self, output: &ArrayD<A>, grad: ArrayD<A>) {
@@ -129,8 +138,8 @@ impl<A: Element, F: FnOnce(&ArrayD<A>, Box<ArrayD<A>>)> BackwardStep<A> for Boxe
     }
 
     #[inline(always)]
-    fn backward_boxed(self, output: &ArrayD<A>, grad: Box<ArrayD<A>>) {
-        (self.0)(output, grad)
+    fn backward_boxed(self, output: &ArrayD<A>, grad: BoxedGrad<A>) {
+        (self.0)(output, grad.0)
     }
 }
 
@@ -215,7 +224,7 @@ fn finish<A: Element, B: BackwardStep<A>>(out: Var<A>, backward: B) {
     if out.requires_grad()
         && let Some(grad) = out.finish()
     {
-        backward.backward_boxed(out.array(), grad);
+        backward.backward_boxed(out.array(), BoxedGrad(grad));
     }
     out.recycle();
 }

@@ -50,7 +50,7 @@ use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use ndarray::{ArrayD, Zip};
 
-use crate::computation::{BackwardStep, BoxedStep, Pending};
+use crate::computation::{BackwardStep, BoxedGrad, BoxedStep, Pending};
 use crate::element::Element;
 use crate::flat::{slice, slice_mut};
 use crate::ops::operand::{IntoOperand, Operand};
@@ -540,10 +540,10 @@ fn add_flat<A: Element>(buffer: &mut ArrayD<A>, grad: &[A], local: FlatLocal<'_,
 
 impl<A: Element> BackwardStep<A> for Arithmetic<A> {
     fn backward(self, output: &ArrayD<A>, grad: ArrayD<A>) {
-        self.backward_boxed(output, boxed(grad));
+        self.backward_boxed(output, BoxedGrad(boxed(grad)));
     }
 
-    fn backward_boxed(self, output: &ArrayD<A>, grad: Box<ArrayD<A>>) {
+    fn backward_boxed(self, output: &ArrayD<A>, BoxedGrad(grad): BoxedGrad<A>) {
         if self.broadcast == Broadcast::Same {
             return match self.backward_flat(output, grad) {
                 Ok(()) => {}
