@@ -206,13 +206,15 @@ fn needs_grad<A: Element>(operand: &Operand<A>) -> Option<&Var<A>> {
     }
 }
 
-/// The result `f(left, right)` over the broadcast shape. At least one side
-/// is a tensor of the result's shape; `flat` holds each side's elements
+/// The result `f(left, right)` over the broadcast shape (`broadcast` says
+/// how the sides' shapes relate). At least one side is a tensor of the
+/// result's shape; `flat` holds each side's elements
 /// when it is a tensor in standard layout ([`Var::flat`]). With the result,
 /// when both sides were tensors walked as flat slices: their length.
 fn combine<A: Element>(
     op: &'static str,
     requires_grad: bool,
+    broadcast: Broadcast,
     (left, right): (Side<'_, A>, Side<'_, A>),
     flat: (Option<&[A]>, Option<&[A]>),
     f: impl Fn(A, A) -> A,
@@ -227,7 +229,11 @@ fn combine<A: Element>(
             {
                 // Whether the shapes are equal or one is a bias vector as
                 // long as the other's only row, element i meets element i.
-                let like = if l.ndim() >= r.ndim() { l } else { r };
+                let like = if broadcast == Broadcast::Same || l.ndim() >= r.ndim() {
+                    l
+                } else {
+                    r
+                };
                 // SAFETY: `like` has the slices' length, and the loop
                 // writes every element.
                 let out = unsafe {
@@ -307,10 +313,10 @@ impl<A: Element> Arithmetic<A> {
             flat_elements(&right, sides.1),
         );
         let (out, flat) = match op {
-            Op::Add => combine(name, requires_grad, sides, flats, |l, r| l + r),
-            Op::Sub => combine(name, requires_grad, sides, flats, |l, r| l - r),
-            Op::Mul => combine(name, requires_grad, sides, flats, |l, r| l * r),
-            Op::Div => combine(name, requires_grad, sides, flats, |l, r| l / r),
+            Op::Add => combine(name, requires_grad, broadcast, sides, flats, |l, r| l + r),
+            Op::Sub => combine(name, requires_grad, broadcast, sides, flats, |l, r| l - r),
+            Op::Mul => combine(name, requires_grad, broadcast, sides, flats, |l, r| l * r),
+            Op::Div => combine(name, requires_grad, broadcast, sides, flats, |l, r| l / r),
         };
         let flat_len = match flat {
             Some(len) if broadcast == Broadcast::Same => flat_len_for(len),
