@@ -303,8 +303,8 @@ pub(crate) fn give<A: Element>(mut node: Rc<Node<A>>) {
     }
     // A gradient left behind (the operation did not require one) goes
     // now, not when the node is next used.
-    if let Some(grad) = inner.grad.get_mut().take() {
-        recycle(unboxed(grad));
+    if inner.grad.get_mut().is_some() {
+        drop_grad(inner);
     }
     let len = match inner.flat_len {
         NOT_FLAT => inner.value.len(),
@@ -323,6 +323,23 @@ pub(crate) fn give<A: Element>(mut node: Rc<Node<A>>) {
         });
         return;
     }
+    give_larger(node, len);
+}
+
+/// [`give`]'s recycling of a gradient left on the node: out of line, so
+/// that the usual way through `give` (no gradient left) stays small.
+#[cold]
+#[inline(never)]
+fn drop_grad<A: Element>(node: &mut Node<A>) {
+    if let Some(grad) = node.grad.get_mut().take() {
+        recycle(unboxed(grad));
+    }
+}
+
+/// [`give`] for a node whose value has `len` elements, more than
+/// [`MAX_SMALL`]: out of line, for the same reason.
+#[inline(never)]
+fn give_larger<A: Element>(mut node: Rc<Node<A>>, len: usize) {
     // Dropped outside the pool's borrow when it does not fit.
     let _rejected = with(move |pool: &mut Pool<A>| {
         let inner = Rc::get_mut(&mut node).expect("checked above");
