@@ -532,16 +532,21 @@ impl<A: Element> Arithmetic<A> {
 fn add_flat<A: Element>(buffer: &mut ArrayD<A>, grad: &[A], local: FlatLocal<'_, A>) {
     match slice_mut(buffer) {
         Some(b) if b.len() == grad.len() => local.add_into(b, grad),
-        _ => {
-            // A gradient buffer in another layout (a custom operation put
-            // it there).
-            let mut contribution = grad.to_vec();
-            local.transform(&mut contribution);
-            let contribution = ndarray::ArrayViewD::from_shape(buffer.raw_dim(), &contribution)
-                .expect("as many elements as the gradient");
-            *buffer += &contribution;
-        }
+        _ => add_strided(buffer, grad, local),
     }
+}
+
+/// [`add_flat`] into a gradient buffer in another layout (a custom
+/// operation put it there): the contribution is formed flat, then added.
+/// Out of line, so that the usual way keeps a small frame.
+#[cold]
+#[inline(never)]
+fn add_strided<A: Element>(buffer: &mut ArrayD<A>, grad: &[A], local: FlatLocal<'_, A>) {
+    let mut contribution = grad.to_vec();
+    local.transform(&mut contribution);
+    let contribution = ndarray::ArrayViewD::from_shape(buffer.raw_dim(), &contribution)
+        .expect("as many elements as the gradient");
+    *buffer += &contribution;
 }
 
 impl<A: Element> BackwardStep<A> for Arithmetic<A> {
