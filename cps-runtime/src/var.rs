@@ -634,13 +634,21 @@ impl<A: Element> Var<A> {
     /// Like [`Var::accumulate_with`], with the buffer itself rather than a
     /// view of it (making a view of a dynamic-rank array copies its shape,
     /// which costs more than the arithmetic on a small tensor).
+    #[inline(always)]
     pub(crate) fn accumulate_into(&self, add: impl FnOnce(&mut ArrayD<A>)) {
         if !self.requires_grad() {
             return;
         }
         self.check_open();
         let mut slot = self.node.grad.borrow_mut();
-        add(slot.get_or_insert_with(|| boxed(pool::zeros(self.node.value.raw_dim()))));
+        add(slot.get_or_insert_with(|| self.zero_grad_buffer()));
+    }
+
+    /// A new gradient buffer of zeros in this value's shape: out of line,
+    /// since the inlined ways into a gradient mostly find one.
+    #[inline(never)]
+    fn zero_grad_buffer(&self) -> Box<ArrayD<A>> {
+        boxed(pool::zeros(self.node.value.raw_dim()))
     }
 
     /// Whether a gradient buffer exists (deferred updates not counted).

@@ -529,6 +529,7 @@ impl<A: Element> Arithmetic<A> {
 /// `buffer += grad * local`, for the elements `grad` of a standard-layout
 /// gradient of the buffer's shape. An input's existing buffer is usually
 /// flat too; otherwise the contribution is formed flat, then added.
+#[inline(always)]
 fn add_flat<A: Element>(buffer: &mut ArrayD<A>, grad: &[A], local: FlatLocal<'_, A>) {
     match slice_mut(buffer) {
         Some(b) if b.len() == grad.len() => local.add_into(b, grad),
