@@ -913,6 +913,7 @@ impl<A: Element> Neg for &Param<A> {
 /// where `reference` is whatever the derivative is cheapest from (the
 /// input or the output). Reuses `grad`'s buffer when the input has no
 /// gradient yet, so a chain of unary operations allocates nothing backward.
+#[inline(always)]
 fn add_unary_gradient<A: Element>(
     input: &Var<A>,
     mut grad: Box<ArrayD<A>>,
