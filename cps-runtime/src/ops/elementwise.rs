@@ -981,6 +981,7 @@ struct SliceForms<A> {
 
 /// [`unary`] for functions with whole-slice forms, `f` being the same
 /// function per element.
+#[inline(always)]
 fn unary_vectorized<A: Element, B: BackwardStep<A>>(
     x: &Var<A>,
     op: &'static str,
