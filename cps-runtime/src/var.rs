@@ -219,7 +219,6 @@ impl<A: Element> Var<A> {
     /// # Safety
     /// `fill` must write every element of the slice it is given, and
     /// `like` must have `len` elements.
-    #[inline(always)]
     pub(crate) unsafe fn computed_like(
         op: &'static str,
         requires_grad: bool,

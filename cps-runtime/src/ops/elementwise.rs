@@ -913,7 +913,6 @@ impl<A: Element> Neg for &Param<A> {
 /// where `reference` is whatever the derivative is cheapest from (the
 /// input or the output). Reuses `grad`'s buffer when the input has no
 /// gradient yet, so a chain of unary operations allocates nothing backward.
-#[inline(always)]
 fn add_unary_gradient<A: Element>(
     input: &Var<A>,
     mut grad: Box<ArrayD<A>>,
@@ -981,7 +980,6 @@ struct SliceForms<A> {
 
 /// [`unary`] for functions with whole-slice forms, `f` being the same
 /// function per element.
-#[inline(always)]
 fn unary_vectorized<A: Element, B: BackwardStep<A>>(
     x: &Var<A>,
     op: &'static str,
