@@ -8,7 +8,9 @@
 # trains on the first 1000 trees instead of the full training set.
 # --best-of N runs every Tree-LSTM configuration, ours and PyTorch's,
 # N times, in turn, and keeps the fastest (for a machine shared with
-# others, whose speed drifts).
+# others, whose speed drifts); it also lists each round's ratio to that
+# round's PyTorch node-mode run, so that the spread shows how far the
+# best-of ratio holds.
 # Needs python3 with torch (`pip install torch safetensors`) for the
 # reference columns; without it, only our numbers are printed.
 set -euo pipefail
@@ -109,18 +111,25 @@ run_treelstm() { # name, data dir
   # each keeps its best round: the machine's speed drifts over minutes,
   # and taking the configurations in turn spreads a slow spell over all
   # of them rather than over one configuration's consecutive runs.
-  local node=0 level=0 round i t tps gflops
-  local -a best_tps best_gflops
+  local node=0 level=0 round i t tps gflops round_node round_level
+  local -a best_tps best_gflops round_ratios
   for round in $(seq "$best_of"); do
     if [ $have_torch = 1 ]; then
-      node=$(larger "$node" "$(torch_epoch "$dir" node)")
-      level=$(larger "$level" "$(torch_epoch "$dir" level)")
+      round_node=$(torch_epoch "$dir" node)
+      round_level=$(torch_epoch "$dir" level)
+      node=$(larger "$node" "$round_node")
+      level=$(larger "$level" "$round_level")
     fi
     for i in "${!configs[@]}"; do
       read -r tps gflops < <(cps_epoch "$dir" ${configs[$i]#*|})
       if [ "$(larger "${best_tps[$i]:-0}" "$tps")" != "${best_tps[$i]:-0}" ]; then
         best_tps[$i]=$tps
         best_gflops[$i]=$gflops
+      fi
+      # Each round's own ratio to PyTorch's node mode of that round: how
+      # far the best-of ratio can be relied on while the machine drifts.
+      if [ $have_torch = 1 ]; then
+        round_ratios[$i]="${round_ratios[$i]:-} $(ratio "$tps" "$round_node")"
       fi
     done
   done
@@ -136,6 +145,9 @@ run_treelstm() { # name, data dir
       line="$line  ->  $(ratio "$tps" "$node")x torch node, $(ratio "$tps" "$level")x torch level"
     fi
     echo "$line"
+    if [ $have_torch = 1 ] && [ "$best_of" -gt 1 ]; then
+      echo "    each round against that round's torch node:${round_ratios[$i]}"
+    fi
   done
 }
 
