@@ -111,14 +111,13 @@ run_treelstm() { # name, data dir
   # each keeps its best round: the machine's speed drifts over minutes,
   # and taking the configurations in turn spreads a slow spell over all
   # of them rather than over one configuration's consecutive runs.
-  local node=0 level=0 round i t tps gflops round_node round_level
+  local node=0 level=0 round i t tps gflops round_node
   local -a best_tps best_gflops round_ratios
   for round in $(seq "$best_of"); do
     if [ $have_torch = 1 ]; then
       round_node=$(torch_epoch "$dir" node)
-      round_level=$(torch_epoch "$dir" level)
       node=$(larger "$node" "$round_node")
-      level=$(larger "$level" "$round_level")
+      level=$(larger "$level" "$(torch_epoch "$dir" level)")
     fi
     for i in "${!configs[@]}"; do
       read -r tps gflops < <(cps_epoch "$dir" ${configs[$i]#*|})
