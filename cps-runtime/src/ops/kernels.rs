@@ -15,6 +15,16 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use crate::element::Element;
 use crate::second_core;
 
+#[cfg(target_arch = "x86_64")]
+mod transposed_products;
+
+/// The longest inner dimension given to
+/// [`MatVecKernels::transposed_product`]'s kernel: beyond it `V` no longer
+/// stays in L1 while a block of rows is made, and a packing GEMM is as fast
+/// (measured on a 750×300 product: 1.3x faster at `k` = 18, 1.1x at 40,
+/// even at 64, 0.7x at 128).
+const SHORT_INNER: usize = 48;
+
 /// `y = alpha·M·v + beta·y` for a row-major `M` of `y.len()` rows and
 /// `v.len()` columns. `beta = 0` overwrites `y` (even if it holds NaN).
 ///
@@ -55,6 +65,34 @@ pub trait MatVecKernels: Sized + Copy {
     ) {
         transposed_one_at_a_time(alpha, m, gs, beta, dxs, at);
     }
+    /// `C = Uᵀ·V + beta·C` for `U` (`k × m`) and `V` (`k × n`) with
+    /// contiguous rows, a short inner dimension `k` and `beta` 0 or 1, when
+    /// this type has a kernel for it; returns `false`, leaving `C` alone,
+    /// when it has not. The results equal ndarray's `general_mat_mul`'s,
+    /// bit for bit.
+    fn transposed_product(
+        u: ArrayView2<'_, Self>,
+        v: ArrayView2<'_, Self>,
+        beta: Self,
+        c: &mut ArrayViewMut2<'_, Self>,
+    ) -> bool {
+        let _ = (u, v, beta, c);
+        false
+    }
+}
+
+/// The distance between rows of a matrix whose rows are contiguous (every
+/// matrix of at most one row or column counts), if they are and do not
+/// overlap.
+fn row_stride(shape: (usize, usize), strides: &[isize]) -> Option<usize> {
+    let (rows, cols) = shape;
+    if cols > 1 && strides[1] != 1 {
+        return None;
+    }
+    if rows <= 1 {
+        return Some(cols);
+    }
+    usize::try_from(strides[0]).ok().filter(|&s| s >= cols)
 }
 
 /// [`MatVecKernels::mat_vec_many`] as one [`MatVecKernels::mat_vec`] per input.
@@ -622,6 +660,50 @@ impl MatVecKernels for f32 {
             return;
         }
         transposed_one_at_a_time(alpha, m, gs, beta, dxs, at);
+    }
+
+    fn transposed_product(
+        u: ArrayView2<'_, f32>,
+        v: ArrayView2<'_, f32>,
+        beta: f32,
+        c: &mut ArrayViewMut2<'_, f32>,
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let ((k, m), n) = (u.dim(), v.ncols());
+            let handled = crate::simd::avx2_available()
+                && (beta == 0.0 || beta == 1.0)
+                && (1..=SHORT_INNER).contains(&k)
+                && m > 0
+                && n > 0
+                && v.nrows() == k
+                && c.dim() == (m, n);
+            let strides = (
+                row_stride(u.dim(), u.strides()),
+                row_stride(v.dim(), v.strides()),
+                row_stride(c.dim(), c.strides()),
+            );
+            if let (true, (Some(lda), Some(ldb), Some(ldc))) = (handled, strides) {
+                let operands = transposed_products::Operands {
+                    u: u.as_ptr(),
+                    lda,
+                    v: v.as_ptr(),
+                    ldb,
+                    c: c.as_mut_ptr(),
+                    ldc,
+                    m,
+                    n,
+                    k,
+                };
+                // SAFETY: the processor supports AVX2 and FMA; the views
+                // have the extents and row strides given, and `c` is a
+                // unique borrow, so it overlaps neither input.
+                unsafe { transposed_products::transposed_product(operands, beta == 1.0) };
+                return true;
+            }
+        }
+        let _ = (u, v, beta, c);
+        false
     }
 }
 

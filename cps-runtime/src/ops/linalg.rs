@@ -114,12 +114,29 @@ pub(crate) fn gemm<A: Element>(
         let (a_first, a_second) = a.split_at(Axis(0), half);
         let (mut c_first, mut c_second) = c.split_at(Axis(0), half);
         second_core::join(
-            || general_mat_mul(alpha, &a_first, &b, beta, &mut c_first),
-            || general_mat_mul(alpha, &a_second, &b, beta, &mut c_second),
+            || general_product(alpha, a_first, b, beta, &mut c_first),
+            || general_product(alpha, a_second, b, beta, &mut c_second),
         );
     } else {
-        general_mat_mul(alpha, &a, &b, beta, &mut c);
+        general_product(alpha, a, b, beta, &mut c);
     }
+}
+
+/// `c = alpha·a·b + beta·c` by ndarray's GEMM or, for the transpose of a
+/// row-major `a` and a short inner dimension (a weight gradient made from
+/// deferred rows), by [`MatVecKernels::transposed_product`]'s kernel, which
+/// gives the same bits without packing its operands.
+fn general_product<A: Element>(
+    alpha: A,
+    a: ArrayView2<'_, A>,
+    b: ArrayView2<'_, A>,
+    beta: A,
+    c: &mut ArrayViewMut2<'_, A>,
+) {
+    if alpha == A::one() && A::transposed_product(a.t(), b, beta, c) {
+        return;
+    }
+    general_mat_mul(alpha, &a, &b, beta, c);
 }
 
 /// Products with at most this many output rows (a small batch through a
@@ -203,7 +220,9 @@ impl<A: Element> Var<A> {
     /// Forward and backward run on ndarray's GEMM (matrixmultiply) or, when
     /// one side of the output is a single row or column, on a
     /// matrix-vector kernel; gradients are multiplied straight into the
-    /// inputs' gradient buffers with no temporary.
+    /// inputs' gradient buffers with no temporary. A parameter's gradient
+    /// gathered from a few deferred rows runs on a kernel for short inner
+    /// dimensions that gives matrixmultiply's bits without packing.
     ///
     /// ```
     /// use cps_runtime::*;
