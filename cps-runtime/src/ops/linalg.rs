@@ -122,10 +122,12 @@ pub(crate) fn gemm<A: Element>(
     }
 }
 
-/// `c = alpha·a·b + beta·c` by ndarray's GEMM or, for the transpose of a
+/// `c = alpha·a·b + beta·c` by ndarray's GEMM or, with the same bits and
+/// without packing a weight, by one of two kernels: for the transpose of a
 /// row-major `a` and a short inner dimension (a weight gradient made from
-/// deferred rows), by [`MatVecKernels::transposed_product`]'s kernel, which
-/// gives the same bits without packing its operands.
+/// deferred rows, [`transposed_product`](kernels::MatVecKernels::transposed_product)), or for a few rows
+/// of `a` times the transpose of a row-major weight `b`
+/// ([`times_transposed`](kernels::MatVecKernels::times_transposed)).
 fn general_product<A: Element>(
     alpha: A,
     a: ArrayView2<'_, A>,
@@ -133,7 +135,9 @@ fn general_product<A: Element>(
     beta: A,
     c: &mut ArrayViewMut2<'_, A>,
 ) {
-    if alpha == A::one() && A::transposed_product(a.t(), b, beta, c) {
+    if alpha == A::one()
+        && (A::transposed_product(a.t(), b, beta, c) || A::times_transposed(a, b.t(), beta, c))
+    {
         return;
     }
     general_mat_mul(alpha, &a, &b, beta, c);

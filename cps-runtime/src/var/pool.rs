@@ -268,7 +268,7 @@ pub(crate) fn recycle<A: Element>(array: ArrayD<A>) {
 
 /// Keeps `data` for the next value or gradient of its length when there
 /// is room; frees it otherwise.
-fn keep_buffer<A: Element>(data: Vec<A>) {
+pub(crate) fn keep_buffer<A: Element>(data: Vec<A>) {
     if data.capacity() == 0 {
         return;
     }

@@ -1,0 +1,150 @@
+//! The two GEMM replacements ([`MatVecKernels::transposed_product`] and
+//! [`MatVecKernels::times_transposed`]) against ndarray's
+//! `general_mat_mul`, bit for bit, on random shapes, edges and row
+//! strides, and the cases they leave to it.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, s};
+use proptest::prelude::*;
+
+use super::{FEW_INPUTS, MANY_OUTPUTS, MatVecKernels, SHORT_INNER};
+
+/// A matrix of `rows × cols` values from `seed`, with a sign mix and some
+/// exact negative zeros (so that -0 and +0 sums occur).
+fn matrix(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    Array2::from_shape_fn((rows, cols), |_| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let bits = (state >> 40) as u32;
+        if bits % 11 == 0 {
+            -0.0
+        } else {
+            (bits % 20_000) as f32 / 5_000.0 - 2.0
+        }
+    })
+}
+
+fn same_bits(a: &Array2<f32>, b: &Array2<f32>) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+proptest! {
+    /// `C = Uᵀ·V + beta·C`, with operands inside wider matrices so that
+    /// their rows are `padding` elements apart from contiguous.
+    #[test]
+    fn transposed_product_equals_the_general_product(
+        m in 1usize..40,
+        n in 1usize..70,
+        k in 1usize..=SHORT_INNER,
+        padding in 0usize..5,
+        accumulate in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        if !crate::simd::avx2_available() {
+            return Ok(());
+        }
+        let wide_u = matrix(k, m + padding, seed);
+        let wide_v = matrix(k, n + padding, seed ^ 1);
+        let (u, v) = (wide_u.slice(s![.., ..m]), wide_v.slice(s![.., ..n]));
+        let start = matrix(m, n + padding, seed ^ 2);
+        let beta = if accumulate { 1.0 } else { 0.0 };
+
+        let mut expected = start.clone();
+        general_mat_mul(1.0, &u.t(), &v, beta, &mut expected.slice_mut(s![.., ..n]));
+        let mut got = start.clone();
+        let handled = f32::transposed_product(u, v, beta, &mut got.slice_mut(s![.., ..n]));
+        prop_assert!(handled);
+        prop_assert!(same_bits(&expected, &got), "{m}×{n}, k = {k}");
+    }
+
+    /// `C = X·Wᵀ + beta·C`, over one and several panels of the inner
+    /// dimension and every block size of rows.
+    #[test]
+    fn times_transposed_equals_the_general_product(
+        m in 1usize..=FEW_INPUTS,
+        n in MANY_OUTPUTS..90,
+        k in prop_oneof![1usize..40, 250usize..600],
+        padding in 0usize..5,
+        accumulate in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        if !crate::simd::avx2_available() {
+            return Ok(());
+        }
+        let wide_x = matrix(m, k + padding, seed);
+        let wide_w = matrix(n, k + padding, seed ^ 1);
+        let (x, w) = (wide_x.slice(s![.., ..k]), wide_w.slice(s![.., ..k]));
+        let start = matrix(m, n + padding, seed ^ 2);
+        let beta = if accumulate { 1.0 } else { 0.0 };
+
+        let mut expected = start.clone();
+        general_mat_mul(1.0, &x, &w.t(), beta, &mut expected.slice_mut(s![.., ..n]));
+        let mut got = start.clone();
+        let handled = f32::times_transposed(x, w, beta, &mut got.slice_mut(s![.., ..n]));
+        prop_assert!(handled);
+        prop_assert!(same_bits(&expected, &got), "{m}×{n}, k = {k}");
+    }
+}
+
+#[test]
+fn other_cases_are_left_to_the_general_product() {
+    let (u, v) = (matrix(4, 9, 1), matrix(4, 40, 2));
+    let mut c = matrix(9, 40, 3);
+    let before = c.clone();
+    // A `beta` other than 0 or 1.
+    assert!(!f32::transposed_product(
+        u.view(),
+        v.view(),
+        0.5,
+        &mut c.view_mut()
+    ));
+    assert!(!f32::times_transposed(u.t(), v.t(), 0.5, &mut c.view_mut()));
+    // A long inner dimension for the first, many rows for the second.
+    let (long_u, long_v) = (
+        matrix(SHORT_INNER + 1, 9, 4),
+        matrix(SHORT_INNER + 1, 40, 5),
+    );
+    assert!(!f32::transposed_product(
+        long_u.view(),
+        long_v.view(),
+        1.0,
+        &mut c.view_mut()
+    ));
+    let (x, w) = (matrix(FEW_INPUTS + 1, 7, 6), matrix(40, 7, 7));
+    let mut tall = matrix(FEW_INPUTS + 1, 40, 8);
+    let tall_before = tall.clone();
+    assert!(!f32::times_transposed(
+        x.view(),
+        w.view(),
+        1.0,
+        &mut tall.view_mut()
+    ));
+    // Columns that are not contiguous.
+    let wide = matrix(4, 80, 9);
+    let strided = wide.slice(s![.., ..;2]);
+    assert!(!f32::transposed_product(
+        u.view(),
+        strided,
+        1.0,
+        &mut c.view_mut()
+    ));
+    // f64 has no such kernels.
+    let mut c64 = c.mapv(f64::from);
+    let (u64, v64) = (u.mapv(f64::from), v.mapv(f64::from));
+    assert!(!f64::transposed_product(
+        u64.view(),
+        v64.view(),
+        1.0,
+        &mut c64.view_mut()
+    ));
+    assert!(!f64::times_transposed(
+        u64.t(),
+        v64.t(),
+        1.0,
+        &mut c64.view_mut()
+    ));
+    assert!(same_bits(&before, &c));
+    assert!(same_bits(&tall_before, &tall));
+}
