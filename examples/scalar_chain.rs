@@ -24,21 +24,13 @@ fn chain(a: &Param, b: &Param, steps: usize) -> Var {
 }
 
 fn main() {
-    let mut ops = 300_000usize;
-    let mut repeat = 5usize;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--ops" => ops = args.next().and_then(|v| v.parse().ok()).expect("--ops N"),
-            "--repeat" => {
-                repeat = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--repeat N")
-            }
-            other => panic!("unknown argument {other}; expected --ops N or --repeat N"),
+    let (ops, repeat) = match parse_args(std::env::args().skip(1)) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("error: {message}\nusage: scalar_chain [--ops N] [--repeat N]");
+            std::process::exit(2);
         }
-    }
+    };
     let steps = ops / 3;
     let a = Param::new(array![0.9f32]);
     let b = Param::new(array![0.1f32]);
@@ -57,4 +49,22 @@ fn main() {
         a.grad()[0],
         b.grad()[0]
     );
+}
+
+/// `--ops N` (default 300,000) and `--repeat N` (default 5), or what is
+/// wrong with the arguments.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(usize, usize), String> {
+    let (mut ops, mut repeat) = (300_000usize, 5usize);
+    while let Some(arg) = args.next() {
+        let target = match arg.as_str() {
+            "--ops" => &mut ops,
+            "--repeat" => &mut repeat,
+            other => return Err(format!("unknown argument {other}")),
+        };
+        let value = args.next().ok_or(format!("{arg} needs a number"))?;
+        *target = value
+            .parse()
+            .map_err(|_| format!("{arg} needs a whole number, not {value:?}"))?;
+    }
+    Ok((ops, repeat))
 }
