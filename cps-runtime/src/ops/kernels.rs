@@ -9,6 +9,12 @@
 //! the processor has it (checked once at run time, so the crate needs no
 //! `target-cpu` flag); `f64` (used for gradient checks) and other
 //! processors run portable code with the same summation order per lane.
+//!
+//! Two small matrix products live here too, for the shapes a tree at a
+//! time produces, where a general GEMM spends much of its time packing:
+//! a weight gradient from a few deferred rows (`transposed_products.rs`)
+//! and a few rows through a weight (`times_transposed.rs`). Both give
+//! ndarray's `general_mat_mul`'s bits, so choosing them changes no result.
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 
@@ -41,6 +47,7 @@ const MANY_OUTPUTS: usize = 32;
 
 /// `y = alpha·M·v + beta·y` for a row-major `M` of `y.len()` rows and
 /// `v.len()` columns. `beta = 0` overwrites `y` (even if it holds NaN).
+/// Also the two small products above, where a type has kernels for them.
 ///
 /// Implemented for the [`Element`] types, and sealed with
 /// them: the trait is public only so that `Element` can require it.

@@ -16,7 +16,10 @@
 
 use std::arch::x86_64::*;
 
-/// matrixmultiply's panel of the inner dimension for `f32` (`S_KC`).
+/// matrixmultiply's panel of the inner dimension for `f32` (`S_KC`, its
+/// default; a build of it that sets `MATMUL_SGEMM_KC` otherwise would
+/// differ from this kernel in the last bits of products with `k` above
+/// both panels).
 const PANEL: usize = 256;
 
 /// Rows of `X` per block: three vectors of sums per row of `W`.
