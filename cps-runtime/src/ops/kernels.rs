@@ -24,6 +24,8 @@ use crate::second_core;
 #[cfg(all(test, target_arch = "x86_64"))]
 mod bit_identity_tests;
 #[cfg(target_arch = "x86_64")]
+mod operands;
+#[cfg(target_arch = "x86_64")]
 mod times_transposed;
 #[cfg(target_arch = "x86_64")]
 mod transposed_products;
@@ -114,20 +116,6 @@ pub trait MatVecKernels: Sized + Copy {
         let _ = (u, v, beta, c);
         false
     }
-}
-
-/// The distance between rows of a matrix whose rows are contiguous (every
-/// matrix of at most one row or column counts), if they are and do not
-/// overlap.
-fn row_stride(shape: (usize, usize), strides: &[isize]) -> Option<usize> {
-    let (rows, cols) = shape;
-    if cols > 1 && strides[1] != 1 {
-        return None;
-    }
-    if rows <= 1 {
-        return Some(cols);
-    }
-    usize::try_from(strides[0]).ok().filter(|&s| s >= cols)
 }
 
 /// [`MatVecKernels::mat_vec_many`] as one [`MatVecKernels::mat_vec`] per input.
@@ -723,23 +711,7 @@ impl MatVecKernels for f32 {
                 && k > 0
                 && w.ncols() == k
                 && c.dim() == (m, n);
-            let strides = (
-                row_stride(x.dim(), x.strides()),
-                row_stride(w.dim(), w.strides()),
-                row_stride(c.dim(), c.strides()),
-            );
-            if let (true, (Some(ldx), Some(ldw), Some(ldc))) = (handled, strides) {
-                let operands = times_transposed::Operands {
-                    x: x.as_ptr(),
-                    ldx,
-                    w: w.as_ptr(),
-                    ldw,
-                    c: c.as_mut_ptr(),
-                    ldc,
-                    m,
-                    n,
-                    k,
-                };
+            if handled && let Some(operands) = operands::Operands::of(&x, &w, c, k) {
                 let mut packed = crate::var::pool::buffer(times_transposed::packed_len(m, k));
                 // SAFETY: the processor supports AVX2 and FMA; the views
                 // have the extents and row strides given, and `c` is a
@@ -769,23 +741,7 @@ impl MatVecKernels for f32 {
                 && n > 0
                 && v.nrows() == k
                 && c.dim() == (m, n);
-            let strides = (
-                row_stride(u.dim(), u.strides()),
-                row_stride(v.dim(), v.strides()),
-                row_stride(c.dim(), c.strides()),
-            );
-            if let (true, (Some(lda), Some(ldb), Some(ldc))) = (handled, strides) {
-                let operands = transposed_products::Operands {
-                    u: u.as_ptr(),
-                    lda,
-                    v: v.as_ptr(),
-                    ldb,
-                    c: c.as_mut_ptr(),
-                    ldc,
-                    m,
-                    n,
-                    k,
-                };
+            if handled && let Some(operands) = operands::Operands::of(&u, &v, c, k) {
                 // SAFETY: the processor supports AVX2 and FMA; the views
                 // have the extents and row strides given, and `c` is a
                 // unique borrow, so it overlaps neither input.

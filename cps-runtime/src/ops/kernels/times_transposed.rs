@@ -16,6 +16,8 @@
 
 use std::arch::x86_64::*;
 
+use super::operands::Operands;
+
 /// matrixmultiply's panel of the inner dimension for `f32` (`S_KC`, its
 /// default; a build of it that sets `MATMUL_SGEMM_KC` otherwise would
 /// differ from this kernel in the last bits of products with `k` above
@@ -25,29 +27,14 @@ const PANEL: usize = 256;
 /// Rows of `X` per block: three vectors of sums per row of `W`.
 const BLOCK_ROWS: usize = 24;
 
-/// Where the operands lie: `m` rows of `X` (`k` used columns, row stride
-/// `ldx`), `n` rows of `W` (`k` used columns, row stride `ldw`), `m` rows
-/// of `C` (`n` used columns, row stride `ldc`).
-#[derive(Clone, Copy)]
-pub(crate) struct Operands {
-    pub(crate) x: *const f32,
-    pub(crate) ldx: usize,
-    pub(crate) w: *const f32,
-    pub(crate) ldw: usize,
-    pub(crate) c: *mut f32,
-    pub(crate) ldc: usize,
-    pub(crate) m: usize,
-    pub(crate) n: usize,
-    pub(crate) k: usize,
-}
-
 /// The room [`times_transposed`] needs for `m` rows of `X` of `k` columns
 /// transposed (one block at a time, padded to whole vectors).
 pub(crate) fn packed_len(m: usize, k: usize) -> usize {
     m.min(BLOCK_ROWS).div_ceil(8) * 8 * k
 }
 
-/// `C = X·Wᵀ + C` (`accumulate`) or `C = X·Wᵀ`, with `packed` as room
+/// `C = X·Wᵀ + C` (`accumulate`) or `C = X·Wᵀ`, where `A` is `X` (`m`
+/// rows of `k`) and `B` is `W` (`n` rows of `k`), with `packed` as room
 /// for `X` transposed.
 ///
 /// # Safety
@@ -108,7 +95,7 @@ unsafe fn pack_transposed(
     for r in 0..rows {
         // SAFETY: row first + r of `X` has `k` elements (the caller's
         // contract).
-        let row = unsafe { std::slice::from_raw_parts(at.x.add((first + r) * at.ldx), at.k) };
+        let row = unsafe { std::slice::from_raw_parts(at.a.add((first + r) * at.lda), at.k) };
         for (kk, &value) in row.iter().enumerate() {
             packed[kk * lanes + r] = value;
         }
@@ -164,7 +151,7 @@ impl Block {
                 let column = self.packed.add(kk * self.lanes);
                 let x: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(column.add(8 * v)));
                 for (r, row_sums) in sums.iter_mut().enumerate() {
-                    let w = _mm256_broadcast_ss(&*at.w.add((j + r) * at.ldw + kk));
+                    let w = _mm256_broadcast_ss(&*at.b.add((j + r) * at.ldb + kk));
                     for v in 0..V {
                         row_sums[v] = _mm256_fmadd_ps(x[v], w, row_sums[v]);
                     }

@@ -18,26 +18,13 @@
 
 use std::arch::x86_64::*;
 
+use super::operands::Operands;
+
 /// Rows of `C` per tile.
 const TILE_ROWS: usize = 6;
 
-/// Where the operands lie: `k` rows of `U` (`m` used columns, row stride
-/// `lda`), `k` rows of `V` (`n` used columns, row stride `ldb`), `m` rows
-/// of `C` (`n` used columns, row stride `ldc`).
-#[derive(Clone, Copy)]
-pub(crate) struct Operands {
-    pub(crate) u: *const f32,
-    pub(crate) lda: usize,
-    pub(crate) v: *const f32,
-    pub(crate) ldb: usize,
-    pub(crate) c: *mut f32,
-    pub(crate) ldc: usize,
-    pub(crate) m: usize,
-    pub(crate) n: usize,
-    pub(crate) k: usize,
-}
-
-/// `C = Uᵀ·V + C` (`accumulate`) or `C = Uᵀ·V`.
+/// `C = Uᵀ·V + C` (`accumulate`) or `C = Uᵀ·V`, where `A` is `U` (`k`
+/// rows of `m`) and `B` is `V` (`k` rows of `n`).
 ///
 /// # Safety
 /// The processor must support AVX2 and FMA; the operands must describe
@@ -125,9 +112,9 @@ unsafe fn tile<const R: usize, const W: usize>(
             }
         }
         for kk in 0..at.k {
-            let v_row = at.v.add(kk * at.ldb + j);
+            let v_row = at.b.add(kk * at.ldb + j);
             let v: [__m256; W] = std::array::from_fn(|w| load(v_row, w));
-            let u_row = at.u.add(kk * at.lda + i);
+            let u_row = at.a.add(kk * at.lda + i);
             for (r, row_sums) in sums.iter_mut().enumerate() {
                 let u = _mm256_broadcast_ss(&*u_row.add(r));
                 for w in 0..W {
