@@ -5,8 +5,8 @@
 //!
 //! A general GEMM copies ("packs") its operands into panels first; with
 //! `k` around 20 (one tree's nodes) the panels are small, but its 8×8
-//! kernel shuffles a vector of `U` three times per step and reaches about
-//! two thirds of the processor's peak. Here `U`'s and `V`'s rows are read
+//! kernel permutes a vector of `U` three times per step and reaches half
+//! to two thirds of the processor's peak on these shapes. Here `U`'s and `V`'s rows are read
 //! where they lie: a tile of six rows by sixteen columns of `C` keeps
 //! twelve sums in registers, each step loading two vectors of `V` and
 //! broadcasting six elements of `U`. Every element is summed exactly as
