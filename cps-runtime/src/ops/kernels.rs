@@ -595,12 +595,16 @@ impl MatVecKernels for f32 {
                     && ys.iter().all(|y| y.len() >= at + rows),
                 "mat_vec_many: inconsistent lengths"
             );
-            // Four inputs at a time (eight accumulators), then the rest.
+            // Four inputs at a time, then the rest.
             // (Measured on a 450×300 block loop: 4 inputs 37.6 → 29.5 µs,
             // 8 inputs 71.7 → 55.5 µs against one product per input.)
             // Two inputs take four rows at a time, so that eight sums are
             // in flight as well (750×300: 33.8 → 22–27 µs, best of 400; one
-            // input alone takes 13–18 µs).
+            // input alone takes 13–18 µs). Three and four inputs take three
+            // rows (nine and twelve sums; 750×300 from L3, p5 of 1500:
+            // three inputs 23.9 → 20.0 µs, four 28.1 → 24.6, one 11.3).
+            // Twelve sums, three rows and an input fill the sixteen
+            // registers; more would spill.
             let mut k = 0;
             while k < xs.len() {
                 let ys = &mut ys[k..];
@@ -614,7 +618,7 @@ impl MatVecKernels for f32 {
                         2 => {
                             avx2::mat_vec_group::<2, 4>(alpha, m, [xs[k], xs[k + 1]], beta, ys, at)
                         }
-                        3 => avx2::mat_vec_group::<3, 2>(
+                        3 => avx2::mat_vec_group::<3, 3>(
                             alpha,
                             m,
                             [xs[k], xs[k + 1], xs[k + 2]],
@@ -622,7 +626,7 @@ impl MatVecKernels for f32 {
                             ys,
                             at,
                         ),
-                        _ => avx2::mat_vec_group::<4, 2>(
+                        _ => avx2::mat_vec_group::<4, 3>(
                             alpha,
                             m,
                             [xs[k], xs[k + 1], xs[k + 2], xs[k + 3]],
