@@ -30,21 +30,21 @@ mod times_transposed;
 #[cfg(target_arch = "x86_64")]
 mod transposed_products;
 
-/// The longest inner dimension given to
-/// [`MatVecKernels::transposed_product`]'s kernel: beyond it `V` no longer
+/// The longest inner dimension given to the weight-gradient kernel of
+/// [`MatVecKernels::small_product`]: beyond it `V` no longer
 /// stays in L1 while a block of rows is made, and a packing GEMM is as fast
 /// (measured on a 750×300 product: 1.3x faster at `k` = 18, 1.1x at 40,
 /// even at 64, 0.7x at 128).
 const SHORT_INNER: usize = 48;
 
-/// The most rows of `X` given to [`MatVecKernels::times_transposed`]'s
-/// kernel: it reads `W` once per 24 rows, where a packing GEMM reads it
+/// The most rows of `X` given to the few-rows kernel of
+/// [`MatVecKernels::small_product`]: it reads `W` once per 24 rows, where a packing GEMM reads it
 /// once (measured with a 450×300 `W`: 1.4x faster with 19 rows, 1.35x with
 /// 24, 1.1x with 40, 0.9x with 56).
 const FEW_INPUTS: usize = 40;
 
-/// The fewest rows of `W` worth [`MatVecKernels::times_transposed`]'s
-/// kernel (with 20 it was slower than the packing GEMM).
+/// The fewest rows of `W` worth the few-rows kernel of
+/// [`MatVecKernels::small_product`] (with 20 it was slower than the packing GEMM).
 const MANY_OUTPUTS: usize = 32;
 
 /// `y = alpha·M·v + beta·y` for a row-major `M` of `y.len()` rows and
@@ -88,32 +88,20 @@ pub trait MatVecKernels: Sized + Copy {
     ) {
         transposed_one_at_a_time(alpha, m, gs, beta, dxs, at);
     }
-    /// `C = X·Wᵀ + beta·C` for a few rows of `X` (`m × k`) and a weight
-    /// `W` (`n × k`), both with contiguous rows, and `beta` 0 or 1, when
-    /// this type has a kernel for it; returns `false`, leaving `C` alone,
-    /// when it has not. The results equal ndarray's `general_mat_mul`'s,
-    /// bit for bit.
-    fn times_transposed(
-        x: ArrayView2<'_, Self>,
-        w: ArrayView2<'_, Self>,
+    /// `C = A·B + beta·C` on one of this type's small-product kernels,
+    /// when one fits: a weight gradient from deferred rows (`A` the
+    /// transpose of a row-major `U` with a short inner dimension, `B`
+    /// row-major) or a few rows through a weight (`A` row-major, `B` the
+    /// transpose of a row-major `W`), with `beta` 0 or 1. Returns `false`,
+    /// leaving `C` alone, when none fits. The results equal ndarray's
+    /// `general_mat_mul`'s, bit for bit.
+    fn small_product(
+        a: ArrayView2<'_, Self>,
+        b: ArrayView2<'_, Self>,
         beta: Self,
         c: &mut ArrayViewMut2<'_, Self>,
     ) -> bool {
-        let _ = (x, w, beta, c);
-        false
-    }
-    /// `C = Uᵀ·V + beta·C` for `U` (`k × m`) and `V` (`k × n`) with
-    /// contiguous rows, a short inner dimension `k` and `beta` 0 or 1, when
-    /// this type has a kernel for it; returns `false`, leaving `C` alone,
-    /// when it has not. The results equal ndarray's `general_mat_mul`'s,
-    /// bit for bit.
-    fn transposed_product(
-        u: ArrayView2<'_, Self>,
-        v: ArrayView2<'_, Self>,
-        beta: Self,
-        c: &mut ArrayViewMut2<'_, Self>,
-    ) -> bool {
-        let _ = (u, v, beta, c);
+        let _ = (a, b, beta, c);
         false
     }
 }
@@ -699,61 +687,48 @@ impl MatVecKernels for f32 {
         transposed_one_at_a_time(alpha, m, gs, beta, dxs, at);
     }
 
-    fn times_transposed(
-        x: ArrayView2<'_, f32>,
-        w: ArrayView2<'_, f32>,
+    fn small_product(
+        a: ArrayView2<'_, f32>,
+        b: ArrayView2<'_, f32>,
         beta: f32,
         c: &mut ArrayViewMut2<'_, f32>,
     ) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            let ((m, k), n) = (x.dim(), w.nrows());
-            let handled = crate::simd::avx2_available()
+            let ((m, k), n) = (a.dim(), b.ncols());
+            let fits = crate::simd::avx2_available()
                 && (beta == 0.0 || beta == 1.0)
-                && (1..=FEW_INPUTS).contains(&m)
-                && n >= MANY_OUTPUTS
+                && m > 0
+                && n > 0
                 && k > 0
-                && w.ncols() == k
+                && b.nrows() == k
                 && c.dim() == (m, n);
-            if handled && let Some(operands) = operands::Operands::of(&x, &w, c, k) {
-                let mut packed = crate::var::pool::buffer(times_transposed::packed_len(m, k));
+            let accumulate = beta == 1.0;
+            // A weight gradient from deferred rows: `U = Aᵀ`, `V = B`.
+            if fits
+                && k <= SHORT_INNER
+                && let Some(operands) = operands::Operands::of(&a.t(), &b, c, k)
+            {
                 // SAFETY: the processor supports AVX2 and FMA; the views
                 // have the extents and row strides given, and `c` is a
                 // unique borrow, so it overlaps neither input.
-                unsafe { times_transposed::times_transposed(operands, beta == 1.0, &mut packed) };
+                unsafe { transposed_products::transposed_product(operands, accumulate) };
+                return true;
+            }
+            // A few rows through a weight: `X = A`, `W = Bᵀ`.
+            if fits
+                && m <= FEW_INPUTS
+                && n >= MANY_OUTPUTS
+                && let Some(operands) = operands::Operands::of(&a, &b.t(), c, k)
+            {
+                let mut packed = crate::var::pool::buffer(times_transposed::packed_len(m, k));
+                // SAFETY: as above.
+                unsafe { times_transposed::times_transposed(operands, accumulate, &mut packed) };
                 crate::var::pool::keep_buffer(packed);
                 return true;
             }
         }
-        let _ = (x, w, beta, c);
-        false
-    }
-
-    fn transposed_product(
-        u: ArrayView2<'_, f32>,
-        v: ArrayView2<'_, f32>,
-        beta: f32,
-        c: &mut ArrayViewMut2<'_, f32>,
-    ) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let ((k, m), n) = (u.dim(), v.ncols());
-            let handled = crate::simd::avx2_available()
-                && (beta == 0.0 || beta == 1.0)
-                && (1..=SHORT_INNER).contains(&k)
-                && m > 0
-                && n > 0
-                && v.nrows() == k
-                && c.dim() == (m, n);
-            if handled && let Some(operands) = operands::Operands::of(&u, &v, c, k) {
-                // SAFETY: the processor supports AVX2 and FMA; the views
-                // have the extents and row strides given, and `c` is a
-                // unique borrow, so it overlaps neither input.
-                unsafe { transposed_products::transposed_product(operands, beta == 1.0) };
-                return true;
-            }
-        }
-        let _ = (u, v, beta, c);
+        let _ = (a, b, beta, c);
         false
     }
 }

@@ -123,11 +123,9 @@ pub(crate) fn gemm<A: Element>(
 }
 
 /// `c = alpha·a·b + beta·c` by ndarray's GEMM or, with the same bits and
-/// without packing a weight, by one of two kernels: for the transpose of a
-/// row-major `a` and a short inner dimension (a weight gradient made from
-/// deferred rows, [`transposed_product`](kernels::MatVecKernels::transposed_product)), or for a few rows
-/// of `a` times the transpose of a row-major weight `b`
-/// ([`times_transposed`](kernels::MatVecKernels::times_transposed)).
+/// without packing a weight, by a small-product kernel
+/// ([`small_product`](kernels::MatVecKernels::small_product)): a weight
+/// gradient made from deferred rows, or a few rows through a weight.
 fn general_product<A: Element>(
     alpha: A,
     a: ArrayView2<'_, A>,
@@ -135,9 +133,7 @@ fn general_product<A: Element>(
     beta: A,
     c: &mut ArrayViewMut2<'_, A>,
 ) {
-    if alpha == A::one()
-        && (A::transposed_product(a.t(), b, beta, c) || A::times_transposed(a, b.t(), beta, c))
-    {
+    if alpha == A::one() && A::small_product(a, b, beta, c) {
         return;
     }
     general_mat_mul(alpha, &a, &b, beta, c);

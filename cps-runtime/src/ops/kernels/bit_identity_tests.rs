@@ -1,7 +1,6 @@
-//! The two GEMM replacements ([`MatVecKernels::transposed_product`] and
-//! [`MatVecKernels::times_transposed`]) against ndarray's
-//! `general_mat_mul`, bit for bit, on random shapes, edges and row
-//! strides, and the cases they leave to it.
+//! The two GEMM replacements of [`MatVecKernels::small_product`] against
+//! ndarray's `general_mat_mul`, bit for bit, on random shapes, edges and
+//! row strides, and the cases they leave to it.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, s};
@@ -54,7 +53,7 @@ proptest! {
         let mut expected = start.clone();
         general_mat_mul(1.0, &u.t(), &v, beta, &mut expected.slice_mut(s![.., ..n]));
         let mut got = start.clone();
-        let handled = f32::transposed_product(u, v, beta, &mut got.slice_mut(s![.., ..n]));
+        let handled = f32::small_product(u.t(), v, beta, &mut got.slice_mut(s![.., ..n]));
         prop_assert!(handled);
         prop_assert!(same_bits(&expected, &got), "{m}×{n}, k = {k}");
     }
@@ -82,7 +81,7 @@ proptest! {
         let mut expected = start.clone();
         general_mat_mul(1.0, &x, &w.t(), beta, &mut expected.slice_mut(s![.., ..n]));
         let mut got = start.clone();
-        let handled = f32::times_transposed(x, w, beta, &mut got.slice_mut(s![.., ..n]));
+        let handled = f32::small_product(x, w.t(), beta, &mut got.slice_mut(s![.., ..n]));
         prop_assert!(handled);
         prop_assert!(same_bits(&expected, &got), "{m}×{n}, k = {k}");
     }
@@ -94,20 +93,14 @@ fn other_cases_are_left_to_the_general_product() {
     let mut c = matrix(9, 40, 3);
     let before = c.clone();
     // A `beta` other than 0 or 1.
-    assert!(!f32::transposed_product(
-        u.view(),
-        v.view(),
-        0.5,
-        &mut c.view_mut()
-    ));
-    assert!(!f32::times_transposed(u.t(), v.t(), 0.5, &mut c.view_mut()));
-    // A long inner dimension for the first, many rows for the second.
+    assert!(!f32::small_product(u.t(), v.view(), 0.5, &mut c.view_mut()));
+    // A long inner dimension for the first kernel, many rows for the second.
     let (long_u, long_v) = (
         matrix(SHORT_INNER + 1, 9, 4),
         matrix(SHORT_INNER + 1, 40, 5),
     );
-    assert!(!f32::transposed_product(
-        long_u.view(),
+    assert!(!f32::small_product(
+        long_u.t(),
         long_v.view(),
         1.0,
         &mut c.view_mut()
@@ -115,33 +108,22 @@ fn other_cases_are_left_to_the_general_product() {
     let (x, w) = (matrix(FEW_INPUTS + 1, 7, 6), matrix(40, 7, 7));
     let mut tall = matrix(FEW_INPUTS + 1, 40, 8);
     let tall_before = tall.clone();
-    assert!(!f32::times_transposed(
+    assert!(!f32::small_product(
         x.view(),
-        w.view(),
+        w.t(),
         1.0,
         &mut tall.view_mut()
     ));
     // Columns that are not contiguous.
     let wide = matrix(4, 80, 9);
     let strided = wide.slice(s![.., ..;2]);
-    assert!(!f32::transposed_product(
-        u.view(),
-        strided,
-        1.0,
-        &mut c.view_mut()
-    ));
+    assert!(!f32::small_product(u.t(), strided, 1.0, &mut c.view_mut()));
     // f64 has no such kernels.
     let mut c64 = c.mapv(f64::from);
     let (u64, v64) = (u.mapv(f64::from), v.mapv(f64::from));
-    assert!(!f64::transposed_product(
-        u64.view(),
-        v64.view(),
-        1.0,
-        &mut c64.view_mut()
-    ));
-    assert!(!f64::times_transposed(
+    assert!(!f64::small_product(
         u64.t(),
-        v64.t(),
+        v64.view(),
         1.0,
         &mut c64.view_mut()
     ));
