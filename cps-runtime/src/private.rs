@@ -43,12 +43,18 @@ pub trait BindComputation {
     type Output;
     /// Binds the value to the continuation `k`.
     fn __cps_bind<K: FnOnce(Self::Output)>(self, k: K);
+    /// The same, first moving to another stack segment if this one runs low.
+    fn __cps_bind_checked<K: FnOnce(Self::Output)>(self, k: K);
 }
 
 impl<C: Computation> BindComputation for Bind<C> {
     type Output = C::Output;
     #[inline(always)]
     fn __cps_bind<K: FnOnce(C::Output)>(self, k: K) {
+        self.into_inner().bind_in_place(k)
+    }
+    #[inline(always)]
+    fn __cps_bind_checked<K: FnOnce(C::Output)>(self, k: K) {
         self.into_inner().bind(k)
     }
 }
@@ -60,6 +66,8 @@ pub trait BindPlain {
     type Output;
     /// Hands the value to the continuation `k`.
     fn __cps_bind<K: FnOnce(Self::Output)>(self, k: K);
+    /// The same, first moving to another stack segment if this one runs low.
+    fn __cps_bind_checked<K: FnOnce(Self::Output)>(self, k: K);
 }
 
 impl<T> BindPlain for &mut Bind<T> {
@@ -70,6 +78,10 @@ impl<T> BindPlain for &mut Bind<T> {
             Some(value) => k(value),
             None => unreachable!("a bind point is bound once"),
         }
+    }
+    #[inline(always)]
+    fn __cps_bind_checked<K: FnOnce(T)>(self, k: K) {
+        stack::grow(move || self.__cps_bind(k))
     }
 }
 
@@ -99,6 +111,8 @@ impl<T, V> BindAs<T, V> {
 pub trait BindAsPlain<T> {
     /// Hands the value to the continuation `k`.
     fn __cps_bind_as<K: FnOnce(T)>(&self, k: K);
+    /// The same, first moving to another stack segment if this one runs low.
+    fn __cps_bind_as_checked<K: FnOnce(T)>(&self, k: K);
 }
 
 impl<T> BindAsPlain<T> for BindAs<T, T> {
@@ -106,17 +120,27 @@ impl<T> BindAsPlain<T> for BindAs<T, T> {
     fn __cps_bind_as<K: FnOnce(T)>(&self, k: K) {
         k(self.take())
     }
+    #[inline(always)]
+    fn __cps_bind_as_checked<K: FnOnce(T)>(&self, k: K) {
+        stack::grow(move || k(self.take()))
+    }
 }
 
 /// The value is a computation of the `let`'s type: run it.
 pub trait BindAsComputation<T> {
     /// Runs the computation with the continuation `k`.
     fn __cps_bind_as<K: FnOnce(T)>(&self, k: K);
+    /// The same, first moving to another stack segment if this one runs low.
+    fn __cps_bind_as_checked<K: FnOnce(T)>(&self, k: K);
 }
 
 impl<T, C: Computation<Output = T>> BindAsComputation<T> for &BindAs<T, C> {
     #[inline(always)]
     fn __cps_bind_as<K: FnOnce(T)>(&self, k: K) {
+        self.take().bind_in_place(k)
+    }
+    #[inline(always)]
+    fn __cps_bind_as_checked<K: FnOnce(T)>(&self, k: K) {
         self.take().bind(k)
     }
 }
@@ -131,8 +155,9 @@ pub fn bind<C: Computation, K: FnOnce(C::Output)>(computation: C, k: K) {
 /// continuation it is given (from whichever branch ran), which runs `k`.
 ///
 /// Unlike binding a [`lazy`] computation, this does not check the stack:
-/// a branch only nests without bound through the operations, calls and
-/// loop iterations inside it, which check it themselves. Every frame here
+/// a branch only nests without bound through the calls and loop iterations
+/// inside it, which check it themselves, and the macro counts the
+/// operations on each way through it (see `Lowerer::bind_point`). Every frame here
 /// is paid per use (the stack is the tape), so there is as little as can be.
 #[inline(always)]
 pub fn branch<T, R: FnOnce(&mut dyn FnMut(T)), K: FnOnce(T)>(run: R, k: K) {

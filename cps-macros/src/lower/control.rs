@@ -89,14 +89,19 @@ impl Lowerer {
             carried: carried.clone(),
         };
         self.protect(&carried);
-        let body = self.scoped(|this| this.branches(expr, &terminal));
+        let (body, deepest) = self.measured_from(self.unchecked_count(), |this| {
+            this.scoped(|this| this.branches(expr, &terminal))
+        });
         self.carried.pop();
         let body = body?;
-        let rest = self.scoped(|this| {
-            for ident in &carried {
-                this.scope.push((ident.clone(), true));
-            }
-            k(this, quote!(#value))
+        // The rest runs on top of whichever branch handed on its value.
+        let rest = self.counted_from(deepest, |this| {
+            this.scoped(|this| {
+                for ident in &carried {
+                    this.scope.push((ident.clone(), true));
+                }
+                k(this, quote!(#value))
+            })
         })?;
         Ok(quote! {
             ::cps::__private::branch(
@@ -261,26 +266,32 @@ impl Lowerer {
             carried: carried.clone(),
         });
         self.protect(&carried);
-        let body_code = self.scoped(|this| {
-            for ident in &carried {
-                this.scope.push((ident.clone(), true));
-            }
-            this.stmts_to(&body.stmts, &Terminal::Iteration)
+        // Every iteration starts with a stack check (in the loop driver).
+        let (body_code, deepest) = self.measured_from(0, |this| {
+            this.scoped(|this| {
+                for ident in &carried {
+                    this.scope.push((ident.clone(), true));
+                }
+                this.stmts_to(&body.stmts, &Terminal::Iteration)
+            })
         });
         self.carried.pop();
         self.loops.pop();
         let body_code = body_code?;
 
         let on_return = self.return_with(quote!(#returned));
-        let rest = self.scoped(|this| {
-            for ident in &carried {
-                this.scope.push((ident.clone(), true));
-            }
-            if has_valued_break(body) {
-                k(this, quote!(#value))
-            } else {
-                k(this, quote!(()))
-            }
+        // The rest runs on top of the iteration that left the loop.
+        let rest = self.counted_from(deepest, |this| {
+            this.scoped(|this| {
+                for ident in &carried {
+                    this.scope.push((ident.clone(), true));
+                }
+                if has_valued_break(body) {
+                    k(this, quote!(#value))
+                } else {
+                    k(this, quote!(()))
+                }
+            })
         })?;
         Ok(quote! {
             ::cps::__private::run_loop(

@@ -16,6 +16,7 @@
 
 mod control;
 mod expr;
+mod stack_checks;
 mod stmt;
 
 use std::collections::BTreeSet;
@@ -23,6 +24,8 @@ use std::collections::BTreeSet;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::{Error, Ident, Result};
+
+use stack_checks::StackChecks;
 
 /// Generates the code that follows a value, given an atom naming it.
 pub type Cont<'a> = Box<dyn FnOnce(&mut Lowerer, TokenStream) -> Result<TokenStream> + 'a>;
@@ -55,6 +58,8 @@ pub struct Lowerer {
     return_k: Ident,
     /// The written type of the `let` being lowered (see [`Lowerer::expr`]).
     annotation: Option<syn::Type>,
+    /// Bind points since the last stack check (see [`stack_checks`]).
+    stack_checks: StackChecks,
 
     next_temp: usize,
 }
@@ -68,6 +73,7 @@ impl Lowerer {
             loops: Vec::new(),
             return_k,
             annotation: None,
+            stack_checks: StackChecks::default(),
             next_temp: 0,
         }
     }
@@ -86,9 +92,17 @@ impl Lowerer {
     /// Emits a bind point: `value` is bound, and `k` generates what follows.
     fn bind_point(&mut self, span: Span, value: TokenStream, k: Cont) -> Result<TokenStream> {
         let t = self.temp("t");
-        let rest = k(self, quote!(#t))?;
+        let (checked, before) = self.count_bind_point();
+        let rest = k(self, quote!(#t));
+        self.restore_count(before);
+        let rest = rest?;
+        let bind = if checked {
+            quote!(__cps_bind_checked)
+        } else {
+            quote!(__cps_bind)
+        };
         Ok(quote_spanned! {span=>
-            ::cps::__private::Bind::new(#value).__cps_bind(|#t| { #rest });
+            ::cps::__private::Bind::new(#value).#bind(|#t| { #rest });
         })
     }
 
@@ -107,9 +121,17 @@ impl Lowerer {
             return self.bind_point(span, value, k);
         };
         let t = self.temp("t");
-        let rest = k(self, quote!(#t))?;
+        let (checked, before) = self.count_bind_point();
+        let rest = k(self, quote!(#t));
+        self.restore_count(before);
+        let rest = rest?;
+        let bind = if checked {
+            quote!(__cps_bind_as_checked)
+        } else {
+            quote!(__cps_bind_as)
+        };
         Ok(quote_spanned! {span=>
-            (&::cps::__private::BindAs::<#ty, _>::new(#value)).__cps_bind_as(|#t| { #rest });
+            (&::cps::__private::BindAs::<#ty, _>::new(#value)).#bind(|#t| { #rest });
         })
     }
 
