@@ -14,8 +14,10 @@
 use super::Lowerer;
 
 /// The most bind points along one way through a body between two stack
-/// checks. Unoptimised builds have frames of a few hundred bytes per bind
-/// point, so this many stay far inside the runtime's red zone.
+/// checks. Unoptimised builds (`opt-level = 0`) take about 1.3 KB of stack
+/// per bind point (measured on the scalar chain example; optimised, about
+/// 190 bytes), so a run of seventeen takes about 22 KB: far inside the
+/// runtime's red zone of 512 KiB.
 pub const UNCHECKED_RUN: usize = 16;
 
 /// The count of bind points since the last stack check.
