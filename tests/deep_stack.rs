@@ -94,3 +94,36 @@ fn a_degenerate_tree_ten_thousand_deep() {
         next = Some(*rest);
     }
 }
+
+/// The sum of `0.5^i` for `i` from `from` to `n` (inclusive), by recursion,
+/// with sixteen operations after each recursive call: the callers' rests
+/// all run on top of the deepest call, so the way back must check the
+/// stack as the way in does.
+#[differentiable]
+fn tail_weighted(w: &Param<f64>, from: usize, n: usize) -> Var<f64> {
+    if from == n {
+        w.sum()
+    } else {
+        let rest = tail_weighted(w, from + 1, n);
+        let mut x = rest * 0.5;
+        x = x * 1.0 + 0.0;
+        x = x * 1.0 + 0.0;
+        x = x * 1.0 + 0.0;
+        x = x * 1.0 + 0.0;
+        x = x * 1.0 + 0.0;
+        x = x * 1.0 + 0.0;
+        x = x * 1.0 + 0.0;
+        x + w.sum()
+    }
+}
+
+#[test]
+fn a_deep_recursion_with_operations_after_each_return() {
+    let depth = 40_000;
+    let w = Param::new(array![1.0f64]);
+    let value = tail_weighted(&w, 0, depth).backward();
+    // Every level adds w, halving what came back: sum of 0.5^i for i in
+    // 0..=depth, times w = 1; the gradient is the same sum.
+    assert!((value - 2.0).abs() < 1e-9, "{value}");
+    assert!((w.grad()[0] - 2.0).abs() < 1e-9, "{}", w.grad()[0]);
+}

@@ -92,10 +92,7 @@ impl Lowerer {
     /// Emits a bind point: `value` is bound, and `k` generates what follows.
     fn bind_point(&mut self, span: Span, value: TokenStream, k: Cont) -> Result<TokenStream> {
         let t = self.temp("t");
-        let (checked, before) = self.count_bind_point();
-        let rest = k(self, quote!(#t));
-        self.restore_count(before);
-        let rest = rest?;
+        let (rest, checked) = self.after_bind_point(&t, k)?;
         let bind = if checked {
             quote!(__cps_bind_checked)
         } else {
@@ -121,10 +118,7 @@ impl Lowerer {
             return self.bind_point(span, value, k);
         };
         let t = self.temp("t");
-        let (checked, before) = self.count_bind_point();
-        let rest = k(self, quote!(#t));
-        self.restore_count(before);
-        let rest = rest?;
+        let (rest, checked) = self.after_bind_point(&t, k)?;
         let bind = if checked {
             quote!(__cps_bind_as_checked)
         } else {

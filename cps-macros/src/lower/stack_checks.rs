@@ -11,7 +11,11 @@
 //! so the lowering counts bind points along each way through the generated
 //! code and makes every [`UNCHECKED_RUN`]-plus-first one check.
 
-use super::Lowerer;
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::Result;
+
+use super::{Cont, Lowerer};
 
 /// The most bind points along one way through a body between two stack
 /// checks. Unoptimised builds (`opt-level = 0`) take about 1.3 KB of stack
@@ -31,20 +35,21 @@ pub struct StackChecks {
 }
 
 impl Lowerer {
-    /// Counts a bind point: whether it checks the stack, and the count to
-    /// restore once the code that follows it has been generated.
-    pub(super) fn count_bind_point(&mut self) -> (bool, usize) {
+    /// Counts a bind point whose value `t` names and generates what follows
+    /// it with `k`: that code, and whether this bind point checks the stack.
+    pub(super) fn after_bind_point(
+        &mut self,
+        t: &syn::Ident,
+        k: Cont,
+    ) -> Result<(TokenStream, bool)> {
         let checks = &mut self.stack_checks;
         let before = checks.unchecked;
         let checked = before >= UNCHECKED_RUN;
         checks.unchecked = if checked { 0 } else { before + 1 };
         checks.deepest = checks.deepest.max(checks.unchecked);
-        (checked, before)
-    }
-
-    /// Restores the count after the code following a bind point.
-    pub(super) fn restore_count(&mut self, before: usize) {
+        let rest = k(self, quote!(#t));
         self.stack_checks.unchecked = before;
+        Ok((rest?, checked))
     }
 
     /// Generates `f` starting from a count of `start`, and returns with it
