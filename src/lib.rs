@@ -125,11 +125,14 @@
 //! ## The stack is the tape
 //!
 //! Every operation's frame stays live until the backward pass reaches it.
-//! Operations, calls between differentiable functions and loop iterations
-//! grow the stack on demand (on stack segments switched to with the
-//! `corosensei` crate and kept per thread for reuse; `stacker` elsewhere),
-//! so a million operations, a 10,000-step RNN or a tree 10,000 deep run in
-//! an ordinary 2 MiB thread: nothing to configure. Finished results are
+//! Calls between differentiable functions (on the way in and on the way
+//! back), loop iterations, and one operation in every seventeen along each
+//! way through a body grow the stack on demand (on stack segments switched
+//! to with the `corosensei` crate and kept per thread for reuse; `stacker`
+//! elsewhere), so a million operations, a 10,000-step RNN or a tree 10,000
+//! deep run in an ordinary 2 MiB thread: nothing to configure. (Checking
+//! at every operation would be as safe, but the way to another segment
+//! takes room in the frame of every operation that has it.) Finished results are
 //! pooled per thread, so a training loop reuses them instead of
 //! allocating.
 //!
