@@ -112,22 +112,25 @@ mod tests {
         assert_eq!(checked_bind_points(&annotated), 1);
     }
 
+    /// `count` assignments `x = x * w;` to a `mut x` declared before.
+    fn updates(count: usize) -> String {
+        "x = x * w;".repeat(count)
+    }
+
     #[test]
     fn the_rest_after_a_branch_counts_from_its_deepest_arm() {
-        // Ten operations in one arm, one in the other, then seven: along
-        // the first arm's way that is 17 bind points in a row.
-        let body = format!(
-            "let mut x = x; if c {{ {} }} else {{ x = x * w; }} {} x",
-            "x = x * w;".repeat(10),
-            operations(6)
-        );
-        assert_eq!(checked_bind_points(&body), 0);
-        let body = format!(
-            "let mut x = x; if c {{ {} }} else {{ x = x * w; }} {} x",
-            "x = x * w;".repeat(10),
-            operations(7)
-        );
-        assert_eq!(checked_bind_points(&body), 1);
+        // Ten operations in one arm, one in the other, then `after`: along
+        // the first arm's way, seventeen bind points in a row need a check.
+        let body = |after: usize| {
+            format!(
+                "let mut x = x; if c {{ {} }} else {{ {} }} {} x",
+                updates(10),
+                updates(1),
+                operations(after)
+            )
+        };
+        assert_eq!(checked_bind_points(&body(6)), 0);
+        assert_eq!(checked_bind_points(&body(7)), 1);
     }
 
     #[test]
@@ -137,19 +140,15 @@ mod tests {
         // operations and the iterator's `next`) need none; the rest after
         // the loop runs on top of an iteration, so ten in the body and
         // seven after it make seventeen.
-        let body = format!(
-            "{} let mut x = x; for _ in 0..n {{ {} }} {} x",
-            operations(15),
-            "x = x * w;".repeat(9),
-            operations(6)
-        );
-        assert_eq!(checked_bind_points(&body), 0);
-        let body = format!(
-            "{} let mut x = x; for _ in 0..n {{ {} }} {} x",
-            operations(15),
-            "x = x * w;".repeat(9),
-            operations(7)
-        );
-        assert_eq!(checked_bind_points(&body), 1);
+        let body = |after: usize| {
+            format!(
+                "{} let mut x = x; for _ in 0..n {{ {} }} {} x",
+                operations(15),
+                updates(9),
+                operations(after)
+            )
+        };
+        assert_eq!(checked_bind_points(&body(6)), 0);
+        assert_eq!(checked_bind_points(&body(7)), 1);
     }
 }
