@@ -121,3 +121,47 @@ fn block_scoping_is_kept() {
     let v = shadowing_in_branches(&w, false).eval().item();
     assert!((v - (3.0 * t + t)).abs() < 1e-12);
 }
+
+#[derive(Parameters)]
+struct Cell {
+    w: Param<f64>,
+    u: Param<f64>,
+    b: Param<f64>,
+}
+
+/// Long runs of operations, so that some bind points check the stack (one
+/// in seventeen along each way through the body): before a branch, in arms
+/// of different lengths, after the branch, in a loop and after it.
+#[differentiable]
+fn long_runs(m: &Cell, x: &Var<f64>, wide: bool, steps: usize) -> Var<f64> {
+    let a = x.matmul(&m.w).tanh();
+    let b = a.matmul(&m.u) + &m.b;
+    let c = (b.sigmoid() * &a + a.clone() * 0.5 - b.tanh()) * 0.9;
+    let d = (c.tanh() + &m.b) * c.sigmoid() - a.sigmoid() * 0.3;
+    let mut h = if wide {
+        let e = d.matmul(&m.u).tanh() * 0.7 + d.sigmoid() * 0.2;
+        let f = (e.tanh() - e.sigmoid() * 0.4 + &m.b) * 0.8;
+        (f.tanh() + e * 0.1).sigmoid()
+    } else {
+        d.tanh()
+    };
+    h = (h.matmul(&m.u) + h.clone() * 0.2 + &m.b).tanh() * 0.95;
+    for _ in 0..steps {
+        h = (h.matmul(&m.u) * 0.6 + h.sigmoid() * 0.3 + &m.b).tanh();
+    }
+    let g = (h.sigmoid() * 0.5 + h.tanh() * 0.25 - &m.b * 0.1) * 1.1;
+    (g.tanh() * g.sigmoid() + g * 0.3).sum()
+}
+
+#[test]
+fn long_runs_of_operations_have_finite_difference_gradients() {
+    for (wide, steps, seed) in [(true, 3, 1), (false, 0, 2), (true, 0, 3), (false, 5, 4)] {
+        let mut m = Cell {
+            w: param(&[4, 3], seed),
+            u: param(&[3, 3], seed + 10),
+            b: param(&[3], seed + 20),
+        };
+        let x = constant(&[4], seed + 30);
+        assert_gradients(&mut m, |m| long_runs(m, &x, wide, steps).backward());
+    }
+}
