@@ -210,9 +210,11 @@ fn sst_dir() -> Option<PathBuf> {
     dir.join("train.txt").is_file().then_some(dir)
 }
 
+/// Whether python3 has what the reference needs to run and to write its
+/// parameters (recent `safetensors.torch` writes through numpy).
 fn python_with_torch() -> bool {
     Command::new("python3")
-        .args(["-c", "import torch, safetensors"])
+        .args(["-c", "import torch, safetensors.torch, numpy"])
         .output()
         .is_ok_and(|o| o.status.success())
 }
@@ -230,7 +232,7 @@ fn same_losses_as_the_pytorch_reference() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/baselines/treelstm_torch.py");
     if !reference.is_file() || !python_with_torch() {
         println!(
-            "SKIPPED same_losses_as_the_pytorch_reference: needs python3 with torch and safetensors, and {}",
+            "SKIPPED same_losses_as_the_pytorch_reference: needs python3 with torch, safetensors and numpy, and {}",
             reference.display()
         );
         return;

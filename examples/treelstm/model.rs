@@ -167,36 +167,65 @@ pub fn internal_bias(m: &TreeLstm) -> Var {
     )
 }
 
-/// The subtree rooted at node `i`: its summed cross-entropy over every
-/// node, and its hidden and cell states. With `joined`, the two subtrees
-/// of a node run side by side (`join`), so that the runtime batches the
-/// products of nodes of one height with `U_int` (and `Why`); the values
+/// The hidden states of a tree's nodes, kept by node index as the
+/// recursion computes them, for the output layer to read all at once.
+type HiddenStates = RefCell<Vec<Option<Var>>>;
+
+/// The states of the subtree rooted at node `i`, keeping each node's
+/// hidden state in `hidden` (by node index). With `joined`, the two
+/// subtrees of a node run side by side (`join`), so that the runtime
+/// batches the products of nodes of one height with `U_int`; the values
 /// are the same, the gradients equal to rounding.
 #[differentiable]
-fn node(m: &TreeLstm, shared: &(Var, Var), tree: &Tree, i: usize, joined: bool) -> (Var, Var, Var) {
+fn node(
+    m: &TreeLstm,
+    shared: &(Var, Var),
+    tree: &Tree,
+    i: usize,
+    joined: bool,
+    hidden: &HiddenStates,
+) -> (Var, Var) {
     let (bias, leaf_gates) = shared;
-    match tree.node(i) {
-        Node::Leaf { leaf, label } => {
-            let (h, c) = leaf_cell(m, leaf_gates, leaf);
-            let loss = logits(m, &h).cross_entropy(&[label as usize]);
-            (loss, h, c)
-        }
-        Node::Internal { left, right, label } => {
-            let ((loss_l, h_l, c_l), (loss_r, h_r, c_r)) = if joined {
+    let (h, c) = match tree.node(i) {
+        Node::Leaf { leaf, .. } => leaf_cell(m, leaf_gates, leaf),
+        Node::Internal { left, right, .. } => {
+            let (l, r) = if joined {
                 join(
-                    || node(m, shared, tree, left, true),
-                    || node(m, shared, tree, right, true),
+                    || node(m, shared, tree, left, true, hidden),
+                    || node(m, shared, tree, right, true, hidden),
                 )
             } else {
-                let l = node(m, shared, tree, left, false);
-                let r = node(m, shared, tree, right, false);
+                let l = node(m, shared, tree, left, false, hidden);
+                let r = node(m, shared, tree, right, false, hidden);
                 (l, r)
             };
-            let (h, c) = internal_cell(m, bias, (h_l, c_l), (h_r, c_r));
-            let loss = logits(m, &h).cross_entropy(&[label as usize]);
-            (loss_l + loss_r + loss, h, c)
+            internal_cell(m, bias, l, r)
         }
-    }
+    };
+    keep(hidden, i, &h);
+    (h, c)
+}
+
+/// Keeps node `i`'s hidden state for the output layer.
+fn keep(hidden: &HiddenStates, i: usize, h: &Var) {
+    hidden.borrow_mut()[i] = Some(h.clone());
+}
+
+/// The summed cross-entropy of every node's sentiment: the output layer
+/// on all the hidden states at once, one row per node in index order (as
+/// the reference does in both its modes).
+#[differentiable]
+fn output_loss(m: &TreeLstm, tree: &Tree, hidden: &HiddenStates) -> Var {
+    let states = hidden
+        .take()
+        .into_iter()
+        .map(|h| h.expect("the recursion keeps every node's hidden state"))
+        .collect::<Vec<Var>>();
+    let rows = states.iter().collect::<Vec<&Var>>();
+    let labels = tree.labels().map(usize::from).collect::<Vec<usize>>();
+    let every_h = concat(&rows, 0).reshape(&[rows.len(), m.hidden()]);
+    let logits = every_h.linear(&m.why) + &m.by;
+    logits.cross_entropy(&labels)
 }
 
 /// The loss of a whole tree: the sum of the cross-entropy at every node,
@@ -204,16 +233,22 @@ fn node(m: &TreeLstm, shared: &(Var, Var), tree: &Tree, i: usize, joined: bool) 
 #[differentiable]
 pub fn tree_loss(m: &TreeLstm, tree: &Tree, words: &[usize]) -> Var {
     let shared = shared(m, words);
-    let (loss, _h, _c) = node(m, &shared, tree, tree.root(), false);
-    loss
+    // A reference bound first: `&cell` written in a call would lend the
+    // call a copy of the cell, and the states would be kept in the copy.
+    let hidden = &RefCell::new(vec![None; tree.node_count()]);
+    let _root = node(m, &shared, tree, tree.root(), false, hidden);
+    output_loss(m, tree, hidden)
 }
 
 /// [`tree_loss`] with the subtrees of every node joined (see [`node`]).
 #[differentiable]
 pub fn tree_loss_joined(m: &TreeLstm, tree: &Tree, words: &[usize]) -> Var {
     let shared = shared(m, words);
-    let (loss, _h, _c) = node(m, &shared, tree, tree.root(), true);
-    loss
+    // A reference bound first: `&cell` written in a call would lend the
+    // call a copy of the cell, and the states would be kept in the copy.
+    let hidden = &RefCell::new(vec![None; tree.node_count()]);
+    let _root = node(m, &shared, tree, tree.root(), true, hidden);
+    output_loss(m, tree, hidden)
 }
 
 /// The states of the subtree at `i`, recording each node's predicted class
