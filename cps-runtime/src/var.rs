@@ -476,12 +476,7 @@ impl<A: Element> Var<A> {
         let Some(param) = param.as_mut().filter(|p| !p.deferred.is_empty()) else {
             return;
         };
-        let (us, vs) = stack_rows(&param.deferred);
-        // The updates' buffers serve the next values of their length, and
-        // the list keeps its room for the next computation's updates.
-        for (u, _) in param.deferred.drain(..) {
-            pool::recycle(u);
-        }
+        let (us, vs) = stack_deferred(param);
         let mut slot = self.node.grad.borrow_mut();
         let (beta, grad) = match slot.as_deref_mut() {
             Some(grad) => (A::one(), grad),
@@ -504,6 +499,45 @@ impl<A: Element> Var<A> {
         crate::ops::linalg::gemm(A::one(), us.t(), vs.view(), beta, grad);
         pool::recycle(us.into_dyn());
         pool::recycle(vs.into_dyn());
+    }
+
+    /// How many rows the deferred updates stack into: the inner dimension
+    /// of the product they add up to (0 with none, or for a non-parameter).
+    pub(crate) fn deferred_rows(&self) -> usize {
+        if self.node.role != Role::Param {
+            return 0;
+        }
+        let param = self.node.param.borrow();
+        let Some(param) = param.as_ref() else {
+            return 0;
+        };
+        let width = |u: &ArrayD<A>| u.shape().last().copied().unwrap_or(1).max(1);
+        param.deferred.iter().map(|(u, _)| u.len() / width(u)).sum()
+    }
+
+    /// Takes the deferred updates out, stacked as `(U, V)`: they add
+    /// `Uᵀ·V` to the gradient. `None` when there are none. The caller
+    /// hands the matrices back to the pool
+    /// ([`pool::recycle`]) once used.
+    pub(crate) fn take_deferred_rows(&self) -> Option<(Array2<A>, Array2<A>)> {
+        if self.node.role != Role::Param {
+            return None;
+        }
+        let mut param = self.node.param.borrow_mut();
+        let param = param.as_mut().filter(|p| !p.deferred.is_empty())?;
+        Some(stack_deferred(param))
+    }
+
+    /// The gradient buffer as it is: the deferred updates are not added
+    /// to it (unlike [`Var::grad_ref`]).
+    pub(crate) fn grad_buffer(&self) -> Option<Ref<'_, ArrayD<A>>> {
+        Ref::filter_map(self.node.grad.borrow(), |grad| grad.as_deref()).ok()
+    }
+
+    /// Takes the gradient buffer out as it is, leaving none: the deferred
+    /// updates are not added to it (see [`Var::take_deferred_rows`]).
+    pub(crate) fn take_grad_buffer(&self) -> Option<ArrayD<A>> {
+        self.node.grad.borrow_mut().take().map(unboxed)
     }
 
     /// Drops the deferred updates unapplied.
@@ -729,6 +763,17 @@ impl<A: Element> fmt::Display for Value<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.node.value, f)
     }
+}
+
+/// A parameter's deferred updates, stacked (see [`stack_rows`]) and
+/// drained: their buffers serve the next values of their length, and the
+/// list keeps its room for the next computation's updates.
+fn stack_deferred<A: Element>(param: &mut ParamGrad<A>) -> (Array2<A>, Array2<A>) {
+    let rows = stack_rows(&param.deferred);
+    for (u, _) in param.deferred.drain(..) {
+        pool::recycle(u);
+    }
+    rows
 }
 
 /// The deferred pairs' `u` rows and `v` rows, each stacked into one matrix

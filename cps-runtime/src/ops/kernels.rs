@@ -104,6 +104,32 @@ pub trait MatVecKernels: Sized + Copy {
         let _ = (a, b, beta, c);
         false
     }
+    /// Whether [`adagrad_from_products`](MatVecKernels::adagrad_from_products)
+    /// takes a gradient of `k` deferred rows on this processor.
+    fn adagrad_kernel_fits(k: usize) -> bool {
+        let _ = k;
+        false
+    }
+    /// One Adagrad step (`rule`: learning rate, weight decay, eps) on a
+    /// parameter whose gradient is `Uᵀ·V` (`us`: `k` rows of `m`, `vs`:
+    /// `k` rows of `n`), plus `dense` when given, with `value`, `sum` and
+    /// `dense` row-major `m × n`. The gradient is never stored: each
+    /// finished vector of the product updates the parameter at once. The
+    /// results equal the product (as [`small_product`](MatVecKernels::small_product)
+    /// computes it) followed by `Adagrad::update`, bit for bit. Returns
+    /// `false`, touching nothing, unless
+    /// [`adagrad_kernel_fits`](MatVecKernels::adagrad_kernel_fits)`(k)`.
+    fn adagrad_from_products(
+        us: ArrayView2<'_, Self>,
+        vs: ArrayView2<'_, Self>,
+        dense: Option<&[Self]>,
+        value: &mut [Self],
+        sum: &mut [Self],
+        rule: [Self; 3],
+    ) -> bool {
+        let _ = (us, vs, dense, value, sum, rule);
+        false
+    }
 }
 
 /// [`MatVecKernels::mat_vec_many`] as one [`MatVecKernels::mat_vec`] per input.
@@ -729,6 +755,71 @@ impl MatVecKernels for f32 {
             }
         }
         let _ = (a, b, beta, c);
+        false
+    }
+
+    fn adagrad_kernel_fits(k: usize) -> bool {
+        cfg!(target_arch = "x86_64")
+            && crate::simd::avx2_available()
+            && (1..=SHORT_INNER).contains(&k)
+    }
+
+    fn adagrad_from_products(
+        us: ArrayView2<'_, f32>,
+        vs: ArrayView2<'_, f32>,
+        dense: Option<&[f32]>,
+        value: &mut [f32],
+        sum: &mut [f32],
+        rule: [f32; 3],
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let ((k, m), n) = (us.dim(), vs.ncols());
+            let size = m * n;
+            let fits = Self::adagrad_kernel_fits(k)
+                && m > 0
+                && n > 0
+                && vs.nrows() == k
+                && us.is_standard_layout()
+                && vs.is_standard_layout()
+                && value.len() == size
+                && sum.len() == size
+                && dense.is_none_or(|d| d.len() == size);
+            if fits {
+                let operands = operands::Operands {
+                    a: us.as_ptr(),
+                    lda: m,
+                    b: vs.as_ptr(),
+                    ldb: n,
+                    c: std::ptr::null_mut(),
+                    ldc: n,
+                    m,
+                    n,
+                    k,
+                };
+                let [lr, weight_decay, eps] = rule;
+                let rule = transposed_products::AdagradRule {
+                    lr,
+                    weight_decay,
+                    eps,
+                };
+                // SAFETY: the processor supports AVX2 and FMA; `us` and
+                // `vs` are standard-layout `k × m` and `k × n`; `value`,
+                // `sum` and `dense` hold `m × n` elements each, the first
+                // two unique borrows, so that none overlaps another.
+                unsafe {
+                    transposed_products::adagrad_from_products(
+                        operands,
+                        dense.map(<[f32]>::as_ptr),
+                        value.as_mut_ptr(),
+                        sum.as_mut_ptr(),
+                        rule,
+                    )
+                };
+                return true;
+            }
+        }
+        let _ = (us, vs, dense, value, sum, rule);
         false
     }
 }

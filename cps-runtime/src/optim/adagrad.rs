@@ -6,6 +6,8 @@ use ndarray::{ArrayD, IxDyn, Zip};
 
 use super::{Optimizer, check_non_negative, check_shapes};
 use crate::element::Element;
+use crate::param::Param;
+use crate::parameters::Parameters;
 use crate::second_core;
 use crate::simd::vectorized;
 
@@ -114,19 +116,101 @@ impl<A: Element> Adagrad<A> {
     }
 }
 
-impl<A: Element> Optimizer<A> for Adagrad<A> {
-    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: &mut ArrayD<A>) {
-        check_shapes("Adagrad", value, grad, self.states.get(&id).map(|s| &s.sum));
+impl<A: Element> Adagrad<A> {
+    /// The state kept under `id` (created for a value of `shape`), one
+    /// step on, and this step's learning rate.
+    fn advance(&mut self, id: u64, shape: &[usize]) -> (&mut AdagradState<A>, A) {
         let initial = self.initial_accumulator_value;
         let state = self.states.entry(id).or_insert_with(|| AdagradState {
             step: 0,
-            sum: ArrayD::from_elem(IxDyn(value.shape()), initial),
+            sum: ArrayD::from_elem(IxDyn(shape), initial),
         });
         state.step += 1;
         // The step count is exact in f64 long past any real training run.
         let decay = A::from_f64_lossy((state.step - 1) as f64);
         let lr = self.lr / (A::one() + decay * self.lr_decay);
+        (state, lr)
+    }
+
+    /// [`Optimizer::step`] on a matrix whose gradient is mostly deferred
+    /// products (a weight used node by node): the update is applied as the
+    /// product is computed, tile by tile, so that the divisions and square
+    /// roots run beside the multiply-adds and the gradient is never
+    /// stored. The same bits as the product followed by
+    /// [`update`](Optimizer::update). Returns `false`, touching nothing,
+    /// when the parameter has no deferred products or no kernel fits (then
+    /// the plain step applies), or when the second core would split the
+    /// work.
+    fn step_from_deferred_rows(&mut self, param: &mut Param<A>) -> bool {
+        let k = param.var().deferred_rows();
+        let shape = param.shape().to_vec();
+        let [rows, cols] = shape[..] else {
+            return false;
+        };
+        // Where the plain step's product would run the same tiles
+        // (`linalg::gemm`: not a vector, not one row of few, not split
+        // between the cores), so that both give the same bits.
+        let fits = param.is_trainable()
+            && A::adagrad_kernel_fits(k)
+            && k >= 2
+            && rows >= 2
+            && cols >= 2
+            && second_core::split_point(rows, rows * k + rows * cols).is_none()
+            && param.array().is_standard_layout()
+            && param
+                .var()
+                .grad_buffer()
+                .is_none_or(|g| g.shape() == shape && g.is_standard_layout())
+            && self
+                .states
+                .get(&param.id())
+                .is_none_or(|s| s.sum.shape() == shape && s.sum.is_standard_layout());
+        if !fits {
+            return false;
+        }
+        let Some((us, vs)) = param.var().take_deferred_rows() else {
+            return false;
+        };
+        let dense = param.var().take_grad_buffer();
+        let id = param.id();
         let (wd, eps) = (self.weight_decay, self.eps);
+        let (state, lr) = self.advance(id, &shape);
+        param.update_value(|value| {
+            let done = A::adagrad_from_products(
+                us.view(),
+                vs.view(),
+                dense.as_ref().and_then(|d| d.as_slice()),
+                value.as_slice_mut().expect("a standard-layout value"),
+                state.sum.as_slice_mut().expect("a standard-layout sum"),
+                [lr, wd, eps],
+            );
+            assert!(done, "Adagrad: the fused kernel declined a fitting product");
+        });
+        crate::var::pool::recycle(us.into_dyn());
+        crate::var::pool::recycle(vs.into_dyn());
+        if let Some(dense) = dense {
+            param.reuse_grad_buffer(dense);
+        }
+        true
+    }
+}
+
+impl<A: Element> Optimizer<A> for Adagrad<A> {
+    /// As the provided method, but a matrix whose gradient comes from
+    /// deferred products is updated as the product is computed (see
+    /// `step_from_deferred_rows`): the same values, faster.
+    fn step(&mut self, model: &mut dyn Parameters<A>) {
+        model.visit_mut(&mut |_, param: &mut Param<A>| {
+            if !self.step_from_deferred_rows(param) {
+                super::step_param(self, param);
+            }
+        });
+    }
+
+    fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: &mut ArrayD<A>) {
+        check_shapes("Adagrad", value, grad, self.states.get(&id).map(|s| &s.sum));
+        let (wd, eps) = (self.weight_decay, self.eps);
+        let (state, lr) = self.advance(id, value.shape());
         let update = |p: &mut A, g: A, s: &mut A| {
             let g = g + wd * *p;
             *s += g * g;
@@ -175,3 +259,7 @@ impl<A: Element> Optimizer<A> for Adagrad<A> {
         self.lr = lr;
     }
 }
+
+#[cfg(test)]
+#[path = "adagrad_fused_tests.rs"]
+mod fused_tests;

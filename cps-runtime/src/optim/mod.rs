@@ -82,18 +82,25 @@ pub trait Optimizer<A: Element = f32> {
     /// its state (momentum, step count) does not advance. Frozen
     /// parameters ([`Param::set_trainable`]`(false)`) are skipped entirely.
     fn step(&mut self, model: &mut dyn Parameters<A>) {
-        model.visit_mut(&mut |_, param: &mut Param<A>| {
-            if !param.is_trainable() {
-                return;
-            }
-            // Take the gradient before touching the value: `value_mut` may
-            // copy the node, and the gradient must not be copied with it.
-            if let Some(mut grad) = param.take_grad() {
-                let id = param.id();
-                param.update_value(|value| self.update(id, value, &mut grad));
-                param.reuse_grad_buffer(grad);
-            }
-        });
+        model.visit_mut(&mut |_, param: &mut Param<A>| step_param(self, param));
+    }
+}
+
+/// [`Optimizer::step`] on one parameter: [`Optimizer::update`] with its
+/// gradient, if it is trainable and has one.
+pub(crate) fn step_param<A: Element, O: Optimizer<A> + ?Sized>(
+    optimizer: &mut O,
+    param: &mut Param<A>,
+) {
+    if !param.is_trainable() {
+        return;
+    }
+    // Take the gradient before touching the value: `value_mut` may copy
+    // the node, and the gradient must not be copied with it.
+    if let Some(mut grad) = param.take_grad() {
+        let id = param.id();
+        param.update_value(|value| optimizer.update(id, value, &mut grad));
+        param.reuse_grad_buffer(grad);
     }
 }
 
