@@ -120,7 +120,14 @@
 //!   turbofish (`it.collect::<Vec<_>>()`) when it is used directly;
 //! - among macros, only `vec![...]` has its elements rewritten;
 //! - a value used inside an `if`/`match`/loop with bind points and then
-//!   *moved* after it must be cloned (Vars are cheap to clone).
+//!   *moved* after it must be cloned (Vars are cheap to clone);
+//! - `&x` written as an argument of a call, `x` a local variable, lends
+//!   the call a *copy* of `x` (a clone), so that the rest of the body may
+//!   still move `x` while the call's frames live on. For handles (`Var`,
+//!   `Rc`, references) that is the same thing; a `RefCell` or `Cell` lent
+//!   that way is a different cell, and what the call stores in it is not
+//!   seen afterwards. Bind the reference first and pass it:
+//!   `let kept = &RefCell::new(Vec::new());` then `f(kept)`.
 //!
 //! ## The stack is the tape
 //!
@@ -143,8 +150,9 @@
 //! a small batch through a weight matrix ([`Var::linear`] or
 //! [`Var::matmul`] with up to 8 rows) reads the matrix once for the whole
 //! batch; weight gradients of parameters are gathered into one matrix
-//! product per computation; `sigmoid` and `tanh` are vectorised for
-//! `f32`. A [`SecondCore`] guard lets the large products and the Adagrad
+//! product per computation, and Adagrad applies its update to such a
+//! weight as that product is computed; `sigmoid` and `tanh` are
+//! vectorised for `f32`. A [`SecondCore`] guard lets the large products and the Adagrad
 //! update share their rows with a partner thread, with the same results as
 //! one core. [`join()`] runs two independent computations (say, the two
 //! subtrees of a node) side by side, and batches their products of a

@@ -26,6 +26,13 @@ use crate::simd::vectorized;
 ///
 /// Defaults: `η = 0`, `wd = 0`, initial accumulator 0, `ε = 1e-10`.
 ///
+/// [`step`](Optimizer::step) updates an `f32` weight matrix whose gradient
+/// comes from products deferred by the backward pass (a weight used one
+/// vector at a time, node by node) as that gradient is computed, tile by
+/// tile, on processors with AVX2: the gradient is never stored, and the
+/// update's square roots and divisions overlap the product's
+/// multiply-adds. The results are the same bits as the plain update.
+///
 /// ```
 /// use cps_runtime::*;
 /// use cps_runtime::optim::{Adagrad, Optimizer};
