@@ -232,22 +232,23 @@ fn output_loss(m: &TreeLstm, tree: &Tree, hidden: &HiddenStates) -> Var {
 /// node by node.
 #[differentiable]
 pub fn tree_loss(m: &TreeLstm, tree: &Tree, words: &[usize]) -> Var {
-    let shared = shared(m, words);
-    // A reference bound first: `&cell` written in a call would lend the
-    // call a copy of the cell, and the states would be kept in the copy.
-    let hidden = &RefCell::new(vec![None; tree.node_count()]);
-    let _root = node(m, &shared, tree, tree.root(), false, hidden);
-    output_loss(m, tree, hidden)
+    recursive_loss(m, tree, words, false)
 }
 
 /// [`tree_loss`] with the subtrees of every node joined (see [`node`]).
 #[differentiable]
 pub fn tree_loss_joined(m: &TreeLstm, tree: &Tree, words: &[usize]) -> Var {
+    recursive_loss(m, tree, words, true)
+}
+
+/// The loss of the recursive model, its subtrees joined or not.
+#[differentiable]
+fn recursive_loss(m: &TreeLstm, tree: &Tree, words: &[usize], joined: bool) -> Var {
     let shared = shared(m, words);
     // A reference bound first: `&cell` written in a call would lend the
     // call a copy of the cell, and the states would be kept in the copy.
     let hidden = &RefCell::new(vec![None; tree.node_count()]);
-    let _root = node(m, &shared, tree, tree.root(), true, hidden);
+    let _root = node(m, &shared, tree, tree.root(), joined, hidden);
     output_loss(m, tree, hidden)
 }
 

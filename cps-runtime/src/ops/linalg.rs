@@ -122,6 +122,19 @@ pub(crate) fn gemm<A: Element>(
     }
 }
 
+/// Whether [`gemm`] computes a parameter's weight gradient from `k`
+/// deferred rows (`Uᵀ·V` into a `rows × cols` standard-layout buffer) with
+/// the small-product kernels, on one core: not as a vector product, not
+/// as a few-row product, not split with the second core. Then a kernel
+/// that runs the same tiles (Adagrad's fused step) gives the same bits.
+pub(crate) fn deferred_product_uses_tiles(rows: usize, cols: usize, k: usize) -> bool {
+    // `Uᵀ` has contiguous rows (so a few-row product) only when k <= 1.
+    k >= 2
+        && rows >= 2
+        && cols >= 2
+        && second_core::split_point(rows, rows * k + rows * cols).is_none()
+}
+
 /// `c = alpha·a·b + beta·c` by ndarray's GEMM or, with the same bits and
 /// without packing a weight, by a small-product kernel
 /// ([`small_product`](kernels::MatVecKernels::small_product)): a weight

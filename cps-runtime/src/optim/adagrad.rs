@@ -154,15 +154,11 @@ impl<A: Element> Adagrad<A> {
         let [rows, cols] = shape[..] else {
             return false;
         };
-        // Where the plain step's product would run the same tiles
-        // (`linalg::gemm`: not a vector, not one row of few, not split
-        // between the cores), so that both give the same bits.
+        // Where the plain step's product would run the same tiles, so that
+        // both give the same bits.
         let fits = param.is_trainable()
             && A::adagrad_kernel_fits(k)
-            && k >= 2
-            && rows >= 2
-            && cols >= 2
-            && second_core::split_point(rows, rows * k + rows * cols).is_none()
+            && crate::ops::linalg::deferred_product_uses_tiles(rows, cols, k)
             && param.array().is_standard_layout()
             && param
                 .var()
