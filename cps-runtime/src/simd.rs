@@ -17,6 +17,20 @@ pub(crate) fn avx2_available() -> bool {
     }
 }
 
+/// Whether this processor has AVX-512F besides AVX2 and FMA (where the
+/// compute-bound kernels run sixteen lanes wide).
+#[inline]
+pub(crate) fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx2_available() && is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Runs `body`, compiled with AVX2 enabled when the processor has it.
 ///
 /// The body must be a plain loop over slices for this to help: it is

@@ -29,6 +29,21 @@ mod operands;
 mod times_transposed;
 #[cfg(target_arch = "x86_64")]
 mod transposed_products;
+#[cfg(target_arch = "x86_64")]
+mod vector;
+
+/// Runs `body` once for every vector width the `f32` kernels can run at
+/// on this processor, with this thread's kernels held to it, naming the
+/// width; once, as "portable", where there are no such kernels.
+#[cfg(test)]
+pub(crate) fn each_kernel_width(mut body: impl FnMut(&str)) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2_available() {
+        vector::Width::each_supported(|width| body(&format!("{width:?}")));
+        return;
+    }
+    body("portable")
+}
 
 /// The longest inner dimension given to the weight-gradient kernel of
 /// [`MatVecKernels::small_product`]: beyond it `V` no longer
@@ -735,10 +750,17 @@ impl MatVecKernels for f32 {
                 && k <= SHORT_INNER
                 && let Some(operands) = operands::Operands::of(&a.t(), &b, c, k)
             {
-                // SAFETY: the processor supports AVX2 and FMA; the views
+                // SAFETY: the processor supports AVX2 and FMA, and
+                // AVX-512F where `widest` says sixteen lanes; the views
                 // have the extents and row strides given, and `c` is a
                 // unique borrow, so it overlaps neither input.
-                unsafe { transposed_products::transposed_product(operands, accumulate) };
+                unsafe {
+                    transposed_products::transposed_product(
+                        operands,
+                        accumulate,
+                        vector::Width::widest(),
+                    )
+                };
                 return true;
             }
             // A few rows through a weight: `X = A`, `W = Bᵀ`.
@@ -803,7 +825,8 @@ impl MatVecKernels for f32 {
                     weight_decay,
                     eps,
                 };
-                // SAFETY: the processor supports AVX2 and FMA; `us` and
+                // SAFETY: the processor supports AVX2 and FMA, and
+                // AVX-512F where `widest` says sixteen lanes; `us` and
                 // `vs` are standard-layout `k × m` and `k × n`; `value`,
                 // `sum` and `dense` hold `m × n` elements each, the first
                 // two unique borrows, so that none overlaps another.
@@ -814,6 +837,7 @@ impl MatVecKernels for f32 {
                         value.as_mut_ptr(),
                         sum.as_mut_ptr(),
                         rule,
+                        vector::Width::widest(),
                     )
                 };
                 return true;

@@ -57,6 +57,12 @@ fn same_bits(a: &ArrayD<f32>, b: &ArrayD<f32>) -> bool {
 
 #[test]
 fn a_step_from_deferred_products_equals_the_plain_step_bit_for_bit() {
+    crate::ops::kernels::each_kernel_width(fused_step_equals_the_plain_step);
+}
+
+/// [`a_step_from_deferred_products_equals_the_plain_step_bit_for_bit`]
+/// at one width of the kernels.
+fn fused_step_equals_the_plain_step(width: &str) {
     let mut fused_steps = 0;
     for (rows, cols) in [
         (2, 2),
@@ -80,13 +86,16 @@ fn a_step_from_deferred_products_equals_the_plain_step_bit_for_bit() {
                     give_gradient(&plain_w, k, dense, seed);
                     let expected = f32::adagrad_kernel_fits(k) && k >= 2;
                     let took = fused.step_from_deferred_rows(&mut fused_w);
-                    assert_eq!(took, expected, "{rows}x{cols}, k {k}, dense {dense}");
+                    assert_eq!(
+                        took, expected,
+                        "{width}: {rows}x{cols}, k {k}, dense {dense}"
+                    );
                     if !took {
                         step_param(&mut fused, &mut fused_w);
                     }
                     fused_steps += usize::from(took);
                     step_param(&mut plain, &mut plain_w);
-                    let case = format!("{rows}x{cols}, k {k}, dense {dense}, step {step}");
+                    let case = format!("{width}: {rows}x{cols}, k {k}, dense {dense}, step {step}");
                     assert!(
                         same_bits(fused_w.array(), plain_w.array()),
                         "values, {case}"

@@ -52,10 +52,15 @@ proptest! {
 
         let mut expected = start.clone();
         general_mat_mul(1.0, &u.t(), &v, beta, &mut expected.slice_mut(s![.., ..n]));
-        let mut got = start.clone();
-        let handled = f32::small_product(u.t(), v, beta, &mut got.slice_mut(s![.., ..n]));
-        prop_assert!(handled);
-        prop_assert!(same_bits(&expected, &got), "{m}×{n}, k = {k}");
+        let mut failure = None;
+        super::each_kernel_width(|width| {
+            let mut got = start.clone();
+            let handled = f32::small_product(u.t(), v, beta, &mut got.slice_mut(s![.., ..n]));
+            if !handled || !same_bits(&expected, &got) {
+                failure.get_or_insert(format!("{m}×{n}, k = {k}, {width}: handled {handled}"));
+            }
+        });
+        prop_assert!(failure.is_none(), "{}", failure.unwrap_or_default());
     }
 
     /// `C = X·Wᵀ + beta·C`, over one and several panels of the inner
