@@ -42,9 +42,11 @@ smaller() { awk -v a="$1" -v b="$2" 'BEGIN { print (b < a) ? b : a }'; }
 echo "== machine"
 grep -m1 "model name" /proc/cpuinfo || true
 nproc
-peak_line=$(target/release/examples/gemm_peak)
-echo "$peak_line"
-peak=$(echo "$peak_line" | sed -n 's/.*: \([0-9.]*\) GFLOP\/s.*/\1/p')
+peak_lines=$(target/release/examples/gemm_peak)
+echo "$peak_lines"
+peak=$(echo "$peak_lines" | sed -n 's/^sgemm.*: \([0-9.]*\) GFLOP\/s.*/\1/p')
+# The core's multiply-add peak at its widest vectors (empty without AVX2).
+fma_peak=$(echo "$peak_lines" | sed -n 's/^fma peak.*: \([0-9.]*\) GFLOP\/s.*/\1/p')
 
 echo
 echo "== per-operation overhead (scalar chain, forward+backward)"
@@ -140,6 +142,9 @@ run_treelstm() { # name, data dir
     tps=${best_tps[$i]}
     gflops=${best_gflops[$i]}
     local line="cps ${configs[$i]%%|*}: $tps trees/s, $gflops GFLOP/s = $(python3 -c "print('%.1f%%' % (100 * $gflops / $peak))") of the sgemm peak"
+    if [ -n "$fma_peak" ]; then
+      line="$line, $(python3 -c "print('%.1f%%' % (100 * $gflops / $fma_peak))") of the FMA peak"
+    fi
     if [ $have_torch = 1 ]; then
       line="$line  ->  $(ratio "$tps" "$node")x torch node, $(ratio "$tps" "$level")x torch level"
     fi
