@@ -92,7 +92,9 @@ mod fma {
                 *sum = _mm512_fmadd_ps(*sum, x, y);
             }
         }
-        let total = sums.iter().fold(_mm512_setzero_ps(), |a, &b| _mm512_add_ps(a, b));
+        let total = sums
+            .iter()
+            .fold(_mm512_setzero_ps(), |a, &b| _mm512_add_ps(a, b));
         _mm512_reduce_add_ps(total)
     }
 
@@ -110,7 +112,9 @@ mod fma {
                 *sum = _mm256_fmadd_ps(*sum, x, y);
             }
         }
-        let total = sums.iter().fold(_mm256_setzero_ps(), |a, &b| _mm256_add_ps(a, b));
+        let total = sums
+            .iter()
+            .fold(_mm256_setzero_ps(), |a, &b| _mm256_add_ps(a, b));
         _mm256_cvtss_f32(total)
     }
 }

@@ -1,7 +1,7 @@
 //! Wider vector instructions where the processor has them, without a
 //! `target-cpu` flag: the crate is compiled for baseline x86-64 (SSE2),
-//! and loops that gain from AVX2 are compiled a second time for it and
-//! chosen at run time.
+//! and loops that gain from AVX2 or AVX-512 are compiled again for them
+//! and chosen at run time.
 
 /// Whether this processor has AVX2 and FMA (the standard library detects
 /// them once and caches the answer).
@@ -31,16 +31,29 @@ pub(crate) fn avx512_available() -> bool {
     }
 }
 
-/// Runs `body`, compiled with AVX2 enabled when the processor has it.
+/// Runs `body`, compiled with AVX-512 or AVX2 enabled when the processor
+/// has them.
 ///
 /// The body must be a plain loop over slices for this to help: it is
-/// inlined into a function compiled for AVX2, so the compiler vectorises
-/// it eight `f32` lanes wide instead of four. Functions the body calls
+/// inlined into a function compiled for those features, so the compiler
+/// vectorises it sixteen or eight `f32` lanes wide instead of four
+/// (sixteen rather than eight: the Tree-LSTM's node-by-node training ~3%
+/// faster, medians of seven alternating rounds). Functions the body calls
 /// that are not inlined keep the baseline instruction set. Results are
 /// bit-for-bit the same either way: Rust never fuses a multiply and an add
 /// on its own, and vector square roots and divisions are exact.
 #[inline(always)]
 pub(crate) fn vectorized<R>(body: impl FnOnce() -> R) -> R {
+    #[cfg(test)]
+    if let Some(level) = HELD.get() {
+        return level.run(body);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx512_available() {
+        // SAFETY: the processor supports the features `with_avx512` is
+        // compiled for.
+        return unsafe { with_avx512(body) };
+    }
     #[cfg(target_arch = "x86_64")]
     if avx2_available() {
         // SAFETY: the processor supports the features `with_avx2` is
@@ -56,4 +69,65 @@ pub(crate) fn vectorized<R>(body: impl FnOnce() -> R) -> R {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn with_avx2<R>(body: impl FnOnce() -> R) -> R {
     body()
+}
+
+/// # Safety
+/// The processor must support AVX-512F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn with_avx512<R>(body: impl FnOnce() -> R) -> R {
+    body()
+}
+
+/// The instruction sets [`vectorized`] can compile a body for.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Level {
+    Baseline,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+#[cfg(test)]
+impl Level {
+    /// `body`, compiled for this level.
+    fn run<R>(self, body: impl FnOnce() -> R) -> R {
+        match self {
+            Level::Baseline => body(),
+            // SAFETY: `each_level` holds only levels the processor has.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => unsafe { with_avx2(body) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => unsafe { with_avx512(body) },
+        }
+    }
+
+    /// Runs `body` once for every level this processor has, with this
+    /// thread's [`vectorized`] bodies held to it.
+    pub(crate) fn each(mut body: impl FnMut(Level)) {
+        let mut levels = vec![Level::Baseline];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if avx2_available() {
+                levels.push(Level::Avx2);
+            }
+            if avx512_available() {
+                levels.push(Level::Avx512);
+            }
+        }
+        for level in levels {
+            HELD.set(Some(level));
+            body(level);
+            HELD.set(None);
+        }
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The level [`Level::each`] holds this thread's bodies to.
+    static HELD: std::cell::Cell<Option<Level>> = const { std::cell::Cell::new(None) };
 }
