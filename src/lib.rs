@@ -152,7 +152,9 @@
 //! batch; weight gradients of parameters are gathered into one matrix
 //! product per computation, and Adagrad applies its update to such a
 //! weight as that product is computed; `sigmoid` and `tanh` are
-//! vectorised for `f32`. A [`SecondCore`] guard lets the large products and the Adagrad
+//! vectorised for `f32`. Where the processor has AVX-512, the
+//! weight-gradient product, the fused Adagrad step and the vectorised
+//! loops run sixteen lanes wide, with the same bits as eight. A [`SecondCore`] guard lets the large products and the Adagrad
 //! update share their rows with a partner thread, with the same results as
 //! one core. [`join()`] runs two independent computations (say, the two
 //! subtrees of a node) side by side, and batches their products of a

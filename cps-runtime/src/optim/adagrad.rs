@@ -29,9 +29,10 @@ use crate::simd::vectorized;
 /// [`step`](Optimizer::step) updates an `f32` weight matrix whose gradient
 /// comes from products deferred by the backward pass (a weight used one
 /// vector at a time, node by node) as that gradient is computed, tile by
-/// tile, on processors with AVX2: the gradient is never stored, and the
-/// update's square roots and divisions overlap the product's
-/// multiply-adds. The results are the same bits as the plain update.
+/// tile, on processors with AVX2 (sixteen lanes wide with AVX-512): the
+/// gradient is never stored, and the update's square roots and divisions
+/// partly overlap the product's multiply-adds. The results are the same
+/// bits as the plain update.
 ///
 /// ```
 /// use cps_runtime::*;
