@@ -9,7 +9,8 @@
 //! to two thirds of the processor's peak on these shapes. Here `U`'s and
 //! `V`'s rows are read where they lie: a tile of six rows by two vectors
 //! of columns of `C` keeps twelve vectors of sums in registers, each step
-//! loading two vectors of `V` and broadcasting six elements of `U`. Every element is summed exactly as
+//! loading two vectors of `V` and broadcasting six elements of `U`.
+//! Every element is summed exactly as
 //! matrixmultiply (ndarray's `general_mat_mul`) sums it: fused
 //! multiply-adds from zero in ascending `k` (one panel, as `k` is at most
 //! its 256), then one addition to `C` (none for `beta = 0`: matrixmultiply
@@ -31,7 +32,8 @@
 //! product 130 → 93 µs, the fused Adagrad step 240 → 220 µs in a
 //! micro-benchmark (its square roots and divisions take most of the
 //! rest), and 100 → 86 µs per weight in training, where the parameter
-//! and its sum are also requested a tile ahead.
+//! and its sum are also requested a tile ahead. The fused step's tiles
+//! at sixteen lanes are one vector wide (see [`Finish::ONE_VECTOR_WIDE`]).
 
 use std::arch::x86_64::*;
 
