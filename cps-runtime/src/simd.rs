@@ -105,8 +105,14 @@ impl Level {
         }
     }
 
+    /// The level [`Level::each`] holds this thread to, if any.
+    pub(crate) fn held() -> Option<Level> {
+        HELD.get()
+    }
+
     /// Runs `body` once for every level this processor has, with this
-    /// thread's [`vectorized`] bodies held to it.
+    /// thread's [`vectorized`] bodies (and the vector width of the `f32`
+    /// kernels, see `ops::kernels`) held to it.
     pub(crate) fn each(mut body: impl FnMut(Level)) {
         let mut levels = vec![Level::Baseline];
         #[cfg(target_arch = "x86_64")]
@@ -128,6 +134,6 @@ impl Level {
 
 #[cfg(test)]
 thread_local! {
-    /// The level [`Level::each`] holds this thread's bodies to.
+    /// The level [`Level::each`] holds this thread to.
     static HELD: std::cell::Cell<Option<Level>> = const { std::cell::Cell::new(None) };
 }

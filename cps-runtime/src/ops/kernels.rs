@@ -33,16 +33,17 @@ mod transposed_products;
 mod vector;
 
 /// Runs `body` once for every vector width the `f32` kernels can run at
-/// on this processor, with this thread's kernels held to it, naming the
-/// width; once, as "portable", where there are no such kernels.
+/// on this processor (held through `simd::Level::each`), naming it; once,
+/// as "portable", where there are no such kernels.
 #[cfg(test)]
 pub(crate) fn each_kernel_width(mut body: impl FnMut(&str)) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx2_available() {
-        vector::Width::each_supported(|width| body(&format!("{width:?}")));
-        return;
-    }
-    body("portable")
+    let kernels = crate::simd::avx2_available();
+    crate::simd::Level::each(|level| match level {
+        crate::simd::Level::Baseline if kernels => {}
+        crate::simd::Level::Baseline => body("portable"),
+        #[cfg(target_arch = "x86_64")]
+        level => body(&format!("{level:?}")),
+    });
 }
 
 /// The longest inner dimension given to the weight-gradient kernel of

@@ -18,7 +18,7 @@ use std::arch::x86_64::*;
 
 /// How wide a kernel runs: eight lanes (AVX2 and FMA) or sixteen
 /// (AVX-512F as well).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum Width {
     Eight,
     Sixteen,
@@ -26,11 +26,13 @@ pub(crate) enum Width {
 
 impl Width {
     /// The widest this processor supports, given AVX2 and FMA (in tests,
-    /// the width [`Width::each_supported`] holds the kernels to).
+    /// the one for the instruction set `simd::Level::each` holds).
     pub(crate) fn widest() -> Width {
         #[cfg(test)]
-        if let Some(width) = HELD.get() {
-            return width;
+        match crate::simd::Level::held() {
+            Some(crate::simd::Level::Avx512) => return Width::Sixteen,
+            Some(crate::simd::Level::Avx2) => return Width::Eight,
+            _ => {}
         }
         if crate::simd::avx512_available() {
             Width::Sixteen
@@ -38,30 +40,6 @@ impl Width {
             Width::Eight
         }
     }
-
-    /// Runs `body` once for every width this processor supports (none
-    /// without AVX2), with this thread's kernels held to that width.
-    #[cfg(test)]
-    pub(crate) fn each_supported(mut body: impl FnMut(Width)) {
-        if !crate::simd::avx2_available() {
-            return;
-        }
-        let mut widths = vec![Width::Eight];
-        if crate::simd::avx512_available() {
-            widths.push(Width::Sixteen);
-        }
-        for width in widths {
-            HELD.set(Some(width));
-            body(width);
-            HELD.set(None);
-        }
-    }
-}
-
-#[cfg(test)]
-thread_local! {
-    /// The width [`Width::each_supported`] holds this thread's kernels to.
-    static HELD: std::cell::Cell<Option<Width>> = const { std::cell::Cell::new(None) };
 }
 
 /// Which lanes of a vector an access covers: all of them, or those under
