@@ -251,6 +251,30 @@ fn combine<A: Element>(
                 };
                 return (out, Some(ls.len()));
             }
+            // A bias vector along the last axis of a standard-layout
+            // tensor: the tensor's rows in turn meet the vector.
+            if let (Some(ls), Some(rs)) = flat
+                && let Some((full, rows, bias)) = match broadcast {
+                    Broadcast::RightBias => Some((l, ls, rs)),
+                    Broadcast::LeftBias => Some((r, rs, ls)),
+                    _ => None,
+                }
+                && !bias.is_empty()
+                && rows.len() % bias.len() == 0
+            {
+                // SAFETY: `full` has `rows.len()` elements, and the loop
+                // writes every one, row by row.
+                let out = unsafe {
+                    Var::computed_like(op, requires_grad, full, rows.len(), |out| {
+                        if broadcast == Broadcast::RightBias {
+                            each_row(out, rows, bias, &f);
+                        } else {
+                            each_row(out, rows, bias, |x, b| f(b, x));
+                        }
+                    })
+                };
+                return (out, None);
+            }
         }
         (Side::Full(l), Side::Scalar(r)) => {
             if let Some(ls) = flat.0 {
@@ -298,6 +322,20 @@ fn combine<A: Element>(
         }
     };
     (Var::computed(value, op, requires_grad), None)
+}
+
+/// `out = g(row, bias)` for each row of `rows` (whose length is a
+/// multiple of the bias's) in turn.
+#[inline(always)]
+fn each_row<A: Element>(out: &mut [MaybeUninit<A>], rows: &[A], bias: &[A], g: impl Fn(A, A) -> A) {
+    for (out, row) in out
+        .chunks_exact_mut(bias.len())
+        .zip(rows.chunks_exact(bias.len()))
+    {
+        for ((o, &x), &b) in out.iter_mut().zip(row).zip(bias) {
+            o.write(g(x, b));
+        }
+    }
 }
 
 impl<A: Element> Arithmetic<A> {

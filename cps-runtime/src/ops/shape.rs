@@ -453,7 +453,7 @@ impl<A: Element> Var<A> {
         // is never zero-filled; other layouts go row by row.
         let value = match table.as_slice() {
             Some(all) => {
-                let mut data = Vec::with_capacity(indices.len() * cols);
+                let mut data = crate::var::pool::buffer(indices.len() * cols);
                 for &i in indices {
                     check(i);
                     data.extend_from_slice(&all[i * cols..(i + 1) * cols]);
@@ -563,7 +563,7 @@ impl<A: Element> Var<A> {
         };
         // Each gathered row's part and row within it.
         let sources: Vec<(usize, usize)> = indices.iter().map(|&i| locate(i)).collect();
-        let mut data = Vec::with_capacity(indices.len() * cols);
+        let mut data = crate::var::pool::buffer(indices.len() * cols);
         for &(part, row) in &sources {
             let values = parts[part].array();
             match slice(values) {

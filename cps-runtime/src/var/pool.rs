@@ -90,12 +90,8 @@ impl<A: Element> Pool<A> {
         let emptied = bytes::<A>(0);
         self.bytes -= size - emptied;
         self.small.push((node, emptied));
-        // A value in a larger allocation is not what a request of `len`
-        // elements expects; it goes where requests of its size find it.
-        if buffer.capacity() != len {
-            let _ = self.buffers.keep(buffer);
-            return None;
-        }
+        // An owned array of `len` elements has room for them all.
+        debug_assert!(buffer.capacity() >= len);
         Some(buffer)
     }
 
@@ -224,12 +220,13 @@ pub(crate) fn unique<A: Element>(node: &mut Rc<Node<A>>) -> &mut Node<A> {
 /// gradient of that length left behind, or a new allocation.
 #[inline]
 pub(crate) fn buffer<A: Element>(len: usize) -> Vec<A> {
-    let mut data = kept(len).unwrap_or_else(|| Vec::with_capacity(len));
+    let mut data = kept(len).unwrap_or_else(|| Vec::with_capacity(buffers::room_for(len)));
     data.clear();
     data
 }
 
-/// A kept buffer of capacity `len`, with the elements it was kept with.
+/// A kept buffer with room for `len` elements, with the elements it was kept
+/// with.
 #[inline]
 fn kept<A: Element>(len: usize) -> Option<Vec<A>> {
     with(|pool: &mut Pool<A>| pool.buffers.take(len).or_else(|| pool.value_buffer(len))).flatten()
@@ -251,7 +248,7 @@ pub(crate) fn zeros<A: Element, D: ndarray::Dimension>(shape: D) -> ndarray::Arr
 /// which then costs no pass to clear its output first.
 pub(crate) fn scratch<A: Element, D: ndarray::Dimension>(shape: D) -> ndarray::Array<A, D> {
     let len = shape.size();
-    let mut data = kept(len).unwrap_or_else(|| Vec::with_capacity(len));
+    let mut data = kept(len).unwrap_or_else(|| Vec::with_capacity(buffers::room_for(len)));
     // Only what the kept buffer lacks is written: its own elements stay.
     data.resize(len, A::zero());
     // SAFETY: `data` has exactly as many elements as the shape, taken with

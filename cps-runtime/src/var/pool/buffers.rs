@@ -9,6 +9,15 @@
 /// free costs it about as much as an elementwise operation on 150
 /// elements; a buffer of the right length freed last is also the one most
 /// likely still in cache.
+///
+/// Lengths up to [`EXACT_UP_TO`] are kept apart; longer ones by *class*,
+/// a quarter of their power of two ([`room_for`]), and the buffers the
+/// pool allocates for them get their class's capacity. A computation
+/// whose batch sizes change from step to step (a Tree-LSTM computed level
+/// by level makes matrices of as many rows as a level has nodes) then
+/// meets a few dozen classes instead of hundreds of lengths, so its
+/// buffers serve again, and the allocator sees the same few sizes come
+/// and go rather than many, which would fragment its heap.
 pub(super) struct Buffers<A> {
     /// Each length asked for, with its free buffers.
     by_len: Vec<Free<A>>,
@@ -32,10 +41,11 @@ struct Free<A> {
 /// The most memory the free buffers of one thread and element type hold.
 const MAX_BYTES: usize = 16 << 20;
 
-/// The most distinct lengths kept: a computation uses a few, so a long
-/// list would only mean a program of changing shapes, for which keeping
-/// buffers would not pay.
-const MAX_LENGTHS: usize = 32;
+/// The most distinct lengths (or classes of long ones) kept: a
+/// computation uses a few, plus a few dozen classes when its batch sizes
+/// change, so a longer list would only mean a program of changing shapes,
+/// for which keeping buffers would not pay.
+const MAX_LENGTHS: usize = 64;
 
 impl<A: Copy> Buffers<A> {
     pub(super) const fn new() -> Self {
@@ -45,12 +55,14 @@ impl<A: Copy> Buffers<A> {
         }
     }
 
-    /// A buffer with room for exactly `len` elements, if one is kept,
-    /// holding the elements it was kept with (at most `len`, all
-    /// initialised: a finished value's or gradient's, never read by the
-    /// next owner unless it asks for them as stale values).
+    /// A buffer with room for `len` elements (exactly that up to
+    /// [`EXACT_UP_TO`], else at least its class's [`room_for`]), if one is
+    /// kept, holding the elements it was kept with (all initialised: a
+    /// finished value's or gradient's, never read by the next owner unless
+    /// it asks for them as stale values).
     #[inline]
     pub(super) fn take(&mut self, len: usize) -> Option<Vec<A>> {
+        let len = room_for(len);
         let free = match self.by_len.iter().position(|free| free.len == len) {
             Some(at) => &mut self.by_len[at],
             None if self.by_len.len() < MAX_LENGTHS => {
@@ -67,17 +79,18 @@ impl<A: Copy> Buffers<A> {
             free.most += 1;
             return None;
         };
-        self.bytes -= len * size_of::<A>();
+        self.bytes -= buffer.capacity() * size_of::<A>();
         Some(buffer)
     }
 
-    /// Keeps `buffer`, elements and all, for a request of its capacity;
-    /// hands it back when its length is not asked for, or there is no
+    /// Keeps `buffer`, elements and all, for requests of the largest class
+    /// its capacity holds (its capacity itself up to [`EXACT_UP_TO`]);
+    /// hands it back when that class is not asked for, or there is no
     /// room.
     #[inline]
     pub(super) fn keep(&mut self, buffer: Vec<A>) -> Result<(), Vec<A>> {
-        let len = buffer.capacity();
-        let size = len * size_of::<A>();
+        let size = buffer.capacity() * size_of::<A>();
+        let len = class_below(buffer.capacity());
         match self.by_len.iter_mut().find(|free| free.len == len) {
             Some(free) if free.buffers.len() < free.most && self.bytes + size <= MAX_BYTES => {
                 free.buffers.push(buffer);
@@ -89,9 +102,75 @@ impl<A: Copy> Buffers<A> {
     }
 }
 
+/// Lengths up to this are kept and served exactly.
+const EXACT_UP_TO: usize = 1024;
+
+/// The capacity a buffer for `len` elements is given: `len` itself up to
+/// [`EXACT_UP_TO`], above it rounded up to a quarter of its power of two.
+#[inline]
+pub(super) fn room_for(len: usize) -> usize {
+    if len <= EXACT_UP_TO {
+        return len;
+    }
+    let step = (1usize << len.ilog2()) / 4;
+    len.div_ceil(step) * step
+}
+
+/// The largest [`room_for`] class a buffer of `capacity` serves: its
+/// capacity itself when the pool allocated it.
+#[inline]
+fn class_below(capacity: usize) -> usize {
+    if capacity <= EXACT_UP_TO {
+        return capacity;
+    }
+    let step = (1usize << capacity.ilog2()) / 4;
+    capacity / step * step
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Buffers, MAX_BYTES, MAX_LENGTHS};
+    use super::{Buffers, EXACT_UP_TO, MAX_BYTES, MAX_LENGTHS, class_below, room_for};
+
+    /// Short lengths are their own class; longer ones round up by less
+    /// than a quarter, to a capacity that is its own class, and a buffer
+    /// serves every request of the classes it holds.
+    #[test]
+    fn long_lengths_share_classes_a_quarter_octave_wide() {
+        for len in 1..=EXACT_UP_TO {
+            assert_eq!((room_for(len), class_below(len)), (len, len));
+        }
+        assert_eq!(room_for(EXACT_UP_TO + 1), 1280);
+        assert_eq!(room_for(1280), 1280);
+        assert_eq!(room_for(1281), 1536);
+        assert_eq!(room_for(40_001), 40_960);
+        let mut classes = std::collections::BTreeSet::new();
+        for len in EXACT_UP_TO + 1..=1 << 16 {
+            let room = room_for(len);
+            assert!(len <= room && room < len + len / 4 + 1, "{len} -> {room}");
+            assert_eq!(class_below(room), room, "{len} -> {room}");
+            classes.insert(room);
+        }
+        // 1025..=65536: six octaves, four classes each.
+        assert_eq!(classes.len(), 24);
+
+        let mut buffers = Buffers::<f32>::new();
+        // A request of 3000 elements misses, and so lets its class
+        // (3072) keep one buffer.
+        assert!(buffers.take(3000).is_none());
+        // A buffer allocated elsewhere with 3100 elements' room holds
+        // class 3072: it serves any length of that class.
+        let odd = Vec::<f32>::with_capacity(3100);
+        let at = odd.as_ptr();
+        buffers.keep(odd).expect("its class was asked for");
+        let taken = buffers.take(2900).expect("same class");
+        assert_eq!(taken.as_ptr(), at);
+        assert!(taken.capacity() >= 2900);
+        // Room for 3000 is not room for the next class.
+        buffers.keep(taken).expect("room");
+        assert!(buffers.take(3073).is_none());
+        assert!(buffers.take(3072).is_some());
+        assert_eq!(buffers.bytes, 0);
+    }
 
     /// A kept buffer serves the next request of its length only, the one
     /// kept last first; no more are kept than requests have missed, and
