@@ -7,6 +7,7 @@
 use std::mem::MaybeUninit;
 
 use ndarray::{Array2, ArrayD, Axis, Dimension, Ix2, IxDyn, Slice};
+use smallvec::SmallVec;
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
@@ -288,13 +289,14 @@ impl<A: Element> Var<A> {
             }
         }
 
-        let mut out_shape = first_shape.to_vec();
+        let mut out_shape = SmallVec::<[usize; 4]>::from_slice(first_shape);
         out_shape[axis] = parts.iter().map(|p| p.shape()[axis]).sum();
         let requires_grad = parts.iter().any(|p| p.requires_grad());
         let out = joined(parts, axis, &out_shape, requires_grad);
 
-        // Only the parts that need a gradient are kept, with their offsets.
-        let inputs: Vec<(Var<A>, usize)> = if requires_grad {
+        // Only the parts that need a gradient are kept, with their offsets
+        // (inline for the usual two, as `[h_l; h_r]`).
+        let inputs: SmallVec<[(Var<A>, usize); 2]> = if requires_grad {
             let mut start = 0;
             parts
                 .iter()
@@ -305,7 +307,7 @@ impl<A: Element> Var<A> {
                 })
                 .collect()
         } else {
-            Vec::new()
+            SmallVec::new()
         };
         Pending::from_var(out, move |_: &ArrayD<A>, grad: ArrayD<A>| {
             // Joined along the first axis, the first part's gradient is

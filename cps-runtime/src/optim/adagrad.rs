@@ -151,10 +151,10 @@ impl<A: Element> Adagrad<A> {
     /// work.
     fn step_from_deferred_rows(&mut self, param: &mut Param<A>) -> bool {
         let k = param.var().deferred_rows();
-        let shape = param.shape().to_vec();
-        let [rows, cols] = shape[..] else {
+        let &[rows, cols] = param.shape() else {
             return false;
         };
+        let shape = [rows, cols];
         // Where the plain step's product would run the same tiles, so that
         // both give the same bits.
         let fits = param.is_trainable()

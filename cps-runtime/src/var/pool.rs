@@ -256,6 +256,20 @@ pub(crate) fn scratch<A: Element, D: ndarray::Dimension>(shape: D) -> ndarray::A
     unsafe { ndarray::Array::from_shape_vec_unchecked(shape, data) }
 }
 
+/// An owned copy of `view` in standard layout, in a kept buffer when
+/// there is one.
+pub(crate) fn copy_of<A: Element>(view: ndarray::ArrayViewD<'_, A>) -> ArrayD<A> {
+    let mut data = buffer(view.len());
+    match view.as_slice() {
+        Some(values) => data.extend_from_slice(values),
+        // In logical order, which is standard layout's.
+        None => data.extend(view.iter().copied()),
+    }
+    // SAFETY: `data` has as many elements as the view's shape, in
+    // standard layout.
+    unsafe { ArrayD::from_shape_vec_unchecked(view.raw_dim(), data) }
+}
+
 /// Drops `array`, keeping its buffer for the next value or gradient of
 /// its length when there is room.
 #[inline]
