@@ -766,12 +766,17 @@ impl<A: Element> fmt::Display for Value<A> {
 }
 
 /// A parameter's deferred updates, stacked (see [`stack_rows`]) and
-/// drained: their buffers serve the next values of their length, and the
-/// list keeps its room for the next computation's updates.
+/// drained: their buffers and nodes serve the next values of their
+/// length, and the list keeps its room for the next computation's
+/// updates.
 fn stack_deferred<A: Element>(param: &mut ParamGrad<A>) -> (Array2<A>, Array2<A>) {
     let rows = stack_rows(&param.deferred);
-    for (u, _) in param.deferred.drain(..) {
+    for (u, v) in param.deferred.drain(..) {
         pool::recycle(u);
+        // Usually the last handle on `v` (its operation finished long
+        // ago, while this list still held it): the node and its value go
+        // back to the pool, not to the allocator.
+        v.recycle();
     }
     rows
 }

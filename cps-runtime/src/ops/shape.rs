@@ -332,6 +332,8 @@ impl<A: Element> Var<A> {
             if takes_buffer {
                 let first = &inputs[0].0;
                 first.accumulate(leading_part(grad, first.shape()));
+            } else {
+                pool::recycle(grad);
             }
         })
     }
@@ -496,6 +498,7 @@ impl<A: Element> Var<A> {
                         gx.row_mut(i).zip_mut_with(&g, |a, &b| *a += b);
                     }
                 });
+                pool::recycle(grad.into_dyn());
             },
         )
     }
@@ -608,6 +611,7 @@ impl<A: Element> Var<A> {
                         }
                     });
                 }
+                pool::recycle(grad.into_dyn());
             },
         )
     }

@@ -61,8 +61,11 @@ struct Class<A: Element> {
     /// The node given back last on top.
     nodes: Vec<(Rc<Node<A>>, usize)>,
     /// How many keep their value at most: the number of requests that
-    /// found none (as for the free buffers). More would hold buffers that
-    /// gradients and other lengths' values could use.
+    /// found none (as for the free buffers), less the nodes the class gave
+    /// up (a value lent to a buffer request, a node taken for another
+    /// length), so that a computation run again settles on the same
+    /// allowance instead of raising it with every run. More would hold
+    /// buffers that gradients and other lengths' values could use.
     most: usize,
 }
 
@@ -85,7 +88,12 @@ impl<A: Element> Pool<A> {
             return None;
         }
         let at = self.find(len)?;
-        let (mut node, size) = self.classes[at].nodes.pop()?;
+        let class = &mut self.classes[at];
+        let (mut node, size) = class.nodes.pop()?;
+        // The class gives up a value it was allowed to keep: the miss its
+        // next request counts gives the allowance back, so that lending
+        // values to buffer requests does not grow what the class keeps.
+        class.most = class.most.saturating_sub(1);
         let buffer = take_value(unique(&mut node));
         let emptied = bytes::<A>(0);
         self.bytes -= size - emptied;
@@ -146,9 +154,15 @@ impl<A: Element> Pool<A> {
         {
             self.classes[at].most += 1;
         }
-        self.small
-            .pop()
-            .or_else(|| self.classes.iter_mut().find_map(|class| class.nodes.pop()))
+        self.small.pop().or_else(|| {
+            self.classes.iter_mut().find_map(|class| {
+                let node = class.nodes.pop()?;
+                // As in `value_buffer`: the class gives up one it was
+                // allowed to keep, and its next miss gives it back.
+                class.most = class.most.saturating_sub(1);
+                Some(node)
+            })
+        })
     }
 }
 
@@ -447,6 +461,54 @@ mod tests {
         .expect("the pool is free");
         assert!(classes <= MAX_LENGTHS, "{classes} classes");
         assert!(!over);
+    }
+
+    /// What the pool holds, and each class's nodes and allowance.
+    fn holdings() -> (usize, usize, Vec<(usize, usize, usize)>) {
+        with(|pool: &mut Pool<f32>| {
+            let classes = pool.classes.iter();
+            let classes = classes.map(|c| (c.len, c.nodes.len(), c.most));
+            (pool.bytes, pool.small.len(), classes.collect())
+        })
+        .expect("the pool is free")
+    }
+
+    /// The same computation run again and again leaves the pool holding
+    /// the same after every run: values lent to buffer requests and nodes
+    /// taken by results of other lengths do not make their classes keep
+    /// more each time. The runs mix more lengths than the pool has
+    /// classes, several results of a length alive at once, and buffer
+    /// requests of lengths that nodes keep.
+    #[test]
+    fn a_repeated_computation_keeps_the_pool_the_same_size() {
+        let lengths = |step: usize| 40 + (step * 7919) % (3 * MAX_LENGTHS);
+        let run = || {
+            let mut alive = Vec::new();
+            for step in 0..400 {
+                let len = lengths(step);
+                alive.push(result(&[len], 1.0));
+                if step % 3 == 0 {
+                    let buffer = super::buffer::<f32>(lengths(step + 1));
+                    super::keep_buffer(buffer);
+                }
+                if alive.len() > 4 {
+                    // The oldest finish first, as in a backward pass.
+                    for r in alive.drain(..3) {
+                        r.recycle();
+                    }
+                }
+            }
+            for r in alive {
+                r.recycle();
+            }
+        };
+        run();
+        run();
+        let after_two = holdings();
+        for _ in 0..4 {
+            run();
+            assert_eq!(holdings(), after_two);
+        }
     }
 
     /// A result too large to stay with its pooled node leaves its buffer
