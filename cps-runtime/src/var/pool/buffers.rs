@@ -105,11 +105,16 @@ impl<A: Copy> Buffers<A> {
 /// Lengths up to this are kept and served exactly.
 const EXACT_UP_TO: usize = 1024;
 
+/// Lengths above this are exact too: their buffers (16 MiB of `f32` and
+/// more) are never kept, so rounding them up would only waste memory.
+const CLASSES_UP_TO: usize = MAX_BYTES / 4;
+
 /// The capacity a buffer for `len` elements is given: `len` itself up to
-/// [`EXACT_UP_TO`], above it rounded up to a quarter of its power of two.
+/// [`EXACT_UP_TO`] and above [`CLASSES_UP_TO`], between them rounded up to
+/// a quarter of its power of two.
 #[inline]
 pub(super) fn room_for(len: usize) -> usize {
-    if len <= EXACT_UP_TO {
+    if len <= EXACT_UP_TO || len > CLASSES_UP_TO {
         return len;
     }
     let step = (1usize << len.ilog2()) / 4;
@@ -120,7 +125,7 @@ pub(super) fn room_for(len: usize) -> usize {
 /// capacity itself when the pool allocated it.
 #[inline]
 fn class_below(capacity: usize) -> usize {
-    if capacity <= EXACT_UP_TO {
+    if capacity <= EXACT_UP_TO || capacity > CLASSES_UP_TO {
         return capacity;
     }
     let step = (1usize << capacity.ilog2()) / 4;
@@ -129,7 +134,9 @@ fn class_below(capacity: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{Buffers, EXACT_UP_TO, MAX_BYTES, MAX_LENGTHS, class_below, room_for};
+    use super::{
+        Buffers, CLASSES_UP_TO, EXACT_UP_TO, MAX_BYTES, MAX_LENGTHS, class_below, room_for,
+    };
 
     /// Short lengths are their own class; longer ones round up by less
     /// than a quarter, to a capacity that is its own class, and a buffer
@@ -152,6 +159,10 @@ mod tests {
         }
         // 1025..=65536: six octaves, four classes each.
         assert_eq!(classes.len(), 24);
+        // Lengths too long to be kept are not rounded.
+        let huge = CLASSES_UP_TO + 1;
+        assert_eq!((room_for(huge), class_below(huge)), (huge, huge));
+        assert_eq!(room_for(CLASSES_UP_TO), CLASSES_UP_TO);
 
         let mut buffers = Buffers::<f32>::new();
         // A request of 3000 elements misses, and so lets its class
