@@ -76,7 +76,7 @@ impl<A: Element> Param<A> {
     /// it instead of into a newly allocated, zeroed buffer. Its contents do
     /// not matter (they are never read). Optimizers do this in
     /// [`Optimizer::step`](crate::optim::Optimizer::step); a buffer of
-    /// another shape is dropped.
+    /// another shape goes to the thread's pool of free buffers instead.
     ///
     /// ```
     /// use cps_runtime::*;
@@ -127,7 +127,7 @@ impl<A: Element> Param<A> {
         if Rc::get_mut(&mut self.var.node).is_none() {
             let old = &self.var.node;
             let copy = Var {
-                node: Rc::new(Node {
+                node: std::mem::ManuallyDrop::new(Rc::new(Node {
                     value: old.value.clone(),
                     flat_len: crate::var::NOT_FLAT,
                     grad: std::cell::RefCell::new(old.grad.borrow().clone()),
@@ -136,7 +136,7 @@ impl<A: Element> Param<A> {
                     finished: std::cell::Cell::new(false),
                     op: old.op,
                     param: std::cell::RefCell::new(old.param.take()),
-                }),
+                })),
             };
             self.var = copy;
         }
@@ -194,5 +194,37 @@ impl<A: Element> std::fmt::Debug for Param<A> {
             .field("trainable", &self.is_trainable())
             .field("value", self.array())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::array;
+
+    use super::Param;
+
+    /// A gradient that arrives by being added into a buffer (not moved in
+    /// whole) is written into the buffer of the one before, cleared first;
+    /// a second spare handed back sends the first to the pool instead of
+    /// the allocator, and one of another shape is not kept.
+    #[test]
+    fn the_next_gradient_is_added_into_the_spare_buffer() {
+        let b = Param::new(array![1.0f32, 2.0, 3.0]);
+        b.var().accumulate_with(|mut g| g.fill(7.0));
+        let grad = b.take_grad().expect("a gradient");
+        let address = grad.as_ptr();
+        b.reuse_grad_buffer(grad);
+        b.var().accumulate_with(|mut g| {
+            g += &array![0.5f32, 0.25, 0.0].into_dyn();
+        });
+        let grad = b.take_grad().expect("a gradient");
+        assert_eq!(grad, array![0.5f32, 0.25, 0.0].into_dyn());
+        assert_eq!(grad.as_ptr(), address);
+
+        b.reuse_grad_buffer(grad);
+        b.reuse_grad_buffer(array![9.0f32, 9.0, 9.0].into_dyn());
+        b.reuse_grad_buffer(array![1.0f32].into_dyn());
+        b.var().accumulate_with(|mut g| g[1] += 1.0);
+        assert_eq!(b.grad(), array![0.0f32, 1.0, 0.0].into_dyn());
     }
 }

@@ -3,7 +3,7 @@
 use std::any::{Any, TypeId};
 use std::cell::{Cell, Ref, RefCell};
 use std::fmt;
-use std::mem::MaybeUninit;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::rc::Rc;
 use std::thread::LocalKey;
 
@@ -163,14 +163,30 @@ pub(crate) mod pool;
 /// assert_eq!(x.shape(), &[3]);
 /// assert!(!x.requires_grad());
 /// ```
+///
+/// When the last handle to an operation's result goes, its node and value
+/// buffer go back to the thread's pool, for the next result (usually when
+/// the operation's backward step has run; later if a handle was kept, in a
+/// list of states, say).
 pub struct Var<A: Element = f32> {
-    pub(crate) node: Rc<Node<A>>,
+    pub(crate) node: ManuallyDrop<Rc<Node<A>>>,
+}
+
+impl<A: Element> Drop for Var<A> {
+    /// Gives the node to the pool if this is its last handle and it holds
+    /// an operation's result (see [`pool::give`]).
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: `drop` runs once, and the field is not used after it.
+        let node = unsafe { ManuallyDrop::take(&mut self.node) };
+        pool::give(node);
+    }
 }
 
 impl<A: Element> Clone for Var<A> {
     fn clone(&self) -> Self {
         Var {
-            node: Rc::clone(&self.node),
+            node: ManuallyDrop::new(Rc::clone(&self.node)),
         }
     }
 }
@@ -193,10 +209,12 @@ impl<A: Element> Var<A> {
             }
             fresh.flat_len = flat_len;
             fresh.reset(role, requires_grad, op);
-            return Var { node };
+            return Var {
+                node: ManuallyDrop::new(node),
+            };
         }
         Var {
-            node: Rc::new(Node {
+            node: ManuallyDrop::new(Rc::new(Node {
                 value,
                 flat_len,
                 grad: RefCell::new(None),
@@ -205,7 +223,7 @@ impl<A: Element> Var<A> {
                 finished: Cell::new(false),
                 op,
                 param: RefCell::new((role == Role::Param).then(ParamGrad::new)),
-            }),
+            })),
         }
     }
 
@@ -314,13 +332,16 @@ impl<A: Element> Var<A> {
             (fresh.value, fresh.flat_len) = unsafe { filled(len, dim, fill) };
         }
         fresh.reset(Role::Computed, requires_grad, op);
-        Var { node }
+        Var {
+            node: ManuallyDrop::new(node),
+        }
     }
 
     /// Hands the node back to the pool when this is its last handle: the
     /// operation that produced it has finished, and nothing else can see it.
+    /// The same as dropping the handle; the name says why it goes.
     pub(crate) fn recycle(self) {
-        pool::give(self.node);
+        drop(self);
     }
 
     /// A value no gradient flows into: input data, labels, frozen tables.
@@ -548,12 +569,18 @@ impl<A: Element> Var<A> {
     }
 
     /// Keeps `buffer` (a consumed gradient of this parameter) to write the
-    /// next gradient into. Ignored for other values and other shapes.
+    /// next gradient into. A buffer of another shape or for another kind
+    /// of value, and a spare it replaces (one that no gradient used), go
+    /// to the pool.
     pub(crate) fn keep_spare_grad(&self, buffer: ArrayD<A>) {
-        if let Some(param) = self.node.param.borrow_mut().as_mut()
-            && same_shape(buffer.shape(), self.shape())
-        {
-            param.spare = Some(buffer);
+        let mut param = self.node.param.borrow_mut();
+        let replaced = match param.as_mut() {
+            Some(param) if same_shape(buffer.shape(), self.shape()) => param.spare.replace(buffer),
+            _ => Some(buffer),
+        };
+        drop(param);
+        if let Some(replaced) = replaced {
+            pool::recycle(replaced);
         }
     }
 
@@ -661,7 +688,7 @@ impl<A: Element> Var<A> {
         }
         self.check_open();
         let mut slot = self.node.grad.borrow_mut();
-        let buffer = slot.get_or_insert_with(|| boxed(pool::zeros(self.node.value.raw_dim())));
+        let buffer = slot.get_or_insert_with(|| self.zero_grad_buffer());
         add(buffer.view_mut());
     }
 
@@ -678,11 +705,31 @@ impl<A: Element> Var<A> {
         add(slot.get_or_insert_with(|| self.zero_grad_buffer()));
     }
 
-    /// A new gradient buffer of zeros in this value's shape: out of line,
-    /// since the inlined ways into a gradient mostly find one.
+    /// A new gradient buffer of zeros in this value's shape (a parameter's
+    /// spare, cleared, when it has one): out of line, since the inlined
+    /// ways into a gradient mostly find one.
     #[inline(never)]
     fn zero_grad_buffer(&self) -> Box<ArrayD<A>> {
+        if let Some(mut spare) = self.take_spare_grad() {
+            spare.fill(A::zero());
+            return boxed(spare);
+        }
         boxed(pool::zeros(self.node.value.raw_dim()))
+    }
+
+    /// The buffer of a parameter's consumed gradient, kept for its next
+    /// one ([`Var::keep_spare_grad`]), if it is of this value's shape.
+    fn take_spare_grad(&self) -> Option<ArrayD<A>> {
+        if self.node.role != Role::Param {
+            return None;
+        }
+        let spare = self.node.param.borrow_mut().as_mut()?.spare.take()?;
+        if same_shape(spare.shape(), self.shape()) {
+            Some(spare)
+        } else {
+            pool::recycle(spare);
+            None
+        }
     }
 
     /// Whether a gradient buffer exists (deferred updates not counted).
@@ -701,7 +748,9 @@ impl<A: Element> Var<A> {
     /// Sets this value's gradient to ones: the seed of a backward pass.
     pub(crate) fn seed(&self) {
         if self.requires_grad() {
-            *self.node.grad.borrow_mut() = Some(boxed(ArrayD::ones(self.node.value.raw_dim())));
+            let mut ones = pool::scratch(self.node.value.raw_dim());
+            ones.fill(A::one());
+            *self.node.grad.borrow_mut() = Some(boxed(ones));
         }
     }
 }

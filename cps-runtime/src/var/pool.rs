@@ -444,6 +444,32 @@ mod tests {
         assert!(buffer.is_empty() && buffer.capacity() == 21);
     }
 
+    /// A value whose last handle outlives its operation (kept in a list
+    /// for a later step, say) goes back to the pool when that handle is
+    /// dropped, as it would have when its operation finished.
+    #[test]
+    fn a_value_dropped_by_its_last_handle_goes_back_to_the_pool() {
+        let nodes_of = |len: usize| {
+            with(|pool: &mut Pool<f32>| pool.find(len).map_or(0, |at| pool.classes[at].nodes.len()))
+                .expect("the pool is free")
+        };
+        // Asked for once and missed: a node of this length may be kept.
+        result(&[5, 9], 1.0).recycle();
+        let value = result(&[5, 9], 2.0);
+        let kept = value.clone();
+        let before = nodes_of(45);
+        // The operation finishes while the value is still held elsewhere.
+        value.recycle();
+        assert_eq!(nodes_of(45), before);
+        // Its last handle goes: so does the node, to the pool.
+        let address = kept.array().as_ptr();
+        drop(kept);
+        assert_eq!(nodes_of(45), before + 1);
+        let next = result(&[5, 9], 3.0);
+        assert_eq!(next.array().as_ptr(), address);
+        assert!(next.array().iter().all(|&v| v == 3.0));
+    }
+
     /// However many lengths a program makes, nodes keep larger values of
     /// at most `MAX_LENGTHS` of them, and no more of each length than its
     /// requests missed.

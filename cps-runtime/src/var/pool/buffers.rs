@@ -102,8 +102,15 @@ impl<A: Copy> Buffers<A> {
     }
 }
 
-/// Lengths up to this are kept and served exactly.
-const EXACT_UP_TO: usize = 1024;
+/// Lengths up to this are kept and served exactly. Longer ones share
+/// classes: a batch of a length that changes from step to step (a
+/// classifier's logits, five per node of a tree, say) would otherwise
+/// take a table entry per length, and once the table is full, lengths
+/// first seen later would never be kept (measured on the Tree-LSTM level
+/// by level: with exact lengths up to 1,024, several hundred buffers per
+/// 1000 trees went back to the allocator every epoch; with classes from
+/// 65, none).
+const EXACT_UP_TO: usize = 64;
 
 /// Lengths above this are exact too: their buffers (16 MiB of `f32` and
 /// more) are never kept, so rounding them up would only waste memory.
@@ -146,7 +153,9 @@ mod tests {
         for len in 1..=EXACT_UP_TO {
             assert_eq!((room_for(len), class_below(len)), (len, len));
         }
-        assert_eq!(room_for(EXACT_UP_TO + 1), 1280);
+        assert_eq!(room_for(EXACT_UP_TO + 1), 80);
+        assert_eq!(room_for(150), 160);
+        assert_eq!(room_for(1025), 1280);
         assert_eq!(room_for(1280), 1280);
         assert_eq!(room_for(1281), 1536);
         assert_eq!(room_for(40_001), 40_960);
@@ -157,8 +166,8 @@ mod tests {
             assert_eq!(class_below(room), room, "{len} -> {room}");
             classes.insert(room);
         }
-        // 1025..=65536: six octaves, four classes each.
-        assert_eq!(classes.len(), 24);
+        // 65..=65536: ten octaves, four classes each.
+        assert_eq!(classes.len(), 40);
         // Lengths too long to be kept are not rounded.
         let huge = CLASSES_UP_TO + 1;
         assert_eq!((room_for(huge), class_below(huge)), (huge, huge));
@@ -221,12 +230,15 @@ mod tests {
         assert!(buffers.keep(Vec::with_capacity(big)).is_err());
         assert!(buffers.keep(Vec::with_capacity(4)).is_err());
 
-        // So is the number of distinct lengths.
+        // So is the number of distinct lengths: once the table is full, a
+        // new one is not taken in.
         let mut buffers = Buffers::<f64>::new();
-        for len in 1..=MAX_LENGTHS + 1 {
+        for len in 1..=MAX_LENGTHS {
             assert!(buffers.take(len).is_none());
         }
-        assert!(buffers.keep(Vec::with_capacity(MAX_LENGTHS + 1)).is_err());
+        let new = EXACT_UP_TO * 3 / 2;
+        assert!(buffers.take(new).is_none());
+        assert!(buffers.keep(Vec::with_capacity(room_for(new))).is_err());
         assert!(buffers.keep(Vec::with_capacity(1)).is_ok());
     }
 }
