@@ -129,6 +129,12 @@ fn run() -> Result<(), String> {
         .map(|(t, _)| model::training_flops(t, embedding, hidden, options.train_embeddings))
         .sum();
     let mut losses = Vec::with_capacity(train.len() * options.epochs);
+    // Every tree's loss is kept for the plot. The record is written once
+    // up front, so that its pages are resident from the start and the
+    // memory reported after each epoch measures the training, not the
+    // record filling up (a page per thousand trees).
+    losses.resize(losses.capacity(), 0.0);
+    losses.clear();
     // Helper threads build their replicas from a copy of the word vectors
     // (trained ones are refreshed at every step like the other parameters).
     let model_embedding = if options.threads > 1 {

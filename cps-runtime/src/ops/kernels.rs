@@ -13,8 +13,10 @@
 //! Two small matrix products live here too, for the shapes a tree at a
 //! time produces, where a general GEMM spends much of its time packing:
 //! a weight gradient from a few deferred rows (`transposed_products.rs`)
-//! and a few rows through a weight (`times_transposed.rs`). Both give
-//! ndarray's `general_mat_mul`'s bits, so choosing them changes no result.
+//! and a few rows through a weight (`times_transposed.rs`); any other
+//! small product runs on the first, its operands copied into place
+//! (`copied_operands.rs`). All give ndarray's `general_mat_mul`'s bits, so
+//! choosing them changes no result.
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 
@@ -23,6 +25,8 @@ use crate::second_core;
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod bit_identity_tests;
+#[cfg(target_arch = "x86_64")]
+mod copied_operands;
 #[cfg(target_arch = "x86_64")]
 mod operands;
 #[cfg(target_arch = "x86_64")]
@@ -52,6 +56,24 @@ pub(crate) fn each_kernel_width(mut body: impl FnMut(&str)) {
 /// (measured on a 750×300 product: 1.3x faster at `k` = 18, 1.1x at 40,
 /// even at 64, 0.7x at 128).
 const SHORT_INNER: usize = 48;
+
+/// The longest inner dimension matrixmultiply's `f32` GEMM sums in one
+/// panel (its `kc`): up to it, every element of its product is one chain
+/// of fused multiply-adds from zero, as the weight-gradient kernel makes
+/// it; longer ones it sums panel by panel.
+const PANEL: usize = 256;
+
+/// The most multiply-adds (`m·n·k`) of a product whose operands are copied
+/// into place for the weight-gradient kernel when they do not lie as it
+/// reads them (a batch through a layer of a few outputs, such as a
+/// classifier over a tree's nodes: 111 × 150 × 5 = 83,250 at most on SST).
+/// Copying costs `k·(m + n)` elements, small beside the product only
+/// while it is small; a packing GEMM copies as much and, for larger
+/// products, in the order its kernel wants. Below this, the copies go to
+/// pooled buffers, where matrixmultiply allocates its own at every call
+/// (and the allocator's heap, which sees those come and go in every
+/// size, grows from epoch to epoch).
+const SMALL_PRODUCT: usize = 1 << 17;
 
 /// The most rows of `X` given to the few-rows kernel of
 /// [`MatVecKernels::small_product`]: it reads `W` once per 24 rows, where a packing GEMM reads it
@@ -775,6 +797,14 @@ impl MatVecKernels for f32 {
                 unsafe { times_transposed::times_transposed(operands, accumulate, &mut packed) };
                 crate::var::pool::keep_buffer(packed);
                 return true;
+            }
+            // Any other small product: `U = Aᵀ` and `V = B` copied into
+            // row-major buffers where they are not already.
+            if fits && k <= PANEL && m * n * k <= SMALL_PRODUCT {
+                // SAFETY: the processor supports AVX2 and FMA, and
+                // AVX-512F where `widest` says sixteen lanes; `c` is
+                // `m × n`.
+                return unsafe { copied_operands::product_of_copies(a, b, accumulate, c) };
             }
         }
         let _ = (a, b, beta, c);

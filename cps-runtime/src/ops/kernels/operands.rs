@@ -49,7 +49,7 @@ impl Operands {
 /// The distance between rows of a matrix whose rows are contiguous (every
 /// matrix of at most one row or column counts), if they are and do not
 /// overlap.
-fn row_stride(shape: (usize, usize), strides: &[isize]) -> Option<usize> {
+pub(crate) fn row_stride(shape: (usize, usize), strides: &[isize]) -> Option<usize> {
     let (rows, cols) = shape;
     if cols > 1 && strides[1] != 1 {
         return None;
