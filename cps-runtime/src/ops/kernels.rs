@@ -19,6 +19,7 @@
 //! choosing them changes no result.
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
+use smallvec::SmallVec;
 
 use crate::element::Element;
 use crate::second_core;
@@ -52,28 +53,43 @@ pub(crate) fn each_kernel_width(mut body: impl FnMut(&str)) {
 
 /// The longest inner dimension given to the weight-gradient kernel of
 /// [`MatVecKernels::small_product`]: beyond it `V` no longer
-/// stays in L1 while a block of rows is made, and a packing GEMM is as fast
-/// (measured on a 750×300 product: 1.3x faster at `k` = 18, 1.1x at 40,
-/// even at 64, 0.7x at 128).
-const SHORT_INNER: usize = 48;
+/// stays in L1 while a block of rows is made, and a packing GEMM is
+/// faster (measured on a 750×300 product: 1.3x faster at `k` = 18, 1.1x
+/// at 40, even at 64, 0.7x at 128). Up to it the kernel also spares the
+/// allocator a packing buffer per product (see [`BATCH_ROWS`]): a tree of
+/// SST has at most 55 internal nodes, whose rows make `U_int`'s gradient.
+const SHORT_INNER: usize = 64;
 
 /// The longest inner dimension matrixmultiply's `f32` GEMM sums in one
 /// panel (its `kc`): up to it, every element of its product is one chain
 /// of fused multiply-adds from zero, as the weight-gradient kernel makes
-/// it; longer ones it sums panel by panel.
+/// it; longer ones it sums panel by panel, each panel's chain added to
+/// the output.
 const PANEL: usize = 256;
 
-/// The most multiply-adds (`m·n·k`) of a product whose operands are copied
-/// into place for the weight-gradient kernel when they do not lie as it
-/// reads them (a batch through a layer of a few outputs, such as a
-/// classifier over a tree's nodes: 111 × 150 × 5 = 83,250 at most on SST).
-/// Copying costs `k·(m + n)` elements, small beside the product only
-/// while it is small; a packing GEMM copies as much and, for larger
-/// products, in the order its kernel wants. Below this, the copies go to
-/// pooled buffers, where matrixmultiply allocates its own at every call
-/// (and the allocator's heap, which sees those come and go in every
-/// size, grows from epoch to epoch).
+/// The most multiply-adds (`m·n·k`) of a product of any shape whose
+/// operands are copied into place for the weight-gradient kernel when no
+/// other kernel takes it (a classifier over a tree's nodes: 111 × 150 × 5
+/// = 83,250 at most on SST). Copying costs `k·(m + n)` elements, small
+/// beside the product only while it is small or has few rows.
 const SMALL_PRODUCT: usize = 1 << 17;
+
+/// The most rows of a product (a batch through a weight, such as a level
+/// of a tree) given to the weight-gradient kernel with its operands copied
+/// into place, however large the rest: matrixmultiply's own block of rows
+/// (its `mc`), so that the kernel reads the weight no more often than a
+/// packing GEMM reads its packed copy per panel. Measured on the
+/// Tree-LSTM's products (best of 5 × 2000, this kernel against
+/// matrixmultiply): the gradient through `U_int` (750 × 300) for 10, 20,
+/// 40 and 64 rows 89 → 40, 126 → 80, 196 → 146, 306 → 234 µs; the leaf
+/// gates of 48 and 64 rows (`W_leaf` copied first) 151 → 154, 193 → 191
+/// µs; the classifier over 100 nodes 5.1 → 7.5 µs forward (five outputs
+/// fill five of sixteen lanes), 3.6 → 1.8 and 4.1 → 1.3 µs backward.
+/// Unlike matrixmultiply, it allocates nothing: its buffers, sized to each
+/// batch, came from the allocator's heap at every call, and one of up to
+/// 512 KiB placed somewhere new touched new pages of the heap, so that
+/// resident memory crept up epoch after epoch.
+const BATCH_ROWS: usize = 64;
 
 /// The most rows of `X` given to the few-rows kernel of
 /// [`MatVecKernels::small_product`]: it reads `W` once per 24 rows, where a packing GEMM reads it
@@ -798,9 +814,10 @@ impl MatVecKernels for f32 {
                 crate::var::pool::keep_buffer(packed);
                 return true;
             }
-            // Any other small product: `U = Aᵀ` and `V = B` copied into
-            // row-major buffers where they are not already.
-            if fits && k <= PANEL && m * n * k <= SMALL_PRODUCT {
+            // Any other product of a batch of rows, or any small one:
+            // `U = Aᵀ` and `V = B` copied into row-major buffers where
+            // they are not already.
+            if fits && (m <= BATCH_ROWS || m * n * k <= SMALL_PRODUCT) {
                 // SAFETY: the processor supports AVX2 and FMA, and
                 // AVX-512F where `widest` says sixteen lanes; `c` is
                 // `m × n`.
@@ -982,18 +999,26 @@ fn blocked_mat_vecs<A: Element>(
         ys.map_inplace(|y| *y = if beta.is_zero() { A::zero() } else { beta * *y });
         return;
     }
-    let inputs: Vec<&[A]> = xs
+    let inputs: RowSlices<'_, A> = xs
         .rows()
         .into_iter()
         .map(|x| x.to_slice().expect("inputs with contiguous rows"))
         .collect();
-    let mut outputs: Vec<&mut [A]> = ys
+    let mut outputs: RowSlicesMut<'_, A> = ys
         .rows_mut()
         .into_iter()
         .map(|y| y.into_slice().expect("outputs with contiguous rows"))
         .collect();
     mat_vec_batch(alpha, m, &inputs, beta, &mut outputs);
 }
+
+/// The rows of a few-row product's inputs, as slices: inline up to eight
+/// of them (the most `gemm` hands these kernels), so that a product
+/// allocates nothing.
+type RowSlices<'a, A> = SmallVec<[&'a [A]; 8]>;
+
+/// The rows of a few-row product's outputs (see [`RowSlices`]).
+type RowSlicesMut<'a, A> = SmallVec<[&'a mut [A]; 8]>;
 
 /// `ys[k] = alpha·M·xs[k] + beta·ys[k]` for inputs and outputs anywhere in
 /// memory, `M` row-major with `ys[k].len()` rows of `xs[k].len()`
@@ -1063,12 +1088,12 @@ fn blocked_mat_t_vecs<A: Element>(
     if cols == 0 {
         return;
     }
-    let gradients: Vec<&[A]> = gs
+    let gradients: RowSlices<'_, A> = gs
         .rows()
         .into_iter()
         .map(|g| g.to_slice().expect("gradients with contiguous rows"))
         .collect();
-    let mut outputs: Vec<&mut [A]> = dxs
+    let mut outputs: RowSlicesMut<'_, A> = dxs
         .rows_mut()
         .into_iter()
         .map(|dx| dx.into_slice().expect("outputs with contiguous rows"))

@@ -16,6 +16,11 @@ use crate::ops::reductions::{accumulate_view, check_axis};
 use crate::ops::shape_mismatch;
 use crate::var::{Var, pool};
 
+/// How many tables, and gathered rows, [`Var::rows_of`] keeps inline (its
+/// backward step holds both lists): a level of a tree gathering from the
+/// levels below it allocates nothing unless it is deeper or wider.
+const INLINE_PARTS: usize = 16;
+
 /// Joins tensors along an existing `axis` (see [`Var::concat`]).
 ///
 /// ```
@@ -541,7 +546,7 @@ impl<A: Element> Var<A> {
             shape => panic!("rows_of: gathers rows of 2-D tables, got shape {shape:?}"),
         };
         // Where each part's rows start in the stack, and the total.
-        let mut starts = Vec::with_capacity(parts.len());
+        let mut starts = SmallVec::<[usize; INLINE_PARTS]>::new();
         let mut total = 0;
         for (i, part) in parts.iter().enumerate() {
             match part.shape() {
@@ -567,7 +572,8 @@ impl<A: Element> Var<A> {
             (part, i - starts[part])
         };
         // Each gathered row's part and row within it.
-        let sources: Vec<(usize, usize)> = indices.iter().map(|&i| locate(i)).collect();
+        let sources: SmallVec<[(usize, usize); INLINE_PARTS]> =
+            indices.iter().map(|&i| locate(i)).collect();
         let mut data = crate::var::pool::buffer(indices.len() * cols);
         for &(part, row) in &sources {
             let values = parts[part].array();
@@ -581,14 +587,18 @@ impl<A: Element> Var<A> {
         let requires_grad = parts.iter().any(|p| p.requires_grad());
         // The parts that take a gradient, kept (with `sources`) only when
         // one will be scattered.
-        let sources = if requires_grad { sources } else { Vec::new() };
-        let targets: Vec<Option<Var<A>>> = if requires_grad {
+        let sources = if requires_grad {
+            sources
+        } else {
+            SmallVec::new()
+        };
+        let targets: SmallVec<[Option<Var<A>>; INLINE_PARTS]> = if requires_grad {
             parts
                 .iter()
                 .map(|p| p.requires_grad().then(|| (*p).clone()))
                 .collect()
         } else {
-            Vec::new()
+            SmallVec::new()
         };
         Pending::new(
             "rows_of",

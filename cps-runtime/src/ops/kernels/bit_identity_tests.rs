@@ -6,7 +6,9 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, s};
 use proptest::prelude::*;
 
-use super::{FEW_INPUTS, MANY_OUTPUTS, MatVecKernels, PANEL, SHORT_INNER, SMALL_PRODUCT};
+use super::{
+    BATCH_ROWS, FEW_INPUTS, MANY_OUTPUTS, MatVecKernels, PANEL, SHORT_INNER, SMALL_PRODUCT,
+};
 
 /// A matrix of `rows × cols` values from `seed`, with a sign mix and some
 /// exact negative zeros (so that -0 and +0 sums occur).
@@ -91,21 +93,22 @@ proptest! {
         prop_assert!(same_bits(&expected, &got), "{m}×{n}, k = {k}");
     }
 
-    /// `C = A·B + beta·C` for any small product, each operand row-major,
-    /// transposed or with padded rows, over inner dimensions up to one
-    /// panel: what none of the other kernels takes is copied into place.
+    /// `C = A·B + beta·C` for a batch of rows or any small product, each
+    /// operand row-major, transposed or with padded rows, over one panel
+    /// of the inner dimension and several: what none of the other
+    /// kernels takes is copied into place.
     #[test]
-    fn any_small_product_equals_the_general_product(
-        m in 1usize..120,
-        n in 1usize..40,
-        k in prop_oneof![1usize..60, 200usize..=PANEL],
+    fn any_batch_or_small_product_equals_the_general_product(
+        m in prop_oneof![1usize..=BATCH_ROWS, BATCH_ROWS + 1..120],
+        n in prop_oneof![1usize..40, 250usize..320],
+        k in prop_oneof![1usize..60, 200usize..=PANEL, PANEL + 1..800],
         a_transposed in any::<bool>(),
         b_transposed in any::<bool>(),
         padding in 0usize..3,
         accumulate in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        if !crate::simd::avx2_available() || m * n * k > SMALL_PRODUCT {
+        if !crate::simd::avx2_available() || (m > BATCH_ROWS && m * n * k > SMALL_PRODUCT) {
             return Ok(());
         }
         let wide_a = if a_transposed { matrix(k, m + padding, seed) } else { matrix(m, k + padding, seed) };
@@ -136,53 +139,28 @@ fn other_cases_are_left_to_the_general_product() {
     let before = c.clone();
     // A `beta` other than 0 or 1.
     assert!(!f32::small_product(u.t(), v.view(), 0.5, &mut c.view_mut()));
-    // A long inner dimension for the first kernel, many rows for the
-    // second, and neither small.
-    let (long_u, long_v) = (
-        matrix(SHORT_INNER + 1, 60, 4),
-        matrix(SHORT_INNER + 1, 60, 5),
-    );
-    let mut square = matrix(60, 60, 6);
-    let square_before = square.clone();
-    assert!(60 * 60 * (SHORT_INNER + 1) > SMALL_PRODUCT);
+    // More rows than a batch, an inner dimension too long for the first
+    // kernel, and not small.
+    let (rows, k) = (BATCH_ROWS + 6, SHORT_INNER + 1);
+    let (long_u, long_v) = (matrix(k, rows, 4), matrix(k, 60, 5));
+    let mut tall = matrix(rows, 60, 6);
+    let tall_before = tall.clone();
+    assert!(rows > FEW_INPUTS && rows * 60 * k > SMALL_PRODUCT);
     assert!(!f32::small_product(
         long_u.t(),
         long_v.view(),
         1.0,
-        &mut square.view_mut()
-    ));
-    let (x, w) = (matrix(FEW_INPUTS + 1, 80, 6), matrix(40, 80, 7));
-    let mut tall = matrix(FEW_INPUTS + 1, 40, 8);
-    let tall_before = tall.clone();
-    assert!((FEW_INPUTS + 1) * 40 * 80 > SMALL_PRODUCT);
-    assert!(!f32::small_product(
-        x.view(),
-        w.t(),
-        1.0,
         &mut tall.view_mut()
     ));
-    // Columns that are not contiguous, in a product that is not small.
-    let wide = matrix(SHORT_INNER, 120, 9);
-    let strided = wide.slice(s![.., ..;2]);
-    let short_u = matrix(SHORT_INNER, 60, 10);
+    // An output whose columns are not contiguous.
+    let mut wide = matrix(9, 80, 7);
+    let wide_before = wide.clone();
     assert!(!f32::small_product(
-        short_u.t(),
-        strided,
+        u.t(),
+        v.view(),
         1.0,
-        &mut square.view_mut()
+        &mut wide.slice_mut(s![.., ..;2])
     ));
-    // An inner dimension longer than one panel, however small the rest.
-    let (a, b) = (matrix(2, PANEL + 1, 11), matrix(PANEL + 1, 2, 12));
-    let mut corner = matrix(2, 2, 13);
-    let corner_before = corner.clone();
-    assert!(!f32::small_product(
-        a.view(),
-        b.view(),
-        0.0,
-        &mut corner.view_mut()
-    ));
-    assert!(same_bits(&square_before, &square));
-    assert!(same_bits(&corner_before, &corner));
     // f64 has no such kernels.
     let mut c64 = c.mapv(f64::from);
     let (u64, v64) = (u.mapv(f64::from), v.mapv(f64::from));
@@ -194,4 +172,5 @@ fn other_cases_are_left_to_the_general_product() {
     ));
     assert!(same_bits(&before, &c));
     assert!(same_bits(&tall_before, &tall));
+    assert!(same_bits(&wide_before, &wide));
 }

@@ -1,18 +1,24 @@
-//! Any small product `C = A·B` (or `C = A·B + C`) on the weight-gradient
-//! kernel of `transposed_products.rs`, which computes `Uᵀ·V` from
-//! row-major `U` and `V`: here `U = Aᵀ` and `V = B`, each copied into a
-//! row-major pooled buffer when it does not already lie that way.
+//! A product `C = A·B` (or `C = A·B + C`) that no other small-product
+//! kernel takes, on the weight-gradient kernel of `transposed_products.rs`,
+//! which computes `Uᵀ·V` from row-major `U` and `V`: here `U = Aᵀ` and
+//! `V = B`, each copied into a row-major pooled buffer when it does not
+//! already lie that way.
 //!
-//! It serves the products a batch makes through a layer with few outputs,
-//! such as a classifier over all of a tree's nodes: `H·Wᵀ` forward,
-//! `G·W` and `Gᵀ·H` backward, none of which the other kernels take. A
-//! general GEMM would copy its operands too, into a buffer it allocates at
+//! It serves the products a batch makes through a layer: a classifier
+//! over all of a tree's nodes (`H·Wᵀ`, `G·W`, `Gᵀ·H`), a level of a tree
+//! of more rows than the few-row kernels take, in either direction. A
+//! general GEMM copies its operands too, into a buffer it allocates at
 //! every call in a size that follows the batch; these copies come from
-//! the pool instead. The sums are the kernel's, so the results are
-//! matrixmultiply's bits for an inner dimension of one panel.
+//! the pool instead.
+//!
+//! The inner dimension is taken in panels of [`PANEL`] steps, as
+//! matrixmultiply takes it: each element of each panel is one chain of
+//! fused multiply-adds from zero, added to `C` (the first panel over it
+//! when `C` is not accumulated into). So the results are its bits.
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Ix2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Ix2, s};
 
+use super::PANEL;
 use super::operands::{Operands, row_stride};
 use super::transposed_products::transposed_product;
 use super::vector::Width;
@@ -39,11 +45,18 @@ pub(super) unsafe fn product_of_copies(
     let v_copy = row_major_copy(b);
     let u = u_copy.as_ref().map_or(a.t(), |u| u.view());
     let v = v_copy.as_ref().map_or(b, |v| v.view());
-    let operands = Operands::of(&u, &v, c, k).expect("row-major operands");
-    // SAFETY: as required of the caller; `u` and `v` are views of `k`
-    // rows of `m` and `n` elements with contiguous rows, and `c` is a
-    // unique borrow, so it overlaps neither.
-    unsafe { transposed_product(operands, accumulate, Width::widest()) };
+    let mut start = 0;
+    while start < k {
+        let end = (start + PANEL).min(k);
+        let (u_panel, v_panel) = (u.slice(s![start..end, ..]), v.slice(s![start..end, ..]));
+        let operands =
+            Operands::of(&u_panel, &v_panel, c, end - start).expect("row-major operands");
+        // SAFETY: as required of the caller; the panels are views of
+        // `end - start` rows of `m` and `n` elements with contiguous rows,
+        // and `c` is a unique borrow, so it overlaps neither.
+        unsafe { transposed_product(operands, accumulate || start > 0, Width::widest()) };
+        start = end;
+    }
     for copy in [u_copy, v_copy].into_iter().flatten() {
         pool::recycle(copy.into_dyn());
     }
