@@ -9,8 +9,11 @@
 //! kept as blocks of rows, one block per level, from which each level
 //! gathers its children's rows (`rows_of`).
 
+use std::rc::Rc;
+
 use cps::data::{Node, Tree};
 use cps::prelude::*;
+use smallvec::SmallVec;
 
 use crate::model::{TreeLstm, internal_bias};
 
@@ -80,15 +83,46 @@ fn leaf_cells(m: &TreeLstm, words: &[usize]) -> (Var, Var) {
     (h, c)
 }
 
+/// The blocks of states of the levels computed so far, one link per
+/// level, the newest first. A level's computation holds the blocks below
+/// it while the loop goes on to add its own; holding them through an `Rc`
+/// (which a `#[differentiable]` function lends by cloning the handle)
+/// allocates nothing per level but the link itself, always of one size,
+/// where a growing `Vec` of blocks would be copied at every level.
+pub struct Blocks {
+    h: Var,
+    c: Var,
+    below: Option<Rc<Blocks>>,
+}
+
+/// Blocks of states in slot order, as `rows_of` takes them (inline for
+/// trees of up to 63 levels; SST's deepest has 46).
+type Tables<'a> = SmallVec<[&'a Var; 64]>;
+
+impl Blocks {
+    /// The hidden and the cell states of every level so far, in slot
+    /// order (the leaves' block first), so that slot `i` is row `i` of
+    /// the blocks stacked.
+    fn tables(&self) -> (Tables<'_>, Tables<'_>) {
+        let (mut hs, mut cs) = (Tables::new(), Tables::new());
+        let mut link = Some(self);
+        while let Some(blocks) = link {
+            hs.push(&blocks.h);
+            cs.push(&blocks.c);
+            link = blocks.below.as_deref();
+        }
+        hs.reverse();
+        cs.reverse();
+        (hs, cs)
+    }
+}
+
 /// The states of one level's nodes from their children's rows, gathered
-/// from the blocks of states of the levels below (`hs`, `cs`: the leaves'
-/// block, then one block per level, so that slot `i` is row `i` of the
-/// blocks stacked).
+/// from the blocks of the levels below.
 #[differentiable]
-fn level_cells(m: &TreeLstm, bias: &Var, hs: &[Var], cs: &[Var], level: &Level) -> (Var, Var) {
+fn level_cells(m: &TreeLstm, bias: &Var, below: &Blocks, level: &Level) -> (Var, Var) {
     let n = m.hidden();
-    let hs = hs.iter().collect::<Vec<&Var>>();
-    let cs = cs.iter().collect::<Vec<&Var>>();
+    let (hs, cs) = below.tables();
     let children = concat(
         &[&rows_of(&hs, &level.left), &rows_of(&hs, &level.right)],
         1,
@@ -111,16 +145,20 @@ fn level_cells(m: &TreeLstm, bias: &Var, hs: &[Var], cs: &[Var], level: &Level) 
 pub fn tree_loss_by_level(m: &TreeLstm, plan: &LevelPlan, words: &[usize]) -> Var {
     let (leaf_h, leaf_c) = leaf_cells(m, words);
     let bias = internal_bias(m);
-    let (mut hs, mut cs) = (vec![leaf_h], vec![leaf_c]);
+    let mut blocks = Rc::new(Blocks {
+        h: leaf_h,
+        c: leaf_c,
+        below: None,
+    });
     for level in &plan.levels {
-        // The blocks so far, as handles (the call borrows these while
-        // `hs` and `cs` grow in the rest of the loop).
-        let (below_h, below_c) = (hs.clone(), cs.clone());
-        let (h, c) = level_cells(m, &bias, &below_h, &below_c, level);
-        hs.push(h);
-        cs.push(c);
+        let (h, c) = level_cells(m, &bias, &blocks, level);
+        blocks = Rc::new(Blocks {
+            h,
+            c,
+            below: Some(blocks),
+        });
     }
-    let every_h = hs.iter().collect::<Vec<&Var>>();
+    let (every_h, _every_c) = blocks.tables();
     let logits = concat(&every_h, 0).linear(&m.why) + &m.by;
     logits.cross_entropy(&plan.labels)
 }
