@@ -136,9 +136,10 @@ pub(crate) fn deferred_product_uses_tiles(rows: usize, cols: usize, k: usize) ->
 }
 
 /// `c = alpha·a·b + beta·c` by ndarray's GEMM or, with the same bits and
-/// without packing a weight, by a small-product kernel
+/// without allocating, by a small-product kernel
 /// ([`small_product`](kernels::MatVecKernels::small_product)): a weight
-/// gradient made from deferred rows, or a few rows through a weight.
+/// gradient made from deferred rows, a few rows through a weight, or any
+/// other batch of up to 64 rows or small product.
 fn general_product<A: Element>(
     alpha: A,
     a: ArrayView2<'_, A>,
@@ -235,7 +236,9 @@ impl<A: Element> Var<A> {
     /// matrix-vector kernel; gradients are multiplied straight into the
     /// inputs' gradient buffers with no temporary. A parameter's gradient
     /// gathered from a few deferred rows runs on a kernel for short inner
-    /// dimensions that gives matrixmultiply's bits without packing.
+    /// dimensions that gives matrixmultiply's bits without packing; so do
+    /// batches of up to 64 rows and other small products, their operands
+    /// copied into pooled buffers where needed (`f32` with AVX2 and FMA).
     ///
     /// ```
     /// use cps_runtime::*;
