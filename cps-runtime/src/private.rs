@@ -269,6 +269,7 @@ fn iterate<S, B, R>(state: S, body: LoopBody<'_, S, B, R>, leave: &mut dyn FnMut
 
 /// The name of a parameter inside a field: `field.inner` (used by
 /// `#[derive(Parameters)]`).
+///
 /// A field that is itself a parameter keeps its own name, without a copy:
 /// an optimizer visits every parameter at every step.
 pub fn join_name<'a>(field: &'a str, inner: &str) -> std::borrow::Cow<'a, str> {

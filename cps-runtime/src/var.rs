@@ -820,12 +820,11 @@ impl<A: Element> fmt::Display for Value<A> {
 /// updates.
 fn stack_deferred<A: Element>(param: &mut ParamGrad<A>) -> (Array2<A>, Array2<A>) {
     let rows = stack_rows(&param.deferred);
-    for (u, v) in param.deferred.drain(..) {
+    // Each `v` is usually the last handle on its value (its operation
+    // finished long ago, while this list still held it): dropped here, its
+    // node and value go back to the pool, not to the allocator.
+    for (u, _v) in param.deferred.drain(..) {
         pool::recycle(u);
-        // Usually the last handle on `v` (its operation finished long
-        // ago, while this list still held it): the node and its value go
-        // back to the pool, not to the allocator.
-        v.recycle();
     }
     rows
 }

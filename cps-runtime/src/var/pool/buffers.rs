@@ -121,22 +121,21 @@ const CLASSES_UP_TO: usize = MAX_BYTES / 4;
 /// a quarter of its power of two.
 #[inline]
 pub(super) fn room_for(len: usize) -> usize {
-    if len <= EXACT_UP_TO || len > CLASSES_UP_TO {
-        return len;
-    }
-    let step = (1usize << len.ilog2()) / 4;
-    len.div_ceil(step) * step
+    class_step(len).map_or(len, |step| len.div_ceil(step) * step)
 }
 
 /// The largest [`room_for`] class a buffer of `capacity` serves: its
 /// capacity itself when the pool allocated it.
 #[inline]
 fn class_below(capacity: usize) -> usize {
-    if capacity <= EXACT_UP_TO || capacity > CLASSES_UP_TO {
-        return capacity;
-    }
-    let step = (1usize << capacity.ilog2()) / 4;
-    capacity / step * step
+    class_step(capacity).map_or(capacity, |step| capacity / step * step)
+}
+
+/// The width of the classes around `len` (a quarter of its power of two),
+/// or `None` where lengths are their own class.
+#[inline]
+fn class_step(len: usize) -> Option<usize> {
+    (EXACT_UP_TO < len && len <= CLASSES_UP_TO).then(|| (1usize << len.ilog2()) / 4)
 }
 
 #[cfg(test)]
