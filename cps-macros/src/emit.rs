@@ -74,6 +74,8 @@ fn rewrite(sig: &Signature, block: &syn::Block) -> Result<(Signature, syn::Block
             #[allow(unused_imports)]
             use ::cps::__private::{
                 BindAsComputation as _, BindAsPlain as _, BindComputation as _, BindPlain as _,
+                LendCopy as _, LendHandle as _, LendItself as _, StageAsComputation as _,
+                StageAsPlain as _, StageComputation as _, StagePlain as _,
             };
             let #k = ::cps::__private::Once::new(#k_raw);
             #body
@@ -83,16 +85,26 @@ fn rewrite(sig: &Signature, block: &syn::Block) -> Result<(Signature, syn::Block
     Ok((lazy_signature(sig, &output), new_block))
 }
 
-/// The variables the parameters bind, with whether each is `mut`.
-fn parameters(sig: &Signature) -> Vec<(Ident, bool)> {
+/// The variables the parameters bind, with whether each is `mut` and
+/// whether it is a `&mut` reference.
+fn parameters(sig: &Signature) -> Vec<(Ident, bool, bool)> {
     let mut bound = Vec::new();
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => bound.push((
                 Ident::new("self", receiver.self_token.span),
                 receiver.mutability.is_some() && receiver.reference.is_none(),
+                false,
             )),
-            FnArg::Typed(arg) => bound.extend(pattern_bindings(&arg.pat)),
+            FnArg::Typed(arg) => {
+                let unique_ref =
+                    matches!(&*arg.ty, syn::Type::Reference(r) if r.mutability.is_some());
+                bound.extend(
+                    pattern_bindings(&arg.pat)
+                        .into_iter()
+                        .map(|(ident, mutable)| (ident, mutable, unique_ref)),
+                );
+            }
         }
     }
     bound

@@ -48,6 +48,10 @@ impl Lowerer {
         stmts: &[syn::Stmt],
         terminal: &Terminal,
     ) -> Result<TokenStream> {
+        self.in_block(stmts, |this| this.block_to(stmts, terminal))
+    }
+
+    fn block_to(&mut self, stmts: &[syn::Stmt], terminal: &Terminal) -> Result<TokenStream> {
         match stmts.split_last() {
             Some((syn::Stmt::Expr(tail, None), init)) if is_branching(tail) => {
                 let terminal = terminal.clone();
@@ -65,7 +69,7 @@ impl Lowerer {
         if is_branching(expr) {
             self.branches(expr, terminal)
         } else {
-            self.expr(expr, self.terminal_cont(terminal))
+            self.value(expr, self.terminal_cont(terminal))
         }
     }
 
@@ -90,7 +94,9 @@ impl Lowerer {
         };
         self.protect(&carried);
         let (body, deepest) = self.measured_from(self.unchecked_count(), |this| {
-            this.scoped(|this| this.branches(expr, &terminal))
+            this.within(super::drops::Boundary::Construct, |this| {
+                this.scoped(|this| this.branches(expr, &terminal))
+            })
         });
         self.carried.pop();
         let body = body?;
@@ -98,7 +104,7 @@ impl Lowerer {
         let rest = self.counted_from(deepest, |this| {
             this.scoped(|this| {
                 for ident in &carried {
-                    this.scope.push((ident.clone(), true));
+                    this.redeclare_carried(ident);
                 }
                 k(this, quote!(#value))
             })
@@ -130,7 +136,7 @@ impl Lowerer {
                 match &*expr_if.cond {
                     Expr::Let(condition) => {
                         let pat = &condition.pat;
-                        self.expr(
+                        self.value(
                             &condition.expr,
                             Box::new(move |this: &mut Lowerer, scrutinee| {
                                 let then_code = this.scoped(|this| {
@@ -142,7 +148,7 @@ impl Lowerer {
                             }),
                         )
                     }
-                    condition => self.expr(
+                    condition => self.value(
                         condition,
                         Box::new(move |this: &mut Lowerer, condition| {
                             let then_code =
@@ -155,7 +161,7 @@ impl Lowerer {
             }
             Expr::Match(expr_match) => {
                 let terminal = terminal.clone();
-                self.expr(
+                self.value(
                     &expr_match.expr,
                     Box::new(move |this: &mut Lowerer, scrutinee| {
                         let mut arms = Vec::new();
@@ -175,7 +181,7 @@ impl Lowerer {
                     }),
                 )
             }
-            other => self.expr(other, self.terminal_cont(terminal)),
+            other => self.value(other, self.terminal_cont(terminal)),
         }
     }
 
@@ -227,10 +233,14 @@ impl Lowerer {
                 let Expr::Loop(desugared) = synthesized(desugared) else {
                     unreachable!("a `loop` was synthesised")
                 };
-                self.expr(
+                self.value(
                     &expr_for.expr,
                     Box::new(move |this: &mut Lowerer, iterable| {
-                        this.scope.push((iterator.clone(), true));
+                        this.scope.push(super::Local {
+                            ident: iterator.clone(),
+                            mutable: true,
+                            unique_ref: false,
+                        });
                         let lowered = this.lower_loop(&desugared.body, k)?;
                         Ok(quote! {
                             let mut #iterator = ::core::iter::IntoIterator::into_iter(#iterable);
@@ -268,11 +278,13 @@ impl Lowerer {
         self.protect(&carried);
         // Every iteration starts with a stack check (in the loop driver).
         let (body_code, deepest) = self.measured_from(0, |this| {
-            this.scoped(|this| {
-                for ident in &carried {
-                    this.scope.push((ident.clone(), true));
-                }
-                this.stmts_to(&body.stmts, &Terminal::Iteration)
+            this.within(super::drops::Boundary::Loop, |this| {
+                this.scoped(|this| {
+                    for ident in &carried {
+                        this.redeclare_carried(ident);
+                    }
+                    this.stmts_to(&body.stmts, &Terminal::Iteration)
+                })
             })
         });
         self.carried.pop();
@@ -284,7 +296,7 @@ impl Lowerer {
         let rest = self.counted_from(deepest, |this| {
             this.scoped(|this| {
                 for ident in &carried {
-                    this.scope.push((ident.clone(), true));
+                    this.redeclare_carried(ident);
                 }
                 if has_valued_break(body) {
                     k(this, quote!(#value))
@@ -318,19 +330,28 @@ impl Lowerer {
         };
         let next = context.next.clone();
         let carried = super::carry_out(&context.carried);
+        let drops = self.drops_to(Some(super::drops::Boundary::Loop));
         match expr {
             Expr::Continue(jump) => {
                 reject_jump_label(&jump.label)?;
-                Ok(quote!(#next.call(::cps::__private::Step::Continue((#(#carried,)*)));))
+                Ok(quote!(#drops #next.call(::cps::__private::Step::Continue((#(#carried,)*)));))
             }
             Expr::Break(jump) => {
                 reject_jump_label(&jump.label)?;
                 match &jump.expr {
-                    None => Ok(quote!(#next.call(::cps::__private::Step::Break((#(#carried,)*), ()));)),
-                    Some(value) => self.expr(
+                    None => Ok(
+                        quote!(#drops #next.call(::cps::__private::Step::Break((#(#carried,)*), ()));),
+                    ),
+                    Some(value) => self.value(
                         value,
-                        Box::new(move |_: &mut Lowerer, value| {
-                            Ok(quote!(#next.call(::cps::__private::Step::Break((#(#carried,)*), #value));))
+                        Box::new(move |this: &mut Lowerer, value| {
+                            let drops = this.drops_to(Some(super::drops::Boundary::Loop));
+                            let kept = syn::Ident::new("__cps_value", proc_macro2::Span::mixed_site());
+                            Ok(quote! {
+                                let #kept = #value;
+                                #drops
+                                #next.call(::cps::__private::Step::Break((#(#carried,)*), #kept));
+                            })
                         }),
                     ),
                 }

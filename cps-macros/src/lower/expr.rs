@@ -5,7 +5,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Error, Expr, Result, UnOp};
 
-use super::{Cont, Lowerer};
+use super::{Cont, Lowerer, Mode};
 use crate::analyse::{is_bind_operator, needs_lowering};
 
 /// Continuation receiving the atoms of several operands.
@@ -169,43 +169,33 @@ impl Lowerer {
             }
             Expr::Assign(assign) => {
                 let place = &assign.left;
-                if needs_lowering(place) {
-                    return Err(Error::new_spanned(
-                        place,
-                        "#[differentiable] cannot assign to a place that is computed by a call or \
-                         an operator; compute the index into a `let` first",
-                    ));
-                }
-                // `x = value` on a `mut` local becomes a new binding of
-                // `x`: everything after it is inside this continuation, so
-                // that is the same, and no closure has to capture the old `x`
-                // (which `x + ...` may have moved).
-                let rebind = match &**place {
-                    Expr::Path(path) if path.qself.is_none() => path
-                        .path
-                        .get_ident()
-                        .filter(|ident| self.is_mutable(ident))
-                        .cloned(),
-                    _ => None,
-                };
-                self.expr(
-                    &assign.right,
-                    Box::new(move |this: &mut Lowerer, value| match rebind {
-                        Some(ident) => {
-                            this.scope.push((ident.clone(), true));
+                if self.mode == Mode::Rest
+                    && let Some(ident) = self.rebound_local(place)
+                {
+                    // See `Lowerer::value`: a `mut` local is rebound.
+                    return self.value(
+                        &assign.right,
+                        Box::new(move |this: &mut Lowerer, value| {
+                            this.redeclare_carried(&ident);
                             let rest = k(this, quote!(()))?;
                             Ok(quote!(let mut #ident = #value; #rest))
-                        }
-                        None => {
-                            let rest = k(this, quote!(()))?;
-                            Ok(quote!(#place = #value; #rest))
-                        }
+                        }),
+                    );
+                }
+                // The assigned value first, then the place, as Rust does.
+                self.operands(
+                    vec![&assign.right, place],
+                    Box::new(move |this: &mut Lowerer, atoms| {
+                        let (value, place) = (&atoms[0], &atoms[1]);
+                        this.refuse_staging_if_local(&quote!(#place #value));
+                        let rest = k(this, quote!(()))?;
+                        Ok(quote!({ #place = #value; #rest }))
                     }),
                 )
             }
             Expr::Return(ret) => match &ret.expr {
                 None => Ok(self.return_with(quote!(()))),
-                Some(value) => self.expr(
+                Some(value) => self.value(
                     value,
                     Box::new(|this: &mut Lowerer, value| Ok(this.return_with(value))),
                 ),
@@ -266,13 +256,19 @@ impl Lowerer {
         }
         let next = exprs[done.len()];
         if let Some(local) = lend.then(|| self.lent_local(next)).flatten() {
-            // `&x` handed to a call: the callee may still hold the
-            // reference while the rest of the function runs (inside its
-            // continuation), and the rest may move `x`. Lend it a copy.
-            let copy = self.temp("lent");
-            done.push(quote!((&#copy)));
+            // `&x` handed to a call: the call holds the reference until its
+            // backward step. The type decides what is lent (see the
+            // runtime's `private::lend`): a copy of a cheap shared handle,
+            // else `x` itself.
+            let lent = self.temp("lent");
+            done.push(quote!(#lent.__cps_get()));
+            let lend_x = quote_spanned!(next.span()=> let #lent = ::cps::__private::Lend(&#local).__cps_lend(););
+            if self.mode == Mode::Statement {
+                self.hoisted.push(lend_x);
+                return self.operands_from(exprs, done, lend, k);
+            }
             let rest = self.operands_from(exprs, done, lend, k)?;
-            return Ok(quote!(let #copy = ::cps::__private::lend(&#local); #rest));
+            return Ok(quote!(#lend_x #rest));
         }
         // An operand after a lowered one is evaluated inside that one's
         // continuation, which keeps Rust's left-to-right order.
@@ -286,8 +282,8 @@ impl Lowerer {
         )
     }
 
-    /// `Some(x)` when `expr` is `&x` for a local variable `x`: as an
-    /// argument of a call, the callee gets a reference to a copy of `x`.
+    /// `Some(x)` when `expr` is `&x` for a local variable `x`, lent to a
+    /// call (see [`Lowerer::operands_from`]).
     fn lent_local(&self, expr: &Expr) -> Option<syn::Ident> {
         let Expr::Reference(reference) = expr else {
             return None;
@@ -299,7 +295,7 @@ impl Lowerer {
             return None;
         };
         let ident = path.path.get_ident()?;
-        let is_local = ident != "self" && self.scope.iter().any(|(local, _)| local == ident);
+        let is_local = ident != "self" && self.scope.iter().any(|local| local.ident == *ident);
         is_local.then(|| ident.clone())
     }
 
@@ -321,32 +317,18 @@ impl Lowerer {
             let desugared: &'a Expr = Box::leak(Box::new(desugared));
             return self.expr(desugared, k);
         }
-        if matches!(
-            op,
-            syn::BinOp::AddAssign(_)
-                | syn::BinOp::SubAssign(_)
-                | syn::BinOp::MulAssign(_)
-                | syn::BinOp::DivAssign(_)
-                | syn::BinOp::RemAssign(_)
-                | syn::BinOp::BitAndAssign(_)
-                | syn::BinOp::BitOrAssign(_)
-                | syn::BinOp::BitXorAssign(_)
-                | syn::BinOp::ShlAssign(_)
-                | syn::BinOp::ShrAssign(_)
-        ) {
-            let place = &binary.left;
-            if needs_lowering(place) {
-                return Err(Error::new_spanned(
-                    place,
-                    "#[differentiable] cannot update a place that is computed by a call or an \
-                     operator; compute the index into a `let` first",
-                ));
-            }
-            return self.expr(
-                &binary.right,
-                Box::new(move |this: &mut Lowerer, value| {
+        if super::staged::is_compound_assignment(op) {
+            // The place first, then the value (the order Rust uses for
+            // overloaded operators); a place computed by calls
+            // (`*counts.entry(w).or_insert(0) += 1`) is lowered like any
+            // operand, and its temporaries end with the statement.
+            return self.operands(
+                vec![&binary.left, &binary.right],
+                Box::new(move |this: &mut Lowerer, atoms| {
+                    let (place, value) = (&atoms[0], &atoms[1]);
+                    this.refuse_staging_if_local(&quote!(#place #value));
                     let rest = k(this, quote!(()))?;
-                    Ok(quote!(#place #op #value; #rest))
+                    Ok(quote!({ #place #op #value; #rest }))
                 }),
             );
         }

@@ -15,8 +15,10 @@
 //! through it explicitly, since closures cannot share them.
 
 mod control;
+mod drops;
 mod expr;
 mod stack_checks;
+mod staged;
 mod stmt;
 
 use std::collections::BTreeSet;
@@ -46,10 +48,31 @@ struct LoopContext {
     carried: Vec<Ident>,
 }
 
+/// What the continuation of a bind point generates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The rest of the function (continuation-passing style).
+    Rest,
+    /// The rest of a statement, as a staged value (see [`staged`]).
+    Statement,
+}
+
+/// A variable in scope.
+#[derive(Clone)]
+struct Local {
+    ident: Ident,
+    /// Bound `mut`: assignments rebind it, and constructs that use it carry it.
+    mutable: bool,
+    /// A `&mut` reference: constructs that use it carry it too, since a
+    /// loop body (called once per iteration while earlier ones still run)
+    /// cannot capture it mutably.
+    unique_ref: bool,
+}
+
 /// State of the rewrite of one function body.
 pub struct Lowerer {
-    /// Variables in scope, innermost last, with whether they are `mut`.
-    scope: Vec<(Ident, bool)>,
+    /// Variables in scope, innermost last.
+    scope: Vec<Local>,
     /// Names that must not be shadowed: they are carried out of the
     /// enclosing sub-computations by name.
     carried: Vec<BTreeSet<String>>,
@@ -60,20 +83,51 @@ pub struct Lowerer {
     annotation: Option<syn::Type>,
     /// Bind points since the last stack check (see [`stack_checks`]).
     stack_checks: StackChecks,
+    /// What bind points generate.
+    mode: Mode,
+    /// Lent values of the statement being staged, bound before it.
+    hoisted: Vec<TokenStream>,
+    /// The staged values of the statement's first bind points, as long as
+    /// none uses an earlier one's result: evaluated first, in order.
+    prefix: Vec<TokenStream>,
+    /// Whether the statement's bind points so far all went to `prefix`.
+    prefix_open: bool,
+    /// Whether a later bind point of the statement being staged uses a
+    /// variable (see [`Lowerer::value`]).
+    staging_refused: bool,
+    /// The blocks being lowered, innermost last (see [`drops`]).
+    blocks: Vec<drops::BlockScope>,
+    /// The constructs and loop bodies being lowered, with how many blocks
+    /// were open when each began.
+    boundaries: Vec<(drops::Boundary, usize)>,
 
     next_temp: usize,
 }
 
 impl Lowerer {
     /// A rewrite of a body whose parameters bind `params`.
-    pub fn new(params: Vec<(Ident, bool)>, return_k: Ident) -> Self {
+    pub fn new(params: Vec<(Ident, bool, bool)>, return_k: Ident) -> Self {
         Lowerer {
-            scope: params,
+            scope: params
+                .into_iter()
+                .map(|(ident, mutable, unique_ref)| Local {
+                    ident,
+                    mutable,
+                    unique_ref,
+                })
+                .collect(),
             carried: Vec::new(),
             loops: Vec::new(),
             return_k,
             annotation: None,
             stack_checks: StackChecks::default(),
+            mode: Mode::Rest,
+            hoisted: Vec::new(),
+            prefix: Vec::new(),
+            prefix_open: false,
+            staging_refused: false,
+            blocks: Vec::new(),
+            boundaries: Vec::new(),
             next_temp: 0,
         }
     }
@@ -89,24 +143,10 @@ impl Lowerer {
         )
     }
 
-    /// Emits a bind point: `value` is bound, and `k` generates what follows.
-    fn bind_point(&mut self, span: Span, value: TokenStream, k: Cont) -> Result<TokenStream> {
-        let t = self.temp("t");
-        let (rest, checked) = self.after_bind_point(&t, k)?;
-        let bind = if checked {
-            quote!(__cps_bind_checked)
-        } else {
-            quote!(__cps_bind)
-        };
-        Ok(quote_spanned! {span=>
-            ::cps::__private::Bind::new(#value).#bind(|#t| { #rest });
-        })
-    }
-
-    /// Emits a bind point whose value initialises a `let` of type `ty`:
-    /// the type decides between running a computation of that output and
-    /// passing a plain value on, which also lets `collect()` and `parse()`
-    /// infer their result from the annotation.
+    /// Emits a bind point whose value initialises a `let` of type `ty`
+    /// (when given): the type decides between running a computation of
+    /// that output and passing a plain value on, which also lets
+    /// `collect()` and `parse()` infer their result from the annotation.
     fn bind_point_as(
         &mut self,
         span: Span,
@@ -114,23 +154,43 @@ impl Lowerer {
         ty: Option<syn::Type>,
         k: Cont,
     ) -> Result<TokenStream> {
-        let Some(ty) = ty else {
-            return self.bind_point(span, value, k);
-        };
         let t = self.temp("t");
+        if self.mode == Mode::Statement {
+            return self.staged_bind_point(span, value, ty, &t, k);
+        }
         let (rest, checked) = self.after_bind_point(&t, k)?;
-        let bind = if checked {
-            quote!(__cps_bind_as_checked)
-        } else {
-            quote!(__cps_bind_as)
-        };
-        Ok(quote_spanned! {span=>
-            (&::cps::__private::BindAs::<#ty, _>::new(#value)).#bind(|#t| { #rest });
+        Ok(match ty {
+            None => {
+                let bind = if checked {
+                    quote!(__cps_bind_checked)
+                } else {
+                    quote!(__cps_bind)
+                };
+                quote_spanned! {span=>
+                    ::cps::__private::Bind::new(#value).#bind(|mut #t| { #rest });
+                }
+            }
+            Some(ty) => {
+                let bind = if checked {
+                    quote!(__cps_bind_as_checked)
+                } else {
+                    quote!(__cps_bind_as)
+                };
+                quote_spanned! {span=>
+                    (&::cps::__private::BindAs::<#ty, _>::new(#value)).#bind(|mut #t| { #rest });
+                }
+            }
         })
     }
 
     /// Brings pattern bindings into scope, refusing to shadow a carried name.
     fn declare(&mut self, pat: &syn::Pat) -> Result<()> {
+        self.declare_with(pat, false)
+    }
+
+    /// [`Lowerer::declare`], `unique_ref` saying whether the pattern binds a
+    /// `&mut` reference (`let r = &mut x;`, `let r: &mut T = ..`).
+    fn declare_with(&mut self, pat: &syn::Pat, unique_ref: bool) -> Result<()> {
         for (ident, mutable) in crate::analyse::pattern_bindings(pat) {
             let name = ident.to_string();
             if self.carried.iter().any(|set| set.contains(&name)) {
@@ -143,19 +203,37 @@ impl Lowerer {
                     ),
                 ));
             }
-            self.scope.push((ident, mutable));
+            self.scope.push(Local {
+                ident,
+                mutable,
+                unique_ref,
+            });
         }
         Ok(())
     }
 
-    /// The `mut` variables in scope among `names`, outermost first.
+    /// Brings a variable carried into a construct back into scope.
+    fn redeclare_carried(&mut self, ident: &Ident) {
+        let unique_ref = self.is_unique_ref(ident);
+        self.scope.push(Local {
+            ident: ident.clone(),
+            mutable: true,
+            unique_ref,
+        });
+    }
+
+    /// The variables in scope among `names` that a construct using them
+    /// carries (`mut` ones and `&mut` references), outermost first.
     fn mutable_among(&self, names: &BTreeSet<String>) -> Vec<Ident> {
         let mut seen = BTreeSet::new();
         let mut found = Vec::new();
-        for (ident, mutable) in self.scope.iter().rev() {
-            let name = ident.to_string();
-            if seen.insert(name.clone()) && *mutable && names.contains(&name) {
-                found.push(ident.clone());
+        for local in self.scope.iter().rev() {
+            let name = local.ident.to_string();
+            if seen.insert(name.clone())
+                && (local.mutable || local.unique_ref)
+                && names.contains(&name)
+            {
+                found.push(local.ident.clone());
             }
         }
         found.reverse();
@@ -177,6 +255,22 @@ impl Lowerer {
     }
 
     fn finish(&self, terminal: &Terminal, value: TokenStream) -> TokenStream {
+        let leaving = match terminal {
+            Terminal::Function => None,
+            Terminal::Construct { .. } => Some(drops::Boundary::Construct),
+            Terminal::Iteration => Some(drops::Boundary::Loop),
+        };
+        let drops = self.drops_to(leaving);
+        if drops.is_empty() {
+            return self.hand_on(terminal, value);
+        }
+        // The value is taken before the block's locals are dropped.
+        let kept = Ident::new("__cps_value", Span::mixed_site());
+        let hand_on = self.hand_on(terminal, quote!(#kept));
+        quote!(let #kept = #value; #drops #hand_on)
+    }
+
+    fn hand_on(&self, terminal: &Terminal, value: TokenStream) -> TokenStream {
         match terminal {
             Terminal::Function => {
                 let k = &self.return_k;
@@ -206,20 +300,36 @@ impl Lowerer {
         self.scope
             .iter()
             .rev()
-            .find(|(ident, _)| ident == name)
-            .is_some_and(|(_, mutable)| *mutable)
+            .find(|local| local.ident == *name)
+            .is_some_and(|local| local.mutable)
+    }
+
+    /// Whether `name` is a `&mut` reference in scope.
+    fn is_unique_ref(&self, name: &Ident) -> bool {
+        self.scope
+            .iter()
+            .rev()
+            .find(|local| local.ident == *name)
+            .is_some_and(|local| local.unique_ref)
     }
 
     /// The code that returns `value` from the function from where we are.
     fn return_with(&self, value: TokenStream) -> TokenStream {
+        let kept = Ident::new("__cps_value", Span::mixed_site());
         match self.loops.last() {
             Some(context) => {
                 let next = &context.next;
-                quote!(#next.call(::cps::__private::Step::Return(#value));)
+                let drops = self.drops_to(Some(drops::Boundary::Loop));
+                quote! {
+                    let #kept = #value;
+                    #drops
+                    #next.call(::cps::__private::Step::Return(#kept));
+                }
             }
             None => {
                 let k = &self.return_k;
-                quote!(#k.call(#value);)
+                let drops = self.drops_to(None);
+                quote!(let #kept = #value; #drops #k.call(#kept);)
             }
         }
     }
@@ -236,21 +346,8 @@ impl Lowerer {
     }
 }
 
-/// The values of carried variables as they leave a branch or iteration.
-///
-/// A user's variable is cloned (for a `Var`, one reference count), not
-/// moved: the closures of the branch then capture it by reference, so a
-/// borrow such as `x.value()` may be alive where the branch ends. The
-/// macro's own loop iterators are never borrowed, so they are moved.
+/// The values of carried variables as they leave a branch or iteration:
+/// moved, as a variable is in plain Rust (its closures capture it by value).
 pub(crate) fn carry_out(carried: &[Ident]) -> Vec<TokenStream> {
-    carried
-        .iter()
-        .map(|ident| {
-            if ident.to_string().starts_with("__cps_") {
-                quote!(#ident)
-            } else {
-                quote!(::cps::__private::carry(&#ident))
-            }
-        })
-        .collect()
+    carried.iter().map(|ident| quote!(#ident)).collect()
 }

@@ -96,6 +96,7 @@ mod tests {
             .to_string();
         expanded.matches("__cps_bind_checked").count()
             + expanded.matches("__cps_bind_as_checked").count()
+            + expanded.matches("__cps_then_checked").count()
     }
 
     fn operations(count: usize) -> String {

@@ -23,7 +23,7 @@ impl Lowerer {
                 let rest = self.stmts(rest, k)?;
                 Ok(quote!(#mac #rest))
             }
-            Stmt::Expr(expr, None) if rest.is_empty() => self.expr(expr, k),
+            Stmt::Expr(expr, None) if rest.is_empty() => self.value(expr, k),
             Stmt::Expr(expr, _) => {
                 if !needs_lowering(expr) {
                     let rest = self.stmts(rest, k)?;
@@ -33,7 +33,7 @@ impl Lowerer {
                     // Everything after a jump is unreachable.
                     return self.expr(expr, Box::new(|_, _| Ok(TokenStream::new())));
                 }
-                self.expr(
+                self.value(
                     expr,
                     Box::new(move |this: &mut Lowerer, value: TokenStream| {
                         let rest = this.stmts(rest, k)?;
@@ -56,7 +56,7 @@ impl Lowerer {
         let attrs = &local.attrs;
         let pat = &local.pat;
         let Some(init) = &local.init else {
-            self.declare(pat)?;
+            self.declare_with(pat, binds_unique_ref(pat, &syn::parse_quote!(())))?;
             let rest = self.stmts(rest, k)?;
             return Ok(quote!(#local #rest));
         };
@@ -79,13 +79,28 @@ impl Lowerer {
                 Some(quote!({ #code return; }))
             }
         };
+        let unique_ref = binds_unique_ref(pat, &init.expr);
         if let syn::Pat::Type(typed) = pat {
             self.annotation = Some((*typed.ty).clone());
         }
-        self.expr(
-            &init.expr,
+        // `let r = &f(x);`: the value is bound first and `r` borrows it, so
+        // that it lives as long as `r`, as Rust extends such a temporary.
+        let (init_expr, reference) = match &*init.expr {
+            Expr::Reference(reference) if needs_lowering(&reference.expr) => {
+                let and = &reference.and_token;
+                let mutability = &reference.mutability;
+                (&*reference.expr, Some(quote!(#and #mutability)))
+            }
+            other => (other, None),
+        };
+        self.value(
+            init_expr,
             Box::new(move |this: &mut Lowerer, value: TokenStream| {
-                this.declare(pat)?;
+                let value = match reference {
+                    Some(reference) => quote!(#reference #value),
+                    None => value,
+                };
+                this.declare_with(pat, unique_ref)?;
                 let rest = this.stmts(rest, k)?;
                 Ok(match else_code {
                     None => quote!(#(#attrs)* let #pat = #value; #rest),
@@ -94,4 +109,15 @@ impl Lowerer {
             }),
         )
     }
+}
+
+/// Whether a `let` binds a `&mut` reference: `let r = &mut x;` or
+/// `let r: &mut T = ..`.
+fn binds_unique_ref(pat: &syn::Pat, init: &Expr) -> bool {
+    if let syn::Pat::Type(typed) = pat
+        && let syn::Type::Reference(reference) = &*typed.ty
+    {
+        return reference.mutability.is_some();
+    }
+    matches!(init, Expr::Reference(reference) if reference.mutability.is_some())
 }
