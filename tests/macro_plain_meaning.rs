@@ -69,7 +69,9 @@ fn a_refcell_lent_to_a_callee_is_the_callers_own() {
     for (got, want) in seen.iter().zip(&expected) {
         assert!((got - want).abs() < 1e-12, "{got} vs {want}");
     }
-    assert_gradients(&mut m, |m| logged_run(m, &x, 5, &RefCell::new(Vec::new())).backward());
+    assert_gradients(&mut m, |m| {
+        logged_run(m, &x, 5, &RefCell::new(Vec::new())).backward()
+    });
 }
 
 /// Plain-array helpers for the reference computations.
@@ -80,7 +82,11 @@ trait DotDyn {
 impl DotDyn for ndarray::ArrayD<f64> {
     fn dot_dyn(&self, w: &Param<f64>) -> ndarray::ArrayD<f64> {
         let v = self.view().into_dimensionality::<ndarray::Ix1>().unwrap();
-        let w = w.array().view().into_dimensionality::<ndarray::Ix2>().unwrap();
+        let w = w
+            .array()
+            .view()
+            .into_dimensionality::<ndarray::Ix2>()
+            .unwrap();
         v.dot(&w).into_dyn()
     }
 }
@@ -115,7 +121,9 @@ fn a_vec_of_states_carried_through_20000_steps_has_its_closed_form() {
     // sum_{t=1..n} x w^t and its derivative sum_{t=1..n} t x w^(t-1).
     let n = steps as f64;
     let value = x * w * (1.0 - w.powf(n)) / (1.0 - w);
-    let grad: f64 = (1..=steps).map(|t| t as f64 * x * w.powi(t as i32 - 1)).sum();
+    let grad: f64 = (1..=steps)
+        .map(|t| t as f64 * x * w.powi(t as i32 - 1))
+        .sum();
     assert!((loss - value).abs() < 1e-9 * value, "{loss} vs {value}");
     let got = m.w.grad()[0];
     assert!((got - grad).abs() < 1e-9 * grad, "{got} vs {grad}");
@@ -162,7 +170,9 @@ fn a_state_that_is_not_clone_is_updated_in_a_loop() {
     let reference = logged_run(&m, &x, 4, &logged).eval().item();
     assert_eq!(value, reference);
     assert_eq!(traced.into_inner(), logged.into_inner());
-    assert_gradients(&mut m, |m| with_state(m, &x, 4, &RefCell::new(Vec::new())).backward());
+    assert_gradients(&mut m, |m| {
+        with_state(m, &x, 4, &RefCell::new(Vec::new())).backward()
+    });
 }
 
 /// Dropout inside an RNN's loop, with the caller's `&mut` generator.
@@ -218,7 +228,9 @@ fn a_guard_taken_in_a_loop_body_ends_with_the_body() {
     assert_eq!(log.len(), 6, "one entry per step and one at the end");
     assert!(log.iter().all(|v| v.is_finite()));
     assert_eq!(*log.last().unwrap(), value);
-    assert_gradients(&mut m, |m| guarded(m, &x, 5, &RefCell::new(Vec::new())).backward());
+    assert_gradients(&mut m, |m| {
+        guarded(m, &x, 5, &RefCell::new(Vec::new())).backward()
+    });
 }
 
 /// Words counted in a `HashMap` with `entry`, each step scaled by its count.
@@ -246,7 +258,9 @@ fn a_hashmap_counted_with_entry_in_a_loop() {
     let counts = RefCell::new(Vec::new());
     counted(&m, &x, &words, &counts).backward();
     assert_eq!(counts.into_inner(), vec![1, 3, 2]);
-    assert_gradients(&mut m, |m| counted(m, &x, &words, &RefCell::new(Vec::new())).backward());
+    assert_gradients(&mut m, |m| {
+        counted(m, &x, &words, &RefCell::new(Vec::new())).backward()
+    });
 }
 
 /// A `Var` lent to a call and then moved: lent as a copy of the handle.

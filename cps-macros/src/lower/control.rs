@@ -346,7 +346,8 @@ impl Lowerer {
                         value,
                         Box::new(move |this: &mut Lowerer, value| {
                             let drops = this.drops_to(Some(super::drops::Boundary::Loop));
-                            let kept = syn::Ident::new("__cps_value", proc_macro2::Span::mixed_site());
+                            let kept =
+                                syn::Ident::new("__cps_value", proc_macro2::Span::mixed_site());
                             Ok(quote! {
                                 let #kept = #value;
                                 #drops

@@ -205,10 +205,8 @@ fn mentioned_temps(tokens: &TokenStream) -> Vec<syn::Ident> {
     fn walk(tokens: TokenStream, found: &mut Vec<syn::Ident>) {
         for token in tokens {
             match token {
-                TokenTree::Ident(ident) => {
-                    if is_temp(&ident) && !found.contains(&ident) {
-                        found.push(ident);
-                    }
+                TokenTree::Ident(ident) if is_temp(&ident) && !found.contains(&ident) => {
+                    found.push(ident)
                 }
                 TokenTree::Group(group) => walk(group.stream(), found),
                 _ => {}

@@ -7,7 +7,6 @@ use std::marker::PhantomData;
 use crate::computation::Computation;
 use crate::stack;
 
-
 /// Holds a value at a bind point while method resolution picks how to bind
 /// it: a [`Computation`] is run in continuation-passing style, anything else
 /// is handed to the continuation as is.
@@ -143,4 +142,3 @@ impl<T, C: Computation<Output = T>> BindAsComputation<T> for &BindAs<T, C> {
         self.take().bind(k)
     }
 }
-

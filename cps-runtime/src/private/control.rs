@@ -101,4 +101,3 @@ fn iterate<S, B, R>(state: S, body: LoopBody<'_, S, B, R>, leave: &mut dyn FnMut
         })
     })
 }
-
