@@ -84,11 +84,11 @@ fn leaf_cells(m: &TreeLstm, words: &[usize]) -> (Var, Var) {
 }
 
 /// The blocks of states of the levels computed so far, one link per
-/// level, the newest first. A level's computation holds the blocks below
-/// it while the loop goes on to add its own; holding them through an `Rc`
-/// (which a `#[differentiable]` function lends by cloning the handle)
-/// allocates nothing per level but the link itself, always of one size,
-/// where a growing `Vec` of blocks would be copied at every level.
+/// level, the newest first. A level's computation holds what it was lent
+/// until its backward step, while the loop goes on to add the next block:
+/// a `Vec` of blocks lent to it would stay borrowed and could not grow.
+/// An `Rc` is lent as a copy of the handle, so each level links a new
+/// block onto the shared ones below, allocating only the link.
 pub struct Blocks {
     h: Var,
     c: Var,

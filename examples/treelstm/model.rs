@@ -245,11 +245,9 @@ pub fn tree_loss_joined(m: &TreeLstm, tree: &Tree, words: &[usize]) -> Var {
 #[differentiable]
 fn recursive_loss(m: &TreeLstm, tree: &Tree, words: &[usize], joined: bool) -> Var {
     let shared = shared(m, words);
-    // A reference bound first: `&cell` written in a call would lend the
-    // call a copy of the cell, and the states would be kept in the copy.
-    let hidden = &RefCell::new(vec![None; tree.node_count()]);
-    let _root = node(m, &shared, tree, tree.root(), joined, hidden);
-    output_loss(m, tree, hidden)
+    let hidden = RefCell::new(vec![None; tree.node_count()]);
+    let _root = node(m, &shared, tree, tree.root(), joined, &hidden);
+    output_loss(m, tree, &hidden)
 }
 
 /// The states of the subtree at `i`, recording each node's predicted class

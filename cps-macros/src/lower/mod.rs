@@ -92,6 +92,10 @@ pub struct Lowerer {
     prefix: Vec<TokenStream>,
     /// Whether the statement's bind points so far all went to `prefix`.
     prefix_open: bool,
+    /// Where the statement after the one being lowered begins, if any: the
+    /// closure holding the rest of the block takes its span, so that a
+    /// borrow error about what the rest captures points there.
+    rest_span: Option<Span>,
     /// Whether a later bind point of the statement being staged uses a
     /// variable (see [`Lowerer::value`]).
     staging_refused: bool,
@@ -126,6 +130,7 @@ impl Lowerer {
             prefix: Vec::new(),
             prefix_open: false,
             staging_refused: false,
+            rest_span: None,
             blocks: Vec::new(),
             boundaries: Vec::new(),
             next_temp: 0,
@@ -162,9 +167,9 @@ impl Lowerer {
         Ok(match ty {
             None => {
                 let bind = if checked {
-                    quote!(__cps_bind_checked)
+                    quote_spanned!(span=> __cps_bind_checked)
                 } else {
-                    quote!(__cps_bind)
+                    quote_spanned!(span=> __cps_bind)
                 };
                 quote_spanned! {span=>
                     ::cps::__private::Bind::new(#value).#bind(|mut #t| { #rest });
@@ -172,9 +177,9 @@ impl Lowerer {
             }
             Some(ty) => {
                 let bind = if checked {
-                    quote!(__cps_bind_as_checked)
+                    quote_spanned!(span=> __cps_bind_as_checked)
                 } else {
-                    quote!(__cps_bind_as)
+                    quote_spanned!(span=> __cps_bind_as)
                 };
                 quote_spanned! {span=>
                     (&::cps::__private::BindAs::<#ty, _>::new(#value)).#bind(|mut #t| { #rest });

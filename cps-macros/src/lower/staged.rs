@@ -16,6 +16,7 @@
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
 use syn::{Expr, Result};
 
@@ -51,6 +52,7 @@ impl Lowerer {
             );
         }
         let annotation = self.annotation.clone();
+        let rest_span = self.rest_span.take();
         let outer_hoisted = std::mem::take(&mut self.hoisted);
         self.mode = Mode::Statement;
         self.prefix_open = true;
@@ -90,15 +92,18 @@ impl Lowerer {
         let rest = self.counted_from(end, |this| k(this, quote!(#v)))?;
         // A plain value nests the rest when it is run, not in its chain: a
         // statement with a bind point due a stack check checks it here too.
+        let statement = expr.span();
         let run = if staged.to_string().contains("_checked") {
-            quote!(__cps_run_checked)
+            quote_spanned!(statement=> __cps_run_checked)
         } else {
-            quote!(__cps_run)
+            quote_spanned!(statement=> __cps_run)
         };
-        Ok(quote! {
+        let rest_span = rest_span.unwrap_or(statement);
+        let rest = quote_spanned!(rest_span=> |mut #v| { #rest });
+        Ok(quote_spanned! {statement=>
             #(#lent)*
             let #s = { #(#prefix)* #staged };
-            ::cps::__private::Staged::#run(#s, |mut #v| { #rest });
+            ::cps::__private::Staged::#run(#s, #rest);
         })
     }
 
@@ -152,9 +157,9 @@ impl Lowerer {
             return Ok(staged);
         }
         let then = if checked {
-            quote!(__cps_then_checked)
+            quote_spanned!(span=> __cps_then_checked)
         } else {
-            quote!(__cps_then)
+            quote_spanned!(span=> __cps_then)
         };
         Ok(quote_spanned!(span=> #staged.#then(|mut #t| { #rest })))
     }

@@ -13,6 +13,8 @@ impl Lowerer {
         let Some((first, rest)) = stmts.split_first() else {
             return k(self, quote!(()));
         };
+        // Errors about what the rest of the block captures point at it.
+        self.rest_span = rest.first().map(syn::spanned::Spanned::span);
         match first {
             Stmt::Local(local) => self.local(local, rest, k),
             Stmt::Item(item) => {
