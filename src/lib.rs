@@ -84,11 +84,23 @@
 //! }
 //! ```
 //!
+//! A statement is first evaluated as far as its values are plain: each of
+//! its bind points hands its value to the rest of the *statement*, and a
+//! plain value does so at once, so the statement's temporaries (a
+//! `RefCell` guard in `log.borrow_mut().push(v)`, the entry in
+//! `*counts.entry(w).or_insert(0) += 1`) end with it, as in plain Rust.
+//! From its first computation on, the rest of the statement runs when that
+//! computation hands on its output, and the rest of the function after
+//! that. (A statement whose later operations name a variable, such as
+//! `outputs.push(h.matmul(w))`, is lowered with the rest of the function
+//! inside each continuation, so that the variable stays usable there.)
+//!
 //! An `if`, `match` or block whose branches contain bind points becomes a
 //! small computation of its own, bound the same way; a loop becomes a call
 //! to a loop driver whose body runs one iteration and continues with the
-//! next one from inside its continuation. `mut` variables used inside are
-//! passed in and out explicitly. Between differentiable functions, the
+//! next one from inside its continuation. `mut` variables and `&mut`
+//! references used inside are passed in and out explicitly, by move (no
+//! `Clone` needed, nothing copied). Between differentiable functions, the
 //! continuation is a `&mut dyn FnMut`, so recursion compiles to ordinary
 //! recursion.
 //!
@@ -99,16 +111,40 @@
 //! functions (recursion and mutual recursion), `let` with patterns,
 //! tuples, `if`/`else`, `if let`, `match` (bindings, guards), `for`,
 //! `while`, `while let` and `loop` (with `break value`, `continue`, and
-//! state carried in `mut` variables), early `return` (also from inside a
-//! loop), and ordinary code mixed in (indexing, `len()`, integer
-//! arithmetic, `println!`, building `Vec`s).
+//! state carried in `mut` variables of any type, `Clone` or not), early
+//! `return` (also from inside a loop), `&mut` arguments used inside loops
+//! (a random generator for dropout), assignment and compound assignment to
+//! places computed by calls (`*counts.entry(w).or_insert(0) += 1`), and
+//! ordinary code mixed in (indexing, `len()`, integer arithmetic,
+//! `println!`, building `Vec`s, `RefCell`s and their guards).
+//!
+//! What `&x` lends a call, and how long: a call is still running while the
+//! rest of the caller runs (its backward step comes last), so it holds
+//! what it was lent until then. `&x` lends `x` itself, except a cheap
+//! shared handle (`Var`, `Rc`, `Arc`) or a `Copy` value, which is lent as a
+//! copy of the handle: nothing can tell the two apart, and `x` stays free
+//! to be moved afterwards. A `RefCell`, a `Vec` or a struct of yours is
+//! lent itself, so what the call writes into it is there afterwards, and
+//! it stays borrowed until the call's backward step: pushing into a `Vec`
+//! after lending it is a borrow error at the `push` (keep the blocks in an
+//! `Rc`, or lend a clone, as the Tree-LSTM's level mode does).
+//!
+//! Where locals end: a block's locals are dropped where control leaves
+//! the block (its end, `return`, `break`, `continue`) when every later
+//! mention leaves them in place and keeps no borrow past its statement (a
+//! method call that is a statement of its own, `g.push(v);`, an assigned
+//! place, a comparison, a formatting macro); so a guard taken in a loop
+//! body is released before the next iteration. Any other local lives
+//! until the backward pass reaches its block, like everything a running
+//! call may still hold.
 //!
 //! What is rejected at compile time, at the offending construct, with what
 //! to write instead: `async`, `unsafe`, `?`, labelled loops, closures
 //! stored in variables whose bodies compute, shadowing a `mut` variable
 //! inside a loop or branch that carries it, trait impls, `impl Trait`
 //! arguments, returning references. The `tests/ui` folder lists each case
-//! with its message.
+//! with its message, and the borrow errors the rewrite can provoke (they
+//! point at the lending `&x` and at the later use).
 //!
 //! Limits worth knowing:
 //! - closure bodies, match guards and macro arguments are ordinary code:
@@ -119,16 +155,20 @@
 //!   either on its `let` (`let v: Vec<_> = it.collect();` works) or as a
 //!   turbofish (`it.collect::<Vec<_>>()`) when it is used directly;
 //! - among macros, only `vec![...]` has its elements rewritten;
-//! - a value used inside an `if`/`match`/loop with bind points and then
-//!   *moved* after it must be cloned (Vars are cheap to clone);
-//! - `&x` written as an argument of a call, `x` a local variable, lends
-//!   the call a *copy* of `x` (a clone), so that the rest of the body may
-//!   still move `x` while the call's frames live on. For handles (`Var`,
-//!   `Rc`, references) that is the same thing; a `RefCell` or `Cell` lent
-//!   that way is a different cell, and what the call stores in it is not
-//!   seen afterwards. Bind the reference first and pass it:
-//!   `let kept = &RefCell::new(Vec::new());` then `f(kept)`.
-//!
+//! - a variable that is not `mut` (say a `Vec` read by reference) used
+//!   inside an `if`/`match`/loop with bind points, and then moved after
+//!   it, must be cloned first, or declared `mut` so that the construct
+//!   carries it;
+//! - a reference kept in a `let` (`let v = h.value();`) keeps its variable
+//!   borrowed until the block ends, so a loop that carries that variable
+//!   cannot move it on before then: read what you need in the same
+//!   statement (`let total = h.value().sum();`);
+//! - a local used by a method call whose receiver it is consumed by
+//!   (`it.for_each(..);` as a statement, `it` a local iterator) is taken
+//!   for a local left in place, and the drop where its block ends is a
+//!   "use of moved value" error there: chain the call onto the expression
+//!   that made the value instead.
+
 //! ## The stack is the tape
 //!
 //! Every operation's frame stays live until the backward pass reaches it.
