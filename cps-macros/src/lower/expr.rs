@@ -172,7 +172,10 @@ impl Lowerer {
                 if self.mode == Mode::Rest
                     && let Some(ident) = self.rebound_local(place)
                 {
-                    // See `Lowerer::value`: a `mut` local is rebound.
+                    // `x = value` on a `mut` local becomes a new binding of
+                    // `x`: everything after it is inside this continuation,
+                    // so that is the same, and no closure has to capture the
+                    // old `x` (which `x + ...` may have moved).
                     return self.value(
                         &assign.right,
                         Box::new(move |this: &mut Lowerer, value| {

@@ -32,24 +32,12 @@ impl Lowerer {
             self.annotation = None;
             return k(self, expr.to_token_stream());
         }
-        if self.mode == Mode::Statement || !is_stageable(expr) {
+        // `x = value` on a `mut` local is a new binding of `x` (see the
+        // assignment in `Lowerer::expr`), with the rest inside.
+        let rebinding =
+            matches!(expr, Expr::Assign(assign) if self.rebound_local(&assign.left).is_some());
+        if self.mode == Mode::Statement || rebinding || !is_stageable(expr) {
             return self.expr(expr, k);
-        }
-        if let Expr::Assign(assign) = expr
-            && let Some(ident) = self.rebound_local(&assign.left)
-        {
-            // `x = value` on a `mut` local becomes a new binding of `x`:
-            // everything after it is inside this continuation, so that is
-            // the same, and no closure has to capture the old `x` (which
-            // `x + ...` may have moved).
-            return self.value(
-                &assign.right,
-                Box::new(move |this: &mut Lowerer, value| {
-                    this.redeclare_carried(&ident);
-                    let rest = k(this, quote!(()))?;
-                    Ok(quote!(let mut #ident = #value; #rest))
-                }),
-            );
         }
         let annotation = self.annotation.clone();
         let rest_span = self.rest_span.take();
