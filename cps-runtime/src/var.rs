@@ -183,6 +183,15 @@ impl<A: Element> Drop for Var<A> {
     }
 }
 
+/// A `Var` is a reference to itself, so that operations on several
+/// tensors ([`concat`](crate::concat), [`rows_of`](crate::rows_of)) take a
+/// `Vec<Var>` as they take a list of references.
+impl<A: Element> AsRef<Var<A>> for Var<A> {
+    fn as_ref(&self) -> &Var<A> {
+        self
+    }
+}
+
 impl<A: Element> Clone for Var<A> {
     fn clone(&self) -> Self {
         Var {

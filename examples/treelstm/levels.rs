@@ -9,11 +9,8 @@
 //! kept as blocks of rows, one block per level, from which each level
 //! gathers its children's rows (`rows_of`).
 
-use std::rc::Rc;
-
 use cps::data::{Node, Tree};
 use cps::prelude::*;
-use smallvec::SmallVec;
 
 use crate::model::{TreeLstm, internal_bias};
 
@@ -83,48 +80,25 @@ fn leaf_cells(m: &TreeLstm, words: &[usize]) -> (Var, Var) {
     (h, c)
 }
 
-/// The blocks of states of the levels computed so far, one link per
-/// level, the newest first. A level's computation holds what it was lent
-/// until its backward step, while the loop goes on to add the next block:
-/// a `Vec` of blocks lent to it would stay borrowed and could not grow.
-/// An `Rc` is lent as a copy of the handle, so each level links a new
-/// block onto the shared ones below, allocating only the link.
+/// The states of the levels computed so far, one block of rows per level
+/// (the leaves' first): slot `i` is row `i` of the blocks stacked. Each
+/// level's computation takes them and hands them back with its own block
+/// added, so they are moved, never copied or lent across the loop.
 pub struct Blocks {
-    h: Var,
-    c: Var,
-    below: Option<Rc<Blocks>>,
+    h: Vec<Var>,
+    c: Vec<Var>,
 }
 
-/// Blocks of states in slot order, as `rows_of` takes them (inline for
-/// trees of up to 63 levels; SST's deepest has 46).
-type Tables<'a> = SmallVec<[&'a Var; 64]>;
-
-impl Blocks {
-    /// The hidden and the cell states of every level so far, in slot
-    /// order (the leaves' block first), so that slot `i` is row `i` of
-    /// the blocks stacked.
-    fn tables(&self) -> (Tables<'_>, Tables<'_>) {
-        let (mut hs, mut cs) = (Tables::new(), Tables::new());
-        let mut link = Some(self);
-        while let Some(blocks) = link {
-            hs.push(&blocks.h);
-            cs.push(&blocks.c);
-            link = blocks.below.as_deref();
-        }
-        hs.reverse();
-        cs.reverse();
-        (hs, cs)
-    }
-}
-
-/// The states of one level's nodes from their children's rows, gathered
-/// from the blocks of the levels below.
+/// The next level's states, from its children's rows gathered from the
+/// blocks of the levels below, added to the blocks.
 #[differentiable]
-fn level_cells(m: &TreeLstm, bias: &Var, below: &Blocks, level: &Level) -> (Var, Var) {
+fn next_level(m: &TreeLstm, bias: &Var, mut blocks: Blocks, level: &Level) -> Blocks {
     let n = m.hidden();
-    let (hs, cs) = below.tables();
     let children = concat(
-        &[&rows_of(&hs, &level.left), &rows_of(&hs, &level.right)],
+        &[
+            &rows_of(&blocks.h, &level.left),
+            &rows_of(&blocks.h, &level.right),
+        ],
         1,
     );
     let gates = children.linear(&m.u_int) + bias;
@@ -134,9 +108,11 @@ fn level_cells(m: &TreeLstm, bias: &Var, below: &Blocks, level: &Level) -> (Var,
     let f_l = sigmoids.slice(1, n, 2 * n);
     let f_r = sigmoids.slice(1, 2 * n, 3 * n);
     let o = sigmoids.slice(1, 3 * n, 4 * n);
-    let c = i * u + f_l * rows_of(&cs, &level.left) + f_r * rows_of(&cs, &level.right);
+    let c = i * u + f_l * rows_of(&blocks.c, &level.left) + f_r * rows_of(&blocks.c, &level.right);
     let h = o * c.tanh();
-    (h, c)
+    blocks.h.push(h);
+    blocks.c.push(c);
+    blocks
 }
 
 /// The summed cross-entropy of every node's sentiment, as
@@ -145,20 +121,15 @@ fn level_cells(m: &TreeLstm, bias: &Var, below: &Blocks, level: &Level) -> (Var,
 pub fn tree_loss_by_level(m: &TreeLstm, plan: &LevelPlan, words: &[usize]) -> Var {
     let (leaf_h, leaf_c) = leaf_cells(m, words);
     let bias = internal_bias(m);
-    let mut blocks = Rc::new(Blocks {
-        h: leaf_h,
-        c: leaf_c,
-        below: None,
-    });
+    let mut blocks = Blocks {
+        h: Vec::with_capacity(plan.levels.len() + 1),
+        c: Vec::with_capacity(plan.levels.len() + 1),
+    };
+    blocks.h.push(leaf_h);
+    blocks.c.push(leaf_c);
     for level in &plan.levels {
-        let (h, c) = level_cells(m, &bias, &blocks, level);
-        blocks = Rc::new(Blocks {
-            h,
-            c,
-            below: Some(blocks),
-        });
+        blocks = next_level(m, &bias, blocks, level);
     }
-    let (every_h, _every_c) = blocks.tables();
-    let logits = concat(&every_h, 0).linear(&m.why) + &m.by;
+    let logits = concat(&blocks.h, 0).linear(&m.why) + &m.by;
     logits.cross_entropy(&plan.labels)
 }

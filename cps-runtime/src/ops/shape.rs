@@ -31,17 +31,21 @@ const INLINE_PARTS: usize = 16;
 /// let b = Var::constant(array![[3.0f32, 4.0], [5.0, 6.0]]);
 /// let joined = concat(&[&a, &b], 0);
 /// assert_eq!(joined.array(), &array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]].into_dyn());
+/// // A `Vec` of states is joined as it is.
+/// let states = vec![a.clone(), b.clone()];
+/// assert_eq!(concat(&states, 0).array(), joined.array());
 /// ```
 ///
 /// # Panics
 /// When `parts` is empty, when `axis` is not an axis of the parts, or when
 /// the parts' shapes differ outside `axis`.
 #[track_caller]
-pub fn concat<A: Element>(
-    parts: &[&Var<A>],
+pub fn concat<A: Element, P: AsRef<Var<A>>>(
+    parts: &[P],
     axis: usize,
-) -> Pending<A, impl BackwardStep<A> + use<A>> {
-    Var::concat(parts, axis)
+) -> Pending<A, impl BackwardStep<A> + use<A, P>> {
+    let parts: SmallVec<[&Var<A>; INLINE_PARTS]> = parts.iter().map(AsRef::as_ref).collect();
+    Var::concat(&parts, axis)
 }
 
 /// Rows of several tables stacked on top of each other (see
@@ -56,16 +60,20 @@ pub fn concat<A: Element>(
 /// // Row 2 of the stack is row 0 of `second`.
 /// let picked = rows_of(&[&first, &second], &[2, 0]);
 /// assert_eq!(picked.array(), &array![[2.0, 2.5], [0.0, 0.5]].into_dyn());
+/// // The tables may be held in a `Vec` as they are.
+/// let tables = vec![first.clone(), second.clone()];
+/// assert_eq!(rows_of(&tables, &[2, 0]).array(), picked.array());
 /// ```
 ///
 /// # Panics
 /// As [`Var::rows_of`].
 #[track_caller]
-pub fn rows_of<A: Element>(
-    parts: &[&Var<A>],
+pub fn rows_of<A: Element, P: AsRef<Var<A>>>(
+    parts: &[P],
     indices: &[usize],
-) -> Pending<A, impl BackwardStep<A> + use<A>> {
-    Var::rows_of(parts, indices)
+) -> Pending<A, impl BackwardStep<A> + use<A, P>> {
+    let parts: SmallVec<[&Var<A>; INLINE_PARTS]> = parts.iter().map(AsRef::as_ref).collect();
+    Var::rows_of(&parts, indices)
 }
 
 /// The parts joined along `axis` into a result of `shape` (checked by the
