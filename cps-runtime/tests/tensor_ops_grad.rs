@@ -825,7 +825,7 @@ fn concat_along_a_missing_axis() {
 #[test]
 #[should_panic(expected = "concat: needs at least one part, got none")]
 fn concat_of_nothing() {
-    let _ = concat::<f64>(&[], 0);
+    let _ = concat::<f64, &Var<f64>>(&[], 0);
 }
 
 #[test]
@@ -886,7 +886,7 @@ fn rows_of_a_vector_table() {
 #[test]
 #[should_panic(expected = "rows_of: needs at least one table, got none")]
 fn rows_of_no_tables() {
-    let _ = rows_of::<f64>(&[], &[0]);
+    let _ = rows_of::<f64, &Var<f64>>(&[], &[0]);
 }
 
 #[test]
