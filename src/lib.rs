@@ -131,12 +131,13 @@
 //!
 //! Where locals end: a block's locals are dropped where control leaves
 //! the block (its end, `return`, `break`, `continue`) when every later
-//! mention leaves them in place and keeps no borrow past its statement (a
-//! method call that is a statement of its own, `g.push(v);`, an assigned
-//! place, a comparison, a formatting macro); so a guard taken in a loop
-//! body is released before the next iteration. Any other local lives
-//! until the backward pass reaches its block, like everything a running
-//! call may still hold.
+//! mention leaves them in place and keeps no borrow past its statement (an
+//! assigned place, a comparison, a formatting macro, and for a `let mut`
+//! local a method call that is a statement of its own, `g.push(v);`); so
+//! a guard taken in a loop body (`let mut g = log.borrow_mut();`) is
+//! released before the next iteration. Any other local lives until the
+//! backward pass reaches its block, like everything a running call may
+//! still hold.
 //!
 //! What is rejected at compile time, at the offending construct, with what
 //! to write instead: `async`, `unsafe`, `?`, labelled loops, closures
@@ -163,11 +164,11 @@
 //!   borrowed until the block ends, so a loop that carries that variable
 //!   cannot move it on before then: read what you need in the same
 //!   statement (`let total = h.value().sum();`);
-//! - a local used by a method call whose receiver it is consumed by
-//!   (`it.for_each(..);` as a statement, `it` a local iterator) is taken
-//!   for a local left in place, and the drop where its block ends is a
-//!   "use of moved value" error there: chain the call onto the expression
-//!   that made the value instead.
+//! - a `mut` local consumed by a method call that is a statement of its
+//!   own (`it.for_each(..);`, `it` a `let mut` iterator) is taken for a
+//!   local used in place, and its drop where the block ends is a "use of
+//!   moved value" error there: drop the `mut`, or chain the call onto the
+//!   expression that made the value.
 
 //! ## The stack is the tape
 //!

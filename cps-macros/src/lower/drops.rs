@@ -10,11 +10,14 @@
 //!
 //! The macro sees no types and cannot tell whether a local was moved, so
 //! it drops only the locals whose every later mention leaves them in place
-//! and holds no borrow past its statement: the receiver of a method call
-//! that is a statement of its own (`g.push(v);`), a place assigned to
-//! (`*g += 1;`, `g[i] = v;`), an operand of a comparison, an argument of a
-//! formatting macro. Any other local (lent to a call, moved, borrowed into
-//! a `let`) lives until the backward pass, like every value a running call
+//! and holds no borrow past its statement: a place assigned to (`*g += 1;`,
+//! `g[i] = v;`), an operand of a comparison, an argument of a formatting
+//! macro, and, for a `mut` local, the receiver of a method call that is a
+//! statement of its own (`g.push(v);`, as a `RefMut` guard is used). A
+//! method may take its receiver by value (`it.for_each(..)`), so that last
+//! kind is trusted only where the binding's `mut` says the local is used
+//! in place. Any other local (lent to a call, moved, borrowed into a
+//! `let`) lives until the backward pass, like every value a running call
 //! may still hold.
 
 use std::collections::BTreeSet;
@@ -105,12 +108,12 @@ fn droppable_locals(stmts: &[Stmt]) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     for (i, stmt) in stmts.iter().enumerate() {
         let Stmt::Local(local) = stmt else { continue };
-        for (ident, _) in pattern_bindings(&local.pat) {
+        for (ident, mutable) in pattern_bindings(&local.pat) {
             let name = ident.to_string();
             declared.push(name.clone());
             let later = &stmts[i + 1..];
             let mut all = Mentions::of(&name);
-            let mut safe = SafeMentions::of(&name);
+            let mut safe = SafeMentions::of(&name, mutable);
             for stmt in later {
                 all.visit_stmt(stmt);
                 safe.statement(stmt);
@@ -187,16 +190,25 @@ fn token_mentions(tokens: TokenStream, name: &str) -> usize {
 struct SafeMentions<'n> {
     name: &'n str,
     count: usize,
+    /// Whether method calls on the local may be trusted to leave it in
+    /// place (the local is bound `mut`).
+    in_place: bool,
 }
 
 impl<'n> SafeMentions<'n> {
-    fn of(name: &'n str) -> Self {
-        SafeMentions { name, count: 0 }
+    fn of(name: &'n str, in_place: bool) -> Self {
+        SafeMentions {
+            name,
+            count: 0,
+            in_place,
+        }
     }
 
     fn statement(&mut self, stmt: &Stmt) {
         match stmt {
-            Stmt::Expr(Expr::MethodCall(call), Some(_)) if self.rooted(&call.receiver) => {
+            Stmt::Expr(Expr::MethodCall(call), Some(_))
+                if self.in_place && self.rooted(&call.receiver) =>
+            {
                 self.count += 1;
                 call.args.iter().for_each(|arg| self.visit_expr(arg));
             }
@@ -217,7 +229,9 @@ impl<'n> SafeMentions<'n> {
             }
             Expr::Index(index) => self.rooted(&index.expr) && !self.mentioned_in(&index.index),
             Expr::MethodCall(call) => {
-                self.rooted(&call.receiver) && !call.args.iter().any(|a| self.mentioned_in(a))
+                self.in_place
+                    && self.rooted(&call.receiver)
+                    && !call.args.iter().any(|a| self.mentioned_in(a))
             }
             _ => false,
         }
@@ -313,4 +327,48 @@ fn is_formatting(path: &syn::Path) -> bool {
     ];
     path.get_ident()
         .is_some_and(|ident| FORMATTING.iter().any(|name| ident == name))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The locals the expansion of `body` (a function body) drops.
+    fn dropped(body: &str) -> Vec<String> {
+        let source = format!("fn f(x: Var, log: &RefCell<Vec<f64>>, n: usize) -> Var {{ {body} }}");
+        let item: proc_macro2::TokenStream = source.parse().expect("valid Rust");
+        let expanded = crate::emit::differentiable(proc_macro2::TokenStream::new(), item)
+            .expect("expands")
+            .to_string();
+        expanded
+            .split(":: core :: mem :: drop (")
+            .skip(1)
+            .map(|rest| rest.split(')').next().unwrap_or("").trim().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_guard_used_in_place_is_dropped_where_its_loop_body_ends() {
+        let body = "let mut x = x; for _ in 0..n { let mut g = log.borrow_mut(); \
+                    g.push(1.0); x = x.tanh(); } x";
+        assert_eq!(dropped(body), ["g"]);
+    }
+
+    #[test]
+    fn locals_that_may_be_moved_or_lent_are_kept() {
+        // Consumed by a method (not `mut`: not trusted in place).
+        assert!(dropped("let it = vec![1.0].into_iter(); it.for_each(drop); x.tanh()").is_empty());
+        // Lent to a call that may still hold it.
+        assert!(dropped("let v = vec![x.clone()]; let y = total(&v); y").is_empty());
+        // Moved into the result.
+        assert!(dropped("let y = x.tanh(); y").is_empty());
+        // Borrowed into a `let` (which, never used again, is itself dropped).
+        let body = "let mut g = log.borrow_mut(); let first = g.first(); x.tanh()";
+        assert_eq!(dropped(body), ["first"]);
+    }
+
+    #[test]
+    fn a_local_read_by_comparisons_and_formatting_is_dropped_at_a_return() {
+        let body = "let limit = x.item(); if limit > 1.0 { println!(\"{limit}\"); \
+                    return x.tanh(); } x.sigmoid()";
+        assert_eq!(dropped(body), ["limit", "limit"]);
+    }
 }
