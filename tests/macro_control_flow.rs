@@ -5,23 +5,8 @@
 
 mod common;
 
-use common::{assert_gradients, constant, param};
+use common::{Cell, assert_gradients, cell, constant, param};
 use cps::prelude::*;
-
-#[derive(Parameters)]
-struct Cell {
-    wx: Param<f64>,
-    wh: Param<f64>,
-    b: Param<f64>,
-}
-
-fn cell(seed: u64) -> Cell {
-    Cell {
-        wx: param(&[3, 4], seed),
-        wh: param(&[4, 4], seed + 1),
-        b: param(&[4], seed + 2),
-    }
-}
 
 #[differentiable]
 fn branchy(m: &Cell, x: &Var<f64>, mode: u8) -> Var<f64> {

@@ -10,26 +10,11 @@ mod common;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use common::{assert_gradients, constant, param};
+use common::{Cell, assert_gradients, cell, constant};
 use cps::prelude::*;
 use ndarray::array;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-
-#[derive(Parameters)]
-struct Cell {
-    wx: Param<f64>,
-    wh: Param<f64>,
-    b: Param<f64>,
-}
-
-fn cell(seed: u64) -> Cell {
-    Cell {
-        wx: param(&[3, 4], seed),
-        wh: param(&[4, 4], seed + 1),
-        b: param(&[4], seed + 2),
-    }
-}
 
 /// One step that writes the sum of its new state into `log`.
 #[differentiable]

@@ -27,3 +27,20 @@ pub fn assert_gradients<M: Parameters<f64>>(model: &mut M, loss: impl FnMut(&M) 
     let report = gradcheck(model, loss);
     assert!(report.passes(1e-6), "{report}");
 }
+
+/// A recurrent cell of the macro tests: input 3, hidden 4.
+#[derive(Parameters)]
+pub struct Cell {
+    pub wx: Param<f64>,
+    pub wh: Param<f64>,
+    pub b: Param<f64>,
+}
+
+/// A [`Cell`] with random parameters.
+pub fn cell(seed: u64) -> Cell {
+    Cell {
+        wx: param(&[3, 4], seed),
+        wh: param(&[4, 4], seed + 1),
+        b: param(&[4], seed + 2),
+    }
+}
