@@ -13,7 +13,8 @@
 use std::collections::BTreeSet;
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{Error, Expr, Result};
 
 use super::{Cont, LoopContext, Lowerer, Terminal};
@@ -85,6 +86,7 @@ impl Lowerer {
 
     /// `if`, `match` and blocks containing bind points.
     pub(super) fn branching<'a>(&mut self, expr: &'a Expr, k: Cont<'a>) -> Result<TokenStream> {
+        let rest_span = self.rest_span.take();
         let carried = self.carried_by(expr);
         let sub_k = self.temp("k");
         let value = self.temp("v");
@@ -109,11 +111,14 @@ impl Lowerer {
                 k(this, quote!(#value))
             })
         })?;
-        Ok(quote! {
-            ::cps::__private::branch(
-                |#sub_k: &mut dyn FnMut(_)| { #body },
-                |((#(mut #carried,)*), #value)| { #rest },
-            );
+        // Borrow errors about what the construct or the rest captures
+        // point at the construct and at the rest.
+        let construct = expr.span();
+        let rest_span = rest_span.unwrap_or(construct);
+        let body = quote_spanned!(construct=> |#sub_k: &mut dyn FnMut(_)| { #body });
+        let rest = quote_spanned!(rest_span=> |((#(mut #carried,)*), #value)| { #rest });
+        Ok(quote_spanned! {construct=>
+            ::cps::__private::branch(#body, #rest);
         })
     }
 
@@ -201,7 +206,7 @@ impl Lowerer {
         match expr {
             Expr::Loop(expr_loop) => {
                 reject_label(&expr_loop.label)?;
-                self.lower_loop(&expr_loop.body, k)
+                self.lower_loop(expr.span(), &expr_loop.body, k)
             }
             Expr::While(expr_while) => {
                 reject_label(&expr_while.label)?;
@@ -216,10 +221,11 @@ impl Lowerer {
                 let Expr::Loop(desugared) = synthesized(desugared) else {
                     unreachable!("a `loop` was synthesised")
                 };
-                self.lower_loop(&desugared.body, k)
+                self.lower_loop(expr.span(), &desugared.body, k)
             }
             Expr::ForLoop(expr_for) => {
                 reject_label(&expr_for.label)?;
+                let loop_span = expr.span();
                 let iterator = self.temp("iter");
                 let (pat, body) = (&expr_for.pat, &expr_for.body);
                 let desugared: Expr = syn::parse_quote! {
@@ -241,7 +247,7 @@ impl Lowerer {
                             mutable: true,
                             unique_ref: false,
                         });
-                        let lowered = this.lower_loop(&desugared.body, k)?;
+                        let lowered = this.lower_loop(loop_span, &desugared.body, k)?;
                         Ok(quote! {
                             let mut #iterator = ::core::iter::IntoIterator::into_iter(#iterable);
                             #lowered
@@ -253,7 +259,14 @@ impl Lowerer {
         }
     }
 
-    fn lower_loop<'a>(&mut self, body: &'a syn::Block, k: Cont<'a>) -> Result<TokenStream> {
+    /// A loop, `span` the user's (for the errors the generated code provokes).
+    fn lower_loop<'a>(
+        &mut self,
+        span: proc_macro2::Span,
+        body: &'a syn::Block,
+        k: Cont<'a>,
+    ) -> Result<TokenStream> {
+        let rest_span = self.rest_span.take();
         let body_expr = Expr::Block(syn::ExprBlock {
             attrs: Vec::new(),
             label: None,
@@ -305,18 +318,22 @@ impl Lowerer {
                 }
             })
         })?;
-        Ok(quote! {
-            ::cps::__private::run_loop(
-                (#(#carried,)*),
-                |(#(mut #carried,)*), #next_raw| {
-                    let #next = ::cps::__private::Once::new(#next_raw);
-                    #body_code
-                },
-                |#exit| match #exit {
-                    ::cps::__private::Exit::Break((#(mut #carried,)*), #break_value) => { #rest }
-                    ::cps::__private::Exit::Return(#returned) => { #on_return }
-                },
-            );
+        let body_span = span;
+        let rest_span = rest_span.unwrap_or(body_span);
+        let iteration = quote_spanned! {body_span=>
+            |(#(mut #carried,)*), #next_raw| {
+                let #next = ::cps::__private::Once::new(#next_raw);
+                #body_code
+            }
+        };
+        let exit = quote_spanned! {rest_span=>
+            |#exit| match #exit {
+                ::cps::__private::Exit::Break((#(mut #carried,)*), #break_value) => { #rest }
+                ::cps::__private::Exit::Return(#returned) => { #on_return }
+            }
+        };
+        Ok(quote_spanned! {body_span=>
+            ::cps::__private::run_loop((#(#carried,)*), #iteration, #exit);
         })
     }
 
