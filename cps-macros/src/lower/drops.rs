@@ -23,7 +23,7 @@
 use std::collections::BTreeSet;
 
 use proc_macro2::{TokenStream, TokenTree};
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::visit::{self, Visit};
 use syn::{Expr, Stmt};
 
@@ -93,8 +93,10 @@ impl Lowerer {
         for local in self.scope[first.start..].iter().rev() {
             let name = local.ident.to_string();
             if seen.insert(name.clone()) && droppable.contains(&name) {
+                // At the binding, so that an error about the drop (a local
+                // that a method consumed after all) points there.
                 let ident = &local.ident;
-                drops.push(quote!(::core::mem::drop(#ident);));
+                drops.push(quote_spanned!(ident.span()=> ::core::mem::drop(#ident);));
             }
         }
         quote!(#(#drops)*)

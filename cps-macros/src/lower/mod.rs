@@ -9,10 +9,16 @@
 //! ::cps::__private::Bind::new(<value>).__cps_bind(|t| { <continuation of t> });
 //! ```
 //!
-//! so the rest of the function runs inside the callback. Control flow
+//! so the rest of the function runs inside the callback. A statement is
+//! first lowered into a *staged* value instead (see [`staged`]): its bind
+//! points hand their values to the rest of the statement only, plain ones
+//! at once, so that its temporaries end with it as in plain Rust, and the
+//! staged value is then run with the rest of the function. Control flow
 //! whose branches contain bind points becomes a sub-computation bound the
-//! same way (see [`control`]); `mut` variables it touches are passed
-//! through it explicitly, since closures cannot share them.
+//! same way (see [`control`]); `mut` variables and `&mut` references it
+//! touches are moved through it explicitly, since closures cannot share
+//! them. Where control leaves a block, the locals that are known to be in
+//! place are dropped (see [`drops`]).
 
 mod control;
 mod drops;
