@@ -268,3 +268,41 @@ fn a_var_lent_to_a_call_can_be_moved_afterwards() {
     let x = constant(&[3], 14);
     assert_gradients(&mut m, |m| lend_then_move_loss(m, &x).backward());
 }
+
+/// A runner that counts its own steps, updated through `&mut self` inside
+/// the loop of a differentiable method.
+struct Stepper<'m> {
+    cell: &'m Cell,
+    steps_taken: usize,
+}
+
+#[differentiable]
+impl<'m> Stepper<'m> {
+    fn run(&mut self, x: &Var<f64>, steps: usize) -> Var<f64> {
+        let mut h = x.matmul(&self.cell.wx);
+        for _ in 0..steps {
+            self.steps_taken += 1;
+            h = (h.matmul(&self.cell.wh) + &self.cell.b).tanh();
+        }
+        h.sum()
+    }
+}
+
+#[test]
+fn a_mut_self_method_updates_its_receiver_inside_a_loop() {
+    let mut m = cell(15);
+    let x = constant(&[3], 16);
+    let run = |m: &Cell| {
+        let mut stepper = Stepper {
+            cell: m,
+            steps_taken: 0,
+        };
+        let value = stepper.run(&x, 4).backward();
+        assert_eq!(stepper.steps_taken, 4);
+        value
+    };
+    let reference = logged_run(&m, &x, 4, &RefCell::new(Vec::new())).eval();
+    assert_eq!(run(&m), reference.item());
+    m.zero_grad();
+    assert_gradients(&mut m, run);
+}

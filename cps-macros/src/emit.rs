@@ -13,7 +13,7 @@
 //! the `&mut dyn FnMut` continuation, so monomorphisation stays finite.
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use quote::{ToTokens, quote};
 use syn::visit_mut::{self, VisitMut};
 use syn::{
     FnArg, GenericParam, Ident, ImplItem, ItemFn, Lifetime, LifetimeParam, Result, ReturnType,
@@ -57,7 +57,28 @@ fn rewrite(sig: &Signature, block: &syn::Block) -> Result<(Signature, syn::Block
 
     let k_raw = Ident::new("__cps_k_raw", Span::mixed_site());
     let k = Ident::new("__cps_k", Span::mixed_site());
-    let mut lowerer = Lowerer::new(parameters(sig), k.clone());
+    // A receiver that is mutated (`&mut self`, `mut self`) is renamed, so
+    // that loops and branches can carry it like any `&mut` or `mut`
+    // variable (a closure parameter cannot be named `self`).
+    let renamed_self = mutable_receiver(sig).then(|| Ident::new("__cps_self", Span::mixed_site()));
+    let mut params = parameters(sig);
+    let block = match &renamed_self {
+        Some(renamed) => {
+            for (ident, _, unique_ref) in &mut params {
+                if ident == "self" {
+                    *ident = renamed.clone();
+                    *unique_ref = true;
+                }
+            }
+            let tokens = rename_self(block.to_token_stream(), renamed);
+            syn::parse2::<syn::Block>(tokens)?
+        }
+        None => block.clone(),
+    };
+    let take_self = renamed_self
+        .as_ref()
+        .map(|renamed| quote!(let #renamed = self;));
+    let mut lowerer = Lowerer::new(params, k.clone());
     let body = lowerer.function_body(&block.stmts, Terminal::Function)?;
 
     let run = Ident::new("__cps_run", Span::mixed_site());
@@ -78,6 +99,7 @@ fn rewrite(sig: &Signature, block: &syn::Block) -> Result<(Signature, syn::Block
                 StageAsPlain as _, StageComputation as _, StagePlain as _,
             };
             let #k = ::cps::__private::Once::new(#k_raw);
+            #take_self
             #body
         };
         ::cps::__private::lazy(#run)
@@ -108,6 +130,36 @@ fn parameters(sig: &Signature) -> Vec<(Ident, bool, bool)> {
         }
     }
     bound
+}
+
+/// Whether the function takes `&mut self` or `mut self`.
+fn mutable_receiver(sig: &Signature) -> bool {
+    sig.inputs
+        .iter()
+        .any(|input| matches!(input, FnArg::Receiver(receiver) if receiver.mutability.is_some()))
+}
+
+/// `tokens` with every `self` replaced by `renamed`.
+fn rename_self(tokens: TokenStream, renamed: &Ident) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|token| match token {
+            proc_macro2::TokenTree::Ident(ident) if ident == "self" => {
+                let mut renamed = renamed.clone();
+                renamed.set_span(ident.span().resolved_at(Span::mixed_site()));
+                proc_macro2::TokenTree::Ident(renamed)
+            }
+            proc_macro2::TokenTree::Group(group) => {
+                let mut renamed_group = proc_macro2::Group::new(
+                    group.delimiter(),
+                    rename_self(group.stream(), renamed),
+                );
+                renamed_group.set_span(group.span());
+                proc_macro2::TokenTree::Group(renamed_group)
+            }
+            other => other,
+        })
+        .collect()
 }
 
 /// The signature of the wrapper: same name and parameters, every elided
