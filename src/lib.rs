@@ -113,7 +113,8 @@
 //! `while`, `while let` and `loop` (with `break value`, `continue`, and
 //! state carried in `mut` variables of any type, `Clone` or not), early
 //! `return` (also from inside a loop), `&mut` arguments used inside loops
-//! (a random generator for dropout), assignment and compound assignment to
+//! (a random generator for dropout) and `&mut self` methods updating their
+//! receiver there, assignment and compound assignment to
 //! places computed by calls (`*counts.entry(w).or_insert(0) += 1`), and
 //! ordinary code mixed in (indexing, `len()`, integer arithmetic,
 //! `println!`, building `Vec`s, `RefCell`s and their guards).
