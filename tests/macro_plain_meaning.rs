@@ -306,3 +306,34 @@ fn a_mut_self_method_updates_its_receiver_inside_a_loop() {
     m.zero_grad();
     assert_gradients(&mut m, run);
 }
+
+/// States collected in a `Vec` that the loop carries, with an early
+/// `return` from inside the loop (which takes the `Vec` with it).
+#[differentiable]
+fn collect_until(m: &Cell, x: &Var<f64>, limit: usize) -> Var<f64> {
+    let mut states = Vec::new();
+    let mut h = x.matmul(&m.wx);
+    for i in 0..10 {
+        h = (h.matmul(&m.wh) + &m.b).tanh();
+        states.push(h.clone());
+        if i + 1 == limit {
+            return concat(&states, 0).sum();
+        }
+    }
+    h.sum()
+}
+
+#[test]
+fn a_collecting_loop_returns_early_with_its_states() {
+    let mut m = cell(17);
+    let x = constant(&[3], 18);
+    let early = collect_until(&m, &x, 3).backward();
+    // The sum of the first three states, as the recurrence gives them.
+    let logged = RefCell::new(Vec::new());
+    logged_run(&m, &x, 3, &logged).eval();
+    let expected: f64 = logged.into_inner().iter().sum();
+    assert!((early - expected).abs() < 1e-12, "{early} vs {expected}");
+    m.zero_grad();
+    assert_gradients(&mut m, |m| collect_until(m, &x, 3).backward());
+    assert_gradients(&mut m, |m| collect_until(m, &x, 20).backward());
+}

@@ -304,7 +304,12 @@ impl Lowerer {
         self.loops.pop();
         let body_code = body_code?;
 
+        // A `return` from inside the loop took the carried variables with it.
+        let outer_moved = self.moved_away.len();
+        self.moved_away
+            .extend(carried.iter().map(ToString::to_string));
         let on_return = self.return_with(quote!(#returned));
+        self.moved_away.truncate(outer_moved);
         // The rest runs on top of the iteration that left the loop.
         let rest = self.counted_from(deepest, |this| {
             this.scoped(|this| {

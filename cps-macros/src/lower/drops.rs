@@ -87,7 +87,7 @@ impl Lowerer {
             .iter()
             .flat_map(|block| &block.droppable)
             .collect();
-        let mut seen = BTreeSet::new();
+        let mut seen: BTreeSet<String> = self.moved_away.iter().cloned().collect();
         let mut drops = Vec::new();
         // Latest first: Rust drops a block's locals in reverse order.
         for local in self.scope[first.start..].iter().rev() {

@@ -98,6 +98,9 @@ pub struct Lowerer {
     prefix: Vec<TokenStream>,
     /// Whether the statement's bind points so far all went to `prefix`.
     prefix_open: bool,
+    /// Variables moved into a loop that returned from inside it: the
+    /// function returns without them, so they are not dropped there.
+    moved_away: Vec<String>,
     /// Where the statement after the one being lowered begins, if any: the
     /// closure holding the rest of the block takes its span, so that a
     /// borrow error about what the rest captures points there.
@@ -137,6 +140,7 @@ impl Lowerer {
             prefix_open: false,
             staging_refused: false,
             rest_span: None,
+            moved_away: Vec::new(),
             blocks: Vec::new(),
             boundaries: Vec::new(),
             next_temp: 0,
