@@ -91,9 +91,15 @@
 //! `*counts.entry(w).or_insert(0) += 1`) end with it, as in plain Rust.
 //! From its first computation on, the rest of the statement runs when that
 //! computation hands on its output, and the rest of the function after
-//! that. (A statement whose later operations name a variable, such as
-//! `outputs.push(h.matmul(w))`, is lowered with the rest of the function
-//! inside each continuation, so that the variable stays usable there.)
+//! that. The first operations of a statement that use no earlier result
+//! of it are evaluated first, in order; a differentiable function's body
+//! runs when its result is bound, so a plain call later in the same
+//! statement that reads what that body changes (a counter it bumps) sees
+//! the value from before. (A statement whose later operations hold on to
+//! a variable the rest of the function may still want, a `mut` one or one
+//! they borrow, such as `outputs.push(h.matmul(w))`, is lowered with the
+//! rest of the function inside each continuation instead, so that the
+//! variable stays usable there.)
 //!
 //! An `if`, `match` or block whose branches contain bind points becomes a
 //! small computation of its own, bound the same way; a loop becomes a call

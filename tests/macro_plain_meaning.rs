@@ -199,8 +199,10 @@ fn guarded(m: &Cell, x: &Var<f64>, steps: usize, log: &RefCell<Vec<f64>>) -> Var
             log.borrow_mut().push(f64::NAN);
         }
     }
-    log.borrow_mut().push(h.value().sum());
-    h.sum()
+    // A temporary guard ends with its statement, a variable passed by value.
+    let last = h.value().sum();
+    log.borrow_mut().push(last);
+    h.sum() * (log.borrow().len() as f64)
 }
 
 #[test]
@@ -212,7 +214,7 @@ fn a_guard_taken_in_a_loop_body_ends_with_the_body() {
     let log = log.into_inner();
     assert_eq!(log.len(), 6, "one entry per step and one at the end");
     assert!(log.iter().all(|v| v.is_finite()));
-    assert_eq!(*log.last().unwrap(), value);
+    assert_eq!(*log.last().unwrap() * 6.0, value);
     assert_gradients(&mut m, |m| {
         guarded(m, &x, 5, &RefCell::new(Vec::new())).backward()
     });
@@ -336,4 +338,32 @@ fn a_collecting_loop_returns_early_with_its_states() {
     m.zero_grad();
     assert_gradients(&mut m, |m| collect_until(m, &x, 3).backward());
     assert_gradients(&mut m, |m| collect_until(m, &x, 20).backward());
+}
+
+/// A work list in a `Vec`, popped and pushed by a `while let` loop that
+/// carries it, with a differentiable state updated per item.
+#[differentiable]
+fn work_list(m: &Cell, x: &Var<f64>, depth: usize) -> Var<f64> {
+    let mut pending = vec![depth];
+    let mut h = x.matmul(&m.wx);
+    let mut visited = 0usize;
+    while let Some(level) = pending.pop() {
+        visited += 1;
+        h = (h.matmul(&m.wh) + &m.b).tanh() * (1.0 / (level as f64 + 1.0));
+        if level > 0 {
+            pending.push(level - 1);
+            if level % 2 == 0 {
+                pending.push(0);
+            }
+        }
+    }
+    assert_eq!(visited, depth + 1 + depth / 2);
+    h.sum()
+}
+
+#[test]
+fn a_work_list_is_popped_and_pushed_by_a_while_let_loop() {
+    let mut m = cell(19);
+    let x = constant(&[3], 20);
+    assert_gradients(&mut m, |m| work_list(m, &x, 5).backward());
 }

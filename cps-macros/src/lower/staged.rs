@@ -155,18 +155,48 @@ impl Lowerer {
 
 impl Lowerer {
     /// Notes when `tokens`, code of a later step of the statement being
-    /// staged, name a variable in scope.
+    /// staged, may hold a variable that the rest of the function could
+    /// still want: a `mut` variable or `&mut` reference (which the rest may
+    /// update or carry on), or any variable used in a way that borrows it
+    /// (a method call or field on it, `&x`, an index, a closure or macro
+    /// that mentions it). A variable passed by value (`push(v)`) is moved
+    /// or copied into the step, as it would be in plain Rust, so it holds
+    /// nothing the rest can want.
     pub(super) fn refuse_staging_if_local(&mut self, tokens: &TokenStream) {
-        fn walk(tokens: TokenStream, this: &Lowerer) -> bool {
-            tokens.into_iter().any(|token| match token {
-                TokenTree::Ident(ident) => this.scope.iter().any(|local| local.ident == ident),
-                TokenTree::Group(group) => walk(group.stream(), this),
-                _ => false,
-            })
-        }
-        if self.mode == Mode::Statement && walk(tokens.clone(), self) {
+        if self.mode == Mode::Statement && self.holds_local(tokens.clone(), false) {
             self.staging_refused = true;
         }
+    }
+
+    fn holds_local(&self, tokens: TokenStream, borrowing: bool) -> bool {
+        let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+        // A closure or a macro captures or expands what it names: any use
+        // inside may borrow.
+        let borrowing = borrowing
+            || tokens.iter().any(
+                |t| matches!(t, TokenTree::Punct(p) if p.as_char() == '|' || p.as_char() == '!'),
+            );
+        tokens.iter().enumerate().any(|(i, token)| match token {
+            TokenTree::Ident(ident) => {
+                let Some(local) = self.scope.iter().rev().find(|local| local.ident == *ident)
+                else {
+                    return false;
+                };
+                let after_ref = i > 0
+                    && (matches!(&tokens[i - 1], TokenTree::Punct(p) if p.as_char() == '&')
+                        || (i > 1
+                            && matches!(&tokens[i - 1], TokenTree::Ident(m) if m == "mut")
+                            && matches!(&tokens[i - 2], TokenTree::Punct(p) if p.as_char() == '&')));
+                let before_use = match tokens.get(i + 1) {
+                    Some(TokenTree::Punct(p)) => p.as_char() == '.',
+                    Some(TokenTree::Group(g)) => g.delimiter() == proc_macro2::Delimiter::Bracket,
+                    _ => false,
+                };
+                local.mutable || local.unique_ref || borrowing || after_ref || before_use
+            }
+            TokenTree::Group(group) => self.holds_local(group.stream(), borrowing),
+            _ => false,
+        })
     }
 
     /// `staged`, a staged value computed from `value`, made to own the
