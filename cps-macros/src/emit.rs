@@ -89,6 +89,8 @@ fn rewrite(sig: &Signature, block: &syn::Block) -> Result<(Signature, syn::Block
             unused_assignments,
             unused_parens,
             unreachable_code,
+            dropping_copy_types,
+            dropping_references,
             clippy::all
         )]
         let #run = move |#k_raw: &mut dyn FnMut(#output)| {
