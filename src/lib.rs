@@ -71,13 +71,13 @@
 //! {
 //!     let run = move |k: &mut dyn FnMut(Var)| {
 //!         let k = Once::new(k);
-//!         (&Bind::new(x.matmul(w))).__cps_bind(|t1| {
-//!             (&Bind::new(t1 + b)).__cps_bind(|t2| {
-//!                 let z = t2;
-//!                 (&Bind::new(z.tanh())).__cps_bind(|t3| {
-//!                     (&Bind::new(t3.sum())).__cps_bind(|t4| k.call(t4));
-//!                 });
-//!             });
+//!         // The statement `let z = x.matmul(w) + b;`, staged:
+//!         let s1 = Stage::new(x.matmul(w)).__cps_stage()
+//!             .__cps_then(|t1| Stage::new(t1 + b).__cps_stage());
+//!         Staged::__cps_run(s1, |z| {
+//!             let s2 = Stage::new(z.tanh()).__cps_stage()
+//!                 .__cps_then(|t2| Stage::new(t2.sum()).__cps_stage());
+//!             Staged::__cps_run(s2, |v| k.call(v));
 //!         });
 //!     };
 //!     ::cps::__private::lazy(run)

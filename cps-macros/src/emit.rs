@@ -96,7 +96,6 @@ fn rewrite(sig: &Signature, block: &syn::Block) -> Result<(Signature, syn::Block
         let #run = move |#k_raw: &mut dyn FnMut(#output)| {
             #[allow(unused_imports)]
             use ::cps::__private::{
-                BindAsComputation as _, BindAsPlain as _, BindComputation as _, BindPlain as _,
                 LendCopy as _, LendHandle as _, LendItself as _, StageAsComputation as _,
                 StageAsPlain as _, StageComputation as _, StagePlain as _,
             };

@@ -6,7 +6,7 @@
 //! becomes
 //!
 //! ```text
-//! ::cps::__private::Bind::new(<value>).__cps_bind(|t| { <continuation of t> });
+//! Staged::__cps_run(Stage::new(<value>).__cps_stage(), |t| { <continuation of t> });
 //! ```
 //!
 //! so the rest of the function runs inside the callback. A statement is
@@ -174,27 +174,14 @@ impl Lowerer {
             return self.staged_bind_point(span, value, ty, &t, k);
         }
         let (rest, checked) = self.after_bind_point(&t, k)?;
-        Ok(match ty {
-            None => {
-                let bind = if checked {
-                    quote_spanned!(span=> __cps_bind_checked)
-                } else {
-                    quote_spanned!(span=> __cps_bind)
-                };
-                quote_spanned! {span=>
-                    ::cps::__private::Bind::new(#value).#bind(|mut #t| { #rest });
-                }
-            }
-            Some(ty) => {
-                let bind = if checked {
-                    quote_spanned!(span=> __cps_bind_as_checked)
-                } else {
-                    quote_spanned!(span=> __cps_bind_as)
-                };
-                quote_spanned! {span=>
-                    (&::cps::__private::BindAs::<#ty, _>::new(#value)).#bind(|mut #t| { #rest });
-                }
-            }
+        let staged = staged::stage(span, value, ty);
+        let run = if checked {
+            quote_spanned!(span=> __cps_run_checked)
+        } else {
+            quote_spanned!(span=> __cps_run)
+        };
+        Ok(quote_spanned! {span=>
+            ::cps::__private::Staged::#run(#staged, |mut #t| { #rest });
         })
     }
 

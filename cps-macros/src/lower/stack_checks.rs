@@ -94,8 +94,7 @@ mod tests {
         let expanded = crate::emit::differentiable(proc_macro2::TokenStream::new(), item)
             .expect("expands")
             .to_string();
-        expanded.matches("__cps_bind_checked").count()
-            + expanded.matches("__cps_bind_as_checked").count()
+        expanded.matches("__cps_run_checked").count()
             + expanded.matches("__cps_then_checked").count()
     }
 

@@ -78,14 +78,8 @@ impl Lowerer {
         // The rest runs inside the statement's last bind point, each of
         // which was counted (and checks the stack where due) in the chain.
         let rest = self.counted_from(end, |this| k(this, quote!(#v)))?;
-        // A plain value nests the rest when it is run, not in its chain: a
-        // statement with a bind point due a stack check checks it here too.
         let statement = expr.span();
-        let run = if staged.to_string().contains("_checked") {
-            quote_spanned!(statement=> __cps_run_checked)
-        } else {
-            quote_spanned!(statement=> __cps_run)
-        };
+        let run = quote_spanned!(statement=> __cps_run);
         let rest_span = rest_span.unwrap_or(statement);
         let rest = quote_spanned!(rest_span=> |mut #v| { #rest });
         Ok(quote_spanned! {statement=>
@@ -122,12 +116,7 @@ impl Lowerer {
         t: &syn::Ident,
         k: Cont,
     ) -> Result<TokenStream> {
-        let mut staged = match ty {
-            None => quote_spanned!(span=> ::cps::__private::Stage::new(#value).__cps_stage()),
-            Some(ty) => quote_spanned! {span=>
-                (&::cps::__private::StageAs::<#ty, _>::new(#value)).__cps_stage()
-            },
-        };
+        let mut staged = stage(span, value.clone(), ty);
         // `f(&t)`: the call may hold the reference until its backward step.
         staged = self.owning_if_borrowed(&value, staged);
         self.prefix_open &= mentioned_temps(&value).is_empty();
@@ -220,6 +209,21 @@ impl Lowerer {
                 })
             }
         }
+    }
+}
+
+/// The staged value of a bind point: `Now` for a plain value, `Later` for
+/// a computation (when `ty` is given, of that output type).
+pub(super) fn stage(
+    span: proc_macro2::Span,
+    value: TokenStream,
+    ty: Option<syn::Type>,
+) -> TokenStream {
+    match ty {
+        None => quote_spanned!(span=> ::cps::__private::Stage::new(#value).__cps_stage()),
+        Some(ty) => quote_spanned! {span=>
+            (&::cps::__private::StageAs::<#ty, _>::new(#value)).__cps_stage()
+        },
     }
 }
 

@@ -71,10 +71,12 @@ impl<T> Now<T> {
     pub fn __cps_then<S, F: FnOnce(T) -> S>(self, rest: F) -> S {
         rest(self.0)
     }
-    /// The same (a plain value nests nothing on the stack).
+    /// The same, the rest of the function (which the statement's staged
+    /// value runs, nested on the stack) first moving to another stack
+    /// segment if this one runs low.
     #[inline(always)]
-    pub fn __cps_then_checked<S, F: FnOnce(T) -> S>(self, rest: F) -> S {
-        rest(self.0)
+    pub fn __cps_then_checked<S, F: FnOnce(T) -> S>(self, rest: F) -> Checked<S> {
+        Checked(rest(self.0))
     }
 }
 
@@ -102,6 +104,22 @@ impl<C: Computation> Later<C> {
             first: self.0,
             rest,
         })
+    }
+}
+
+/// A staged value whose run first makes sure the stack has room for what
+/// it nests (see [`Now::__cps_then_checked`]).
+pub struct Checked<S>(S);
+
+impl<S: Staged> Staged for Checked<S> {
+    type Output = S::Output;
+    #[inline(always)]
+    fn __cps_run<K: FnOnce(S::Output)>(self, k: K) {
+        self.0.__cps_run_checked(k)
+    }
+    #[inline(always)]
+    fn __cps_run_checked<K: FnOnce(S::Output)>(self, k: K) {
+        self.0.__cps_run_checked(k)
     }
 }
 
