@@ -174,7 +174,7 @@ pub struct Var<A: Element = f32> {
 
 impl<A: Element> Drop for Var<A> {
     /// Gives the node to the pool if this is its last handle and it holds
-    /// an operation's result (see [`pool::give`]).
+    /// an operation's result (see the pool's `give`).
     #[inline]
     fn drop(&mut self) {
         // SAFETY: `drop` runs once, and the field is not used after it.
