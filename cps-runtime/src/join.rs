@@ -184,11 +184,11 @@ mod tests {
         let (x, y) = (Param::new(array![1.0, -1.0]), Param::new(array![0.5, 2.0]));
         let (loss, batches) = with_threshold(1, || {
             lazy(|k: &mut dyn FnMut(Var<f64>)| {
-                join(|| w.var().matmul(&x.var()), || w.var().matmul(&y.var())).bind(
+                join(|| w.var().matmul(x.var()), || w.var().matmul(y.var())).bind(
                     |(a, b): (Var<f64>, Var<f64>)| {
                         assert_eq!(a.array(), &array![-1.0, -1.0, -1.0].into_dyn());
                         assert_eq!(b.array(), &array![4.5, 9.5, 14.5].into_dyn());
-                        (&a + &b).bind(|s| s.sum().bind(|t| k(t)))
+                        (&a + &b).bind(|s| s.sum().bind(k))
                     },
                 )
             })
@@ -212,13 +212,17 @@ mod tests {
         let (w, x) = weight_and_input();
         let (loss, batches) = with_threshold(1, || {
             lazy(|k: &mut dyn FnMut(Var<f64>)| {
-                w.var().matmul(&x.var()).bind(|h| h.sum().bind(|t| k(t)))
+                w.var().matmul(x.var()).bind(|h| h.sum().bind(k))
             })
             .backward()
         });
         assert_eq!(loss, 10.0);
         assert!(batches.is_empty());
     }
+
+    /// A backward step as a plain function pointer (the failing side's
+    /// type, which it never produces).
+    type PlainStep = fn(&ndarray::ArrayD<f64>, ndarray::ArrayD<f64>);
 
     /// A side that panics while the other waits for its batch: the panic
     /// reaches the caller, and the waiting product is withdrawn with the
@@ -230,13 +234,13 @@ mod tests {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 lazy(|k: &mut dyn FnMut(Var<f64>)| {
                     join(
-                        || w.var().matmul(&x.var()),
-                        || -> crate::Pending<f64, fn(&ndarray::ArrayD<f64>, ndarray::ArrayD<f64>)> {
+                        || w.var().matmul(x.var()),
+                        || -> crate::Pending<f64, PlainStep> {
                             assert_eq!(requests::waiting::<f64>(), 1, "the first side waits");
                             panic!("the second side fails")
                         },
                     )
-                    .bind(|(a, _b): (Var<f64>, Var<f64>)| a.sum().bind(|t| k(t)))
+                    .bind(|(a, _b): (Var<f64>, Var<f64>)| a.sum().bind(k))
                 })
                 .backward()
             }))
@@ -251,8 +255,8 @@ mod tests {
         let (w, x) = weight_and_input();
         let (loss, batches) = with_threshold(5, || {
             lazy(|k: &mut dyn FnMut(Var<f64>)| {
-                join(|| w.var().matmul(&x.var()), || w.var().matmul(&x.var()))
-                    .bind(|(a, b): (Var<f64>, Var<f64>)| (&a + &b).bind(|s| s.sum().bind(|t| k(t))))
+                join(|| w.var().matmul(x.var()), || w.var().matmul(x.var()))
+                    .bind(|(a, b): (Var<f64>, Var<f64>)| (&a + &b).bind(|s| s.sum().bind(k)))
             })
             .backward()
         });

@@ -264,7 +264,7 @@ proptest! {
                     binary(op, Form::Param, &m[0], &m[1]).bind(|y| {
                         // Runs its backward step before the operator's.
                         cube_column_major(m[0].var()).bind(|c| {
-                            c.sum().bind(|cs| weighted_sum(y, &mut |s| (&s + &cs).bind(|t| k(t))))
+                            c.sum().bind(|cs| weighted_sum(y, &mut |s| (&s + &cs).bind(&mut *k)))
                         })
                     })
                 })
@@ -645,7 +645,7 @@ fn operators_read_a_value_replaced_in_another_layout() {
     let value = lazy(|k: &mut dyn FnMut(Var<f64>)| {
         (&p * &c).bind(|y| {
             assert_eq!(y.array(), &(&replaced * c.array()));
-            y.sum().bind(|s| k(s))
+            y.sum().bind(k)
         })
     })
     .backward();

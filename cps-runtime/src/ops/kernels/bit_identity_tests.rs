@@ -19,7 +19,7 @@ fn matrix(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let bits = (state >> 40) as u32;
-        if bits % 11 == 0 {
+        if bits.is_multiple_of(11) {
             -0.0
         } else {
             (bits % 20_000) as f32 / 5_000.0 - 2.0
