@@ -211,10 +211,8 @@ mod tests {
     fn products_outside_a_side_are_not_batched() {
         let (w, x) = weight_and_input();
         let (loss, batches) = with_threshold(1, || {
-            lazy(|k: &mut dyn FnMut(Var<f64>)| {
-                w.var().matmul(x.var()).bind(|h| h.sum().bind(k))
-            })
-            .backward()
+            lazy(|k: &mut dyn FnMut(Var<f64>)| w.var().matmul(x.var()).bind(|h| h.sum().bind(k)))
+                .backward()
         });
         assert_eq!(loss, 10.0);
         assert!(batches.is_empty());

@@ -20,7 +20,11 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let v = ((state >> 40) as f32 / (1u64 << 23) as f32) - 1.0;
-            if (state >> 20).is_multiple_of(17) { 0.0 } else { v }
+            if (state >> 20).is_multiple_of(17) {
+                0.0
+            } else {
+                v
+            }
         })
         .collect()
 }
