@@ -202,7 +202,10 @@
 //! weight as that product is computed; `sigmoid` and `tanh` are
 //! vectorised for `f32`. Where the processor has AVX-512, the
 //! weight-gradient product, the fused Adagrad step and the vectorised
-//! loops run sixteen lanes wide, with the same bits as eight. A [`SecondCore`] guard lets the large products and the Adagrad
+//! loops run sixteen lanes wide, with the same bits as eight. The
+//! environment variable `CPS_SIMD` caps that choice at run time
+//! (`portable`: the baseline everywhere; `avx2`: no AVX-512), for tests
+//! and comparisons. A [`SecondCore`] guard lets the large products and the Adagrad
 //! update share their rows with a partner thread, with the same results as
 //! one core. [`join()`] runs two independent computations (say, the two
 //! subtrees of a node) side by side, and batches their products of a

@@ -2,14 +2,42 @@
 //! `target-cpu` flag: the crate is compiled for baseline x86-64 (SSE2),
 //! and loops that gain from AVX2 or AVX-512 are compiled again for them
 //! and chosen at run time.
+//!
+//! The environment variable `CPS_SIMD` caps the choice, read once per
+//! process: `portable` keeps every path at the baseline, `avx2` allows AVX2
+//! and FMA but not AVX-512; unset (or anything else), the widest the
+//! processor has is used. The results are the same bits at every level;
+//! the cap lets the narrower paths be tested on a machine with AVX-512.
+
+#[cfg(target_arch = "x86_64")]
+use std::sync::OnceLock;
+
+/// The widest level the vectorised paths may use (see the module docs).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Cap {
+    Portable,
+    Avx2,
+    Widest,
+}
+
+#[cfg(target_arch = "x86_64")]
+fn cap() -> Cap {
+    static CAP: OnceLock<Cap> = OnceLock::new();
+    *CAP.get_or_init(|| match std::env::var("CPS_SIMD").as_deref() {
+        Ok("portable") => Cap::Portable,
+        Ok("avx2") => Cap::Avx2,
+        _ => Cap::Widest,
+    })
+}
 
 /// Whether this processor has AVX2 and FMA (the standard library detects
-/// them once and caches the answer).
+/// them once and caches the answer), and `CPS_SIMD` allows them.
 #[inline]
 pub(crate) fn avx2_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && cap() >= Cap::Avx2
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -18,12 +46,12 @@ pub(crate) fn avx2_available() -> bool {
 }
 
 /// Whether this processor has AVX-512F besides AVX2 and FMA (where the
-/// compute-bound kernels run sixteen lanes wide).
+/// compute-bound kernels run sixteen lanes wide), and `CPS_SIMD` allows it.
 #[inline]
 pub(crate) fn avx512_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        avx2_available() && is_x86_feature_detected!("avx512f")
+        avx2_available() && is_x86_feature_detected!("avx512f") && cap() == Cap::Widest
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -136,4 +164,27 @@ impl Level {
 thread_local! {
     /// The level [`Level::each`] holds this thread to.
     static HELD: std::cell::Cell<Option<Level>> = const { std::cell::Cell::new(None) };
+}
+
+#[cfg(test)]
+mod cap_tests {
+    /// Run by `.ci/run` under `CPS_SIMD=portable` and `CPS_SIMD=avx2` too:
+    /// the cap holds whatever the processor has.
+    #[test]
+    fn the_simd_cap_in_the_environment_is_respected() {
+        match std::env::var("CPS_SIMD").as_deref() {
+            Ok("portable") => {
+                assert!(!super::avx2_available());
+                assert!(!super::avx512_available());
+            }
+            Ok("avx2") => assert!(!super::avx512_available()),
+            _ => {
+                #[cfg(target_arch = "x86_64")]
+                assert_eq!(
+                    super::avx2_available(),
+                    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+                );
+            }
+        }
+    }
 }
