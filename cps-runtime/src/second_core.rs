@@ -136,7 +136,7 @@ impl Drop for SecondCore {
         partner.thread.thread().unpark();
         // SAFETY: `partner` came from `Box::leak` in `start`, and the
         // thread-local no longer hands it out; no job is in flight (jobs
-        // are waited for before `join` returns).
+        // are waited for before `split_with_partner` returns).
         let partner = unsafe { Box::from_raw(partner as *const Partner as *mut Partner) };
         let Partner { thread, .. } = *partner;
         // The partner's loop never panics (jobs' panics are caught).
@@ -187,7 +187,7 @@ fn partner_loop(shared: &Shared) {
 /// and `second` on the current thread, and returns when both are done.
 /// Without a partner both run here, `first` first. A panic in either is
 /// resumed here after both have finished.
-pub(crate) fn join<F, S, R>(first: F, second: S) -> R
+pub(crate) fn split_with_partner<F, S, R>(first: F, second: S) -> R
 where
     F: FnOnce() + Send,
     S: FnOnce() -> R,
@@ -250,13 +250,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn join_runs_both_halves_with_and_without_a_partner() {
+    fn a_split_runs_both_halves_with_and_without_a_partner() {
         for with_partner in [false, true] {
             let _core = with_partner.then(SecondCore::start);
             assert_eq!(SecondCore::is_active(), with_partner);
             let (mut left, mut right) = (vec![0u64; 1000], vec![0u64; 1000]);
             for round in 0..200u64 {
-                let sum = join(
+                let sum = split_with_partner(
                     || left.iter_mut().for_each(|v| *v += round),
                     || {
                         right.iter_mut().for_each(|v| *v += 2 * round);
@@ -277,7 +277,7 @@ mod tests {
         let _core = SecondCore::start();
         let done = AtomicBool::new(false);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            join(
+            split_with_partner(
                 || panic!("partner half failed"),
                 || done.store(true, Ordering::SeqCst),
             )
@@ -287,7 +287,7 @@ mod tests {
         assert!(done.load(Ordering::SeqCst));
         // The partner still works afterwards.
         let mut x = 0;
-        join(|| {}, || x = 1);
+        split_with_partner(|| {}, || x = 1);
         assert_eq!(x, 1);
     }
 
@@ -296,7 +296,7 @@ mod tests {
         let _core = SecondCore::start();
         let partner_done = AtomicBool::new(false);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            join(
+            split_with_partner(
                 || {
                     thread::sleep(Duration::from_millis(20));
                     partner_done.store(true, Ordering::SeqCst);
@@ -314,7 +314,7 @@ mod tests {
         thread::sleep(Duration::from_millis(5)); // past the spin phase
         let inner = SecondCore::start();
         let mut hit = false;
-        join(|| thread::sleep(Duration::from_millis(1)), || hit = true);
+        split_with_partner(|| thread::sleep(Duration::from_millis(1)), || hit = true);
         drop(inner);
         assert!(SecondCore::is_active() && hit);
         drop(outer);

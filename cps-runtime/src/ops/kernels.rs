@@ -915,7 +915,7 @@ pub(crate) fn mat_vec<A: Element>(alpha: A, m: &[A], v: &[A], beta: A, y: &mut [
         Some(half) => {
             let (m_first, m_second) = m.split_at(half * cols);
             let (y_first, y_second) = y.split_at_mut(half);
-            second_core::join(
+            second_core::split_with_partner(
                 || A::mat_vec(alpha, m_first, v, beta, y_first),
                 || A::mat_vec(alpha, m_second, v, beta, y_second),
             )
@@ -935,7 +935,7 @@ pub(crate) fn mat_t_vec<A: Element>(alpha: A, m: &[A], g: &[A], beta: A, y: &mut
             let (m_first, m_second) = m.split_at(half * cols);
             let (g_first, g_second) = g.split_at(half);
             let mut partial = vec![A::zero(); cols];
-            second_core::join(
+            second_core::split_with_partner(
                 || A::mat_t_vec(alpha, m_first, g_first, A::zero(), &mut partial),
                 || A::mat_t_vec(alpha, m_second, g_second, beta, y),
             );
@@ -976,7 +976,7 @@ pub(crate) fn mat_vecs<A: Element>(
         Some(half) => {
             let (m_first, m_second) = m.split_at(half * cols);
             let (y_first, y_second) = ys.split_at(Axis(1), half);
-            second_core::join(
+            second_core::split_with_partner(
                 || blocked_mat_vecs(alpha, m_first, xs, beta, y_first),
                 || blocked_mat_vecs(alpha, m_second, xs, beta, y_second),
             )
@@ -1063,7 +1063,7 @@ pub(crate) fn mat_t_vecs<A: Element>(
             let (m_first, m_second) = m.split_at(half * cols);
             let (g_first, g_second) = gs.split_at(Axis(1), half);
             let mut partial = Array2::zeros(dxs.raw_dim());
-            second_core::join(
+            second_core::split_with_partner(
                 || blocked_mat_t_vecs(alpha, m_first, g_first, A::zero(), partial.view_mut()),
                 || blocked_mat_t_vecs(alpha, m_second, g_second, beta, dxs.view_mut()),
             );

@@ -113,7 +113,7 @@ pub(crate) fn gemm<A: Element>(
     } else if let Some(half) = second_core::split_point(c.nrows(), a.len() + c.len()) {
         let (a_first, a_second) = a.split_at(Axis(0), half);
         let (mut c_first, mut c_second) = c.split_at(Axis(0), half);
-        second_core::join(
+        second_core::split_with_partner(
             || general_product(alpha, a_first, b, beta, &mut c_first),
             || general_product(alpha, a_second, b, beta, &mut c_second),
         );

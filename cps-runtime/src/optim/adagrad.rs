@@ -242,7 +242,7 @@ impl<A: Element> Optimizer<A> for Adagrad<A> {
                         let (v0, v1) = values.split_at_mut(at);
                         let (g0, g1) = grads.split_at(at);
                         let (s0, s1) = sums.split_at_mut(at);
-                        second_core::join(|| run(v0, g0, s0), || run(v1, g1, s1));
+                        second_core::split_with_partner(|| run(v0, g0, s0), || run(v1, g1, s1));
                     }
                     None => run(values, grads, sums),
                 }
