@@ -91,6 +91,24 @@ pub fn is_bind_operator(op: &syn::BinOp) -> bool {
     )
 }
 
+/// Whether `op` is `+=`, `-=`, ….
+pub fn is_compound_assignment(op: &syn::BinOp) -> bool {
+    use syn::BinOp::*;
+    matches!(
+        op,
+        AddAssign(_)
+            | SubAssign(_)
+            | MulAssign(_)
+            | DivAssign(_)
+            | RemAssign(_)
+            | BitAndAssign(_)
+            | BitOrAssign(_)
+            | BitXorAssign(_)
+            | ShlAssign(_)
+            | ShrAssign(_)
+    )
+}
+
 /// Whether the body of a loop leaves it with a value (`break value`).
 pub fn has_valued_break(block: &syn::Block) -> bool {
     let mut finder = JumpFinder {

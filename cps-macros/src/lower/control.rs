@@ -351,7 +351,7 @@ impl Lowerer {
             ));
         };
         let next = context.next.clone();
-        let carried = super::carry_out(&context.carried);
+        let carried = context.carried.clone();
         let drops = self.drops_to(Some(super::drops::Boundary::Loop));
         match expr {
             Expr::Continue(jump) => {

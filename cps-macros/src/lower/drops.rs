@@ -28,7 +28,7 @@ use syn::visit::{self, Visit};
 use syn::{Expr, Stmt};
 
 use super::Lowerer;
-use crate::analyse::pattern_bindings;
+use crate::analyse::{is_compound_assignment, pattern_bindings};
 
 /// A block being lowered.
 pub struct BlockScope {
@@ -253,7 +253,9 @@ impl<'ast> Visit<'ast> for SafeMentions<'_> {
                 self.count += 1;
                 self.visit_expr(&assign.right);
             }
-            Expr::Binary(binary) if is_update(&binary.op) && self.rooted(&binary.left) => {
+            Expr::Binary(binary)
+                if is_compound_assignment(&binary.op) && self.rooted(&binary.left) =>
+            {
                 self.count += 1;
                 self.visit_expr(&binary.right);
             }
@@ -298,10 +300,6 @@ impl SafeMentions<'_> {
     fn block(&mut self, block: &syn::Block) {
         block.stmts.iter().for_each(|stmt| self.statement(stmt));
     }
-}
-
-fn is_update(op: &syn::BinOp) -> bool {
-    super::staged::is_compound_assignment(op)
 }
 
 fn is_comparison(op: &syn::BinOp) -> bool {

@@ -320,7 +320,7 @@ impl Lowerer {
             let desugared: &'a Expr = Box::leak(Box::new(desugared));
             return self.expr(desugared, k);
         }
-        if super::staged::is_compound_assignment(op) {
+        if crate::analyse::is_compound_assignment(op) {
             // The place first, then the value (the order Rust uses for
             // overloaded operators); a place computed by calls
             // (`*counts.entry(w).or_insert(0) += 1`) is lowered like any

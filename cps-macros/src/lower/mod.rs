@@ -278,14 +278,12 @@ impl Lowerer {
                 let k = &self.return_k;
                 quote!(#k.call(#value);)
             }
-            Terminal::Construct { k, carried } => {
-                let carried = carry_out(carried);
-                quote!(#k(((#(#carried,)*), #value));)
-            }
+            // Carried variables leave by move, as in plain Rust.
+            Terminal::Construct { k, carried } => quote!(#k(((#(#carried,)*), #value));),
             Terminal::Iteration => {
                 let context = self.loops.last().expect("an iteration ends inside a loop");
                 let next = &context.next;
-                let carried = carry_out(&context.carried);
+                let carried = &context.carried;
                 // An iteration's value is `()`; checking it keeps Rust's error
                 // for a loop body that ends in a value.
                 let check = (value.to_string() != "()").then(|| quote!(let _: () = #value;));
@@ -346,10 +344,4 @@ impl Lowerer {
     ) -> Result<TokenStream> {
         self.stmts_to(stmts, &terminal)
     }
-}
-
-/// The values of carried variables as they leave a branch or iteration:
-/// moved, as a variable is in plain Rust (its closures capture it by value).
-pub(crate) fn carry_out(carried: &[Ident]) -> Vec<TokenStream> {
-    carried.iter().map(|ident| quote!(#ident)).collect()
 }

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Statements with control flow inside their operands (an `if` as an
-//! argument, say) keep the continuation-passing lowering of [`super::expr`].
+//! argument, say), and those whose later steps hold a variable the rest of
+//! the function may still want, keep the continuation-passing lowering of
+//! [`super::expr`].
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
@@ -21,7 +23,7 @@ use syn::visit::{self, Visit};
 use syn::{Expr, Result};
 
 use super::{Cont, Lowerer, Mode};
-use crate::analyse::needs_lowering;
+use crate::analyse::{is_compound_assignment, needs_lowering};
 
 impl Lowerer {
     /// Lowers `expr`, a statement or the value of one (a `let`'s
@@ -64,10 +66,11 @@ impl Lowerer {
         let lent = std::mem::replace(&mut self.hoisted, outer_hoisted);
         let prefix = std::mem::take(&mut self.prefix);
         if std::mem::take(&mut self.staging_refused) {
-            // A later step uses a variable: staged, its closure would hold
-            // the variable while the rest of the function runs, which may
-            // move it (`outputs.push(h.matmul(w))`, then `outputs` carried
-            // on). The rest goes inside the continuations instead.
+            // A later step holds a variable the rest may want (see
+            // `refuse_staging_if_local`): staged, its closure would hold it
+            // while the rest of the function runs, which may update or move
+            // it (`outputs.push(h.matmul(w))`, then `outputs` carried on).
+            // The rest goes inside the continuations instead.
             self.annotation = annotation;
             return self.expr(expr, k);
         }
@@ -293,24 +296,6 @@ fn is_stageable_operand(expr: &Expr) -> bool {
     let mut finder = ControlFinder { found: false };
     finder.visit_expr(expr);
     !finder.found
-}
-
-/// Whether `op` is `+=`, `-=`, ….
-pub(super) fn is_compound_assignment(op: &syn::BinOp) -> bool {
-    use syn::BinOp::*;
-    matches!(
-        op,
-        AddAssign(_)
-            | SubAssign(_)
-            | MulAssign(_)
-            | DivAssign(_)
-            | RemAssign(_)
-            | BitAndAssign(_)
-            | BitOrAssign(_)
-            | BitXorAssign(_)
-            | ShlAssign(_)
-            | ShrAssign(_)
-    )
 }
 
 struct ControlFinder {

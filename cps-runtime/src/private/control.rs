@@ -3,14 +3,7 @@
 
 use std::cell::Cell;
 
-use crate::computation::Computation;
 use crate::stack;
-
-/// Binds a value the macro knows is a computation.
-#[inline(always)]
-pub fn bind<C: Computation, K: FnOnce(C::Output)>(computation: C, k: K) {
-    computation.bind(k)
-}
 
 /// Runs a lowered `if`, `match` or block: `run` hands its value to the
 /// continuation it is given (from whichever branch ran), which runs `k`.
