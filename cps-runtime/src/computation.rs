@@ -7,8 +7,9 @@ use std::marker::PhantomData;
 use ndarray::ArrayD;
 
 use crate::element::Element;
-use crate::stack;
-use crate::var::{Var, boxed, unboxed};
+use crate::execution::stack;
+use crate::memory::{boxed, unboxed};
+use crate::var::Var;
 
 /// A computation in continuation-passing style: it produces an
 /// [`Output`](Computation::Output), hands it to the rest of the program

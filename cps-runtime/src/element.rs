@@ -11,6 +11,9 @@ use num_traits::{Float, FromPrimitive};
 /// default, for training) or `f64` (for gradient checks).
 ///
 /// The trait is sealed: it is implemented for exactly those two types.
+/// Everything an operation needs of an element is here: arithmetic
+/// (`Float` and the assignment operators), ndarray's scalar traits, and
+/// conversions from and to `f64`.
 pub trait Element:
     Float
     + FromPrimitive
@@ -27,8 +30,6 @@ pub trait Element:
     + Send
     + Sync
     + sealed::Sealed
-    + crate::ops::kernels::MatVecKernels
-    + crate::ops::vector_math::VectorMath
     + 'static
 {
     /// Converts an `f64` constant into this type (rounding for `f32`).
@@ -56,7 +57,13 @@ impl Element for f64 {
 }
 
 mod sealed {
-    pub trait Sealed {}
+    //! The seal also carries the kernels each type dispatches to: the
+    //! crate's own business, out of the public bounds.
+
+    use crate::kernels::MatVecKernels;
+    use crate::kernels::vector_math::VectorMath;
+
+    pub trait Sealed: MatVecKernels + VectorMath {}
     impl Sealed for f32 {}
     impl Sealed for f64 {}
 }

@@ -8,7 +8,7 @@
 //! a stack of its own (see `join/sides.rs`); a product of a matrix by a
 //! vector inside a side does not run at once but waits, and when every
 //! side is waiting, the products with the same matrix run together, reading
-//! it once (see `join/requests.rs`). Nodes of the same height meet this way,
+//! it once (see `execution/batch.rs`). Nodes of the same height meet this way,
 //! forward and backward: what a level-by-level program does by hand.
 //!
 //! Each product gives the same bits as one computed alone; what changes
@@ -16,12 +16,10 @@
 //! (a bias, a parameter's deferred updates), so gradients agree with the
 //! sequential program's to rounding.
 
-use std::cell::Cell;
-
 use crate::computation::Computation;
-
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) mod requests;
+pub use crate::execution::batch::{DEFAULT_BATCH_THRESHOLD, set_batch_threshold};
+
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod sides;
 
@@ -37,10 +35,8 @@ mod sides;
 /// side's backward steps before the first's, as sequential code would,
 /// interleaved where they wait for a batch.
 ///
-/// On the Tree-LSTM over SST on the machine of `BENCHMARKS.md` it is not
-/// faster than the plain recursion yet (a third fewer cache misses, but
-/// about 8% slower in paired runs): treat it as an experiment in batching
-/// at run time.
+/// The Tree-LSTM example's `--mode joined` computes sibling subtrees this
+/// way; `BENCHMARKS.md` gives its speed beside the plain recursion.
 ///
 /// Values and losses are the sequential program's bit for bit; gradients
 /// of what both sides use (a shared bias, a weight's accumulated outer
@@ -93,63 +89,12 @@ where
     }
 }
 
-/// The default of [`set_batch_threshold`]: a matrix of fewer elements
-/// (64 KiB of `f32`) is about the size of an L1 cache, so reading it again
-/// costs less than suspending a side for a batch.
-pub const DEFAULT_BATCH_THRESHOLD: usize = 16 * 1024;
-
-thread_local! {
-    static BATCH_THRESHOLD: Cell<usize> = const { Cell::new(DEFAULT_BATCH_THRESHOLD) };
-}
-
-/// Sets, for the calling thread, the smallest matrix (in elements) whose
-/// products with a vector wait in a side of a [`join`] for the other
-/// products with it; smaller ones are multiplied at once. The default is
-/// [`DEFAULT_BATCH_THRESHOLD`]; `1` batches every product, `usize::MAX`
-/// none. Returns the previous threshold.
-///
-/// ```
-/// use cps_runtime::join::{DEFAULT_BATCH_THRESHOLD, set_batch_threshold};
-///
-/// let before = set_batch_threshold(1);
-/// assert_eq!(before, DEFAULT_BATCH_THRESHOLD);
-/// assert_eq!(set_batch_threshold(before), 1);
-/// ```
-pub fn set_batch_threshold(elements: usize) -> usize {
-    BATCH_THRESHOLD.with(|threshold| threshold.replace(elements))
-}
-
-/// Whether a product with a matrix of `elements` elements, computed here,
-/// waits for a batch: in a side of a [`join`], for a matrix of at least
-/// the thread's [threshold](set_batch_threshold).
-#[inline]
-pub(crate) fn batches(elements: usize) -> bool {
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    return elements > 0 && elements >= BATCH_THRESHOLD.with(Cell::get) && sides::inside();
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        let _ = elements;
-        false
-    }
-}
-
-/// Writes `y = M·x` (`transposed`: `y = Mᵀ·x`) for a row-major `M` with
-/// the other products of its batch, waiting for them. Only where
-/// [`batches`] says so.
-#[inline]
-pub(crate) fn batched_product<A: crate::Element>(transposed: bool, m: &[A], x: &[A], y: &mut [A]) {
-    debug_assert!(batches(m.len()));
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    requests::product(transposed, m, x, y);
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let _ = (transposed, m, x, y);
-}
-
 #[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod tests {
     use ndarray::array;
 
-    use super::{join, requests, set_batch_threshold};
+    use super::{join, set_batch_threshold};
+    use crate::execution::batch as requests;
     use crate::{Computation, Param, Var, lazy};
 
     /// Runs `f` with this thread's batch threshold at `elements`, then

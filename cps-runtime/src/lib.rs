@@ -6,28 +6,40 @@
 //! its inputs' gradients. The call stack is the tape: there is no graph.
 //! Users normally reach this crate through `cps::prelude`.
 
-pub mod computation;
-pub mod data;
+// The layers, lowest first; each module uses only the layers above it in
+// this list (checked by `tests/module_layers.rs`; see docs/architecture.md).
+// Kernels: pure functions on slices, and the element types.
 pub mod element;
-pub mod gradcheck;
-pub mod io;
+mod flat;
+mod kernels;
+// Memory: the thread's pool of free buffers.
+mod memory;
+// Execution: where work runs (second core, batches across joined sides,
+// stack segments).
+mod execution;
+pub use execution::{second_core, stack};
+// Values: `Var`, `Param` and their gradients; computations and `join`.
+pub mod computation;
 pub mod join;
-pub mod ops;
-pub mod optim;
 pub mod param;
 pub mod parameters;
-pub mod second_core;
-pub mod stack;
 pub mod var;
+// Operations, each family's forward and backward side by side.
+pub mod gradcheck;
+pub mod ops;
+// Optimizers.
+pub mod optim;
+// Parameter files and data sets.
+#[cfg(feature = "data")]
+pub mod data;
+pub mod io;
 
 #[doc(hidden)]
 pub mod __private {
     //! Support for generated code; see `private.rs`.
     pub use crate::private::*;
 }
-mod flat;
 mod private;
-mod simd;
 
 pub use computation::{BackwardStep, Computation, Detach, Lazy, Pending, lazy};
 pub use element::Element;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ndarray::{ArrayD, IxDyn};
 
 use crate::element::Element;
+use crate::memory;
 use crate::var::{Node, Role, Var};
 
 static NEXT_PARAM_ID: AtomicU64 = AtomicU64::new(0);
@@ -59,53 +60,26 @@ impl<A: Element> Param<A> {
             .unwrap_or_else(|| ArrayD::zeros(IxDyn(self.var.shape())))
     }
 
-    /// Takes the accumulated gradient out, leaving none. Once it is used
-    /// up, [`Param::reuse_grad_buffer`] hands its buffer back.
+    /// Takes the accumulated gradient out, leaving none.
     pub fn take_grad(&self) -> Option<ArrayD<A>> {
         self.var.flush_deferred();
-        self.var
-            .node
-            .grad
-            .borrow_mut()
-            .take()
-            .map(crate::var::unboxed)
+        self.var.take_grad_buffer()
     }
 
-    /// Gives back the buffer of a gradient taken with
-    /// [`Param::take_grad`] and used up: the next gradient is written over
-    /// it instead of into a newly allocated, zeroed buffer. Its contents do
-    /// not matter (they are never read). Optimizers do this in
-    /// [`Optimizer::step`](crate::optim::Optimizer::step); a buffer of
-    /// another shape goes to the thread's pool of free buffers instead.
-    ///
-    /// ```
-    /// use cps_runtime::*;
-    /// use ndarray::array;
-    ///
-    /// let w = Param::new(array![[1.0f64, 2.0], [3.0, 4.0]]);
-    /// let x = Var::constant(array![1.0, -1.0]);
-    /// // sum(w·x): its gradient with respect to w has x in every row.
-    /// let loss = || lazy(|k: &mut dyn FnMut(Var<f64>)| {
-    ///     w.matmul(&x).bind(|y| y.sum().bind(|s| k(s)));
-    /// });
-    /// loss().backward();
-    /// let grad = w.take_grad().expect("a gradient");
-    /// w.reuse_grad_buffer(grad.mapv(|_| f64::NAN)); // stale contents
-    /// loss().backward();
-    /// assert_eq!(w.grad(), array![[1.0, -1.0], [1.0, -1.0]].into_dyn());
-    /// ```
-    pub fn reuse_grad_buffer(&self, buffer: ArrayD<A>) {
-        self.var.keep_spare_grad(buffer);
-    }
-
-    /// Discards the accumulated gradient (keeping its buffer for the
-    /// next one).
+    /// Discards the accumulated gradient; its buffer serves the next
+    /// gradient of its size.
     pub fn zero_grad(&self) {
         self.var.discard_deferred();
-        let buffer = self.var.node.grad.borrow_mut().take();
-        if let Some(buffer) = buffer {
-            self.var.keep_spare_grad(crate::var::unboxed(buffer));
+        if let Some(buffer) = self.var.take_grad_buffer() {
+            memory::recycle(buffer);
         }
+    }
+
+    /// Gives back the buffer of a gradient taken with [`Param::take_grad`]
+    /// and used up, for the next gradient of its size (what
+    /// [`Optimizer::step`](crate::optim::Optimizer::step) does).
+    pub(crate) fn give_back_grad(&self, buffer: ArrayD<A>) {
+        memory::recycle(buffer);
     }
 
     /// Whether gradients accumulate in this parameter (true by default).
@@ -203,28 +177,20 @@ mod tests {
 
     use super::Param;
 
-    /// A gradient that arrives by being added into a buffer (not moved in
-    /// whole) is written into the buffer of the one before, cleared first;
-    /// a second spare handed back sends the first to the pool instead of
-    /// the allocator, and one of another shape is not kept.
+    /// A gradient consumed by a step leaves its buffer for the next one,
+    /// which starts from zeros however stale the buffer's contents.
     #[test]
-    fn the_next_gradient_is_added_into_the_spare_buffer() {
+    fn the_next_gradient_is_added_into_the_buffer_of_the_last() {
         let b = Param::new(array![1.0f32, 2.0, 3.0]);
         b.var().accumulate_with(|mut g| g.fill(7.0));
         let grad = b.take_grad().expect("a gradient");
         let address = grad.as_ptr();
-        b.reuse_grad_buffer(grad);
+        b.give_back_grad(grad);
         b.var().accumulate_with(|mut g| {
             g += &array![0.5f32, 0.25, 0.0].into_dyn();
         });
         let grad = b.take_grad().expect("a gradient");
         assert_eq!(grad, array![0.5f32, 0.25, 0.0].into_dyn());
         assert_eq!(grad.as_ptr(), address);
-
-        b.reuse_grad_buffer(grad);
-        b.reuse_grad_buffer(array![9.0f32, 9.0, 9.0].into_dyn());
-        b.reuse_grad_buffer(array![1.0f32].into_dyn());
-        b.var().accumulate_with(|mut g| g[1] += 1.0);
-        assert_eq!(b.grad(), array![0.0f32, 1.0, 0.0].into_dyn());
     }
 }

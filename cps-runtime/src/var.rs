@@ -11,6 +11,7 @@ use ndarray::{Array2, ArrayD, ArrayViewMutD, IxDyn};
 
 use crate::element::Element;
 use crate::flat::{as_uninit, slice, slice_mut};
+use crate::memory::{self, boxed, unboxed};
 
 /// What a value is in the computation: this decides whether gradients reach
 /// it and what happens when they arrive late.
@@ -50,24 +51,31 @@ pub(crate) struct Node<A: Element> {
     pub(crate) param: RefCell<Option<Box<ParamGrad<A>>>>,
 }
 
-/// The gradient bookkeeping of a parameter beyond its gradient buffer.
+/// The part of a parameter's gradient that is still a list of products:
+/// `grad += Σ uᵀ·v` over pairs not yet added. A parameter used as a matrix
+/// times a vector at every node of a tree collects them, and they are
+/// added as one matrix product when its gradient is read (see
+/// [`Var::push_product`]), which turns a memory-bound update per use into
+/// a compute-bound product per computation.
 pub(crate) struct ParamGrad<A: Element> {
-    /// Rank-one updates `grad += outer(u, v)` not yet added to `grad`: a
-    /// parameter used as a matrix times a vector at every node of a tree
-    /// collects them, and adds them as one matrix product when its gradient
-    /// is read (see [`Var::defer_outer`]).
+    /// The pairs `(u, v)`: `u` one row or a block of rows of the matrix's
+    /// row count, `v` as many rows of its column count.
     pub(crate) deferred: Vec<(ArrayD<A>, Var<A>)>,
-    /// The buffer of a gradient that was consumed (by an optimizer step):
-    /// the next gradient is written over it rather than into a freshly
-    /// zeroed allocation. Its contents are stale and never read.
-    pub(crate) spare: Option<ArrayD<A>>,
+    /// How the operation that deferred them adds them up: `grad = Uᵀ·V +
+    /// beta·grad` for the stacked rows. The operations layer supplies it,
+    /// so that values know nothing of matrix products.
+    pub(crate) resolve: Option<Resolve<A>>,
 }
+
+/// `grad = Uᵀ·V + beta·grad`, given `Uᵀ`, `V`, `beta` and `grad`.
+pub(crate) type Resolve<A> =
+    fn(ndarray::ArrayView2<'_, A>, ndarray::ArrayView2<'_, A>, A, ndarray::ArrayViewMut2<'_, A>);
 
 impl<A: Element> ParamGrad<A> {
     pub(crate) fn new() -> Box<Self> {
         Box::new(ParamGrad {
             deferred: Vec::new(),
-            spare: None,
+            resolve: None,
         })
     }
 }
@@ -99,7 +107,7 @@ unsafe fn filled<A: Element>(
     dim: impl FnOnce() -> IxDyn,
     fill: impl FnOnce(&mut [MaybeUninit<A>]),
 ) -> (ArrayD<A>, u32) {
-    let mut data = pool::buffer(len);
+    let mut data = memory::take(len);
     fill(&mut data.spare_capacity_mut()[..len]);
     // SAFETY: `fill` wrote all `len` elements (the contract), within the
     // capacity reserved. Had it panicked, `data` would be dropped empty.
@@ -142,9 +150,6 @@ pub(crate) fn flat_len_of<A>(value: &ArrayD<A>) -> u32 {
 pub(crate) fn same_shape(left: &[usize], right: &[usize]) -> bool {
     left.len() == right.len() && left.iter().zip(right).all(|(l, r)| l == r)
 }
-
-mod grad_box;
-pub(crate) use grad_box::{boxed, unboxed};
 
 pub(crate) mod pool;
 
@@ -212,10 +217,7 @@ impl<A: Element> Var<A> {
             let fresh = pool::unique(&mut node);
             // A node kept with a larger value leaves its buffer to the
             // next value or gradient of that length.
-            let old = std::mem::replace(&mut fresh.value, value);
-            if old.len() > pool::MAX_SMALL {
-                pool::recycle(old);
-            }
+            memory::recycle(std::mem::replace(&mut fresh.value, value));
             fresh.flat_len = flat_len;
             fresh.reset(role, requires_grad, op);
             return Var {
@@ -314,7 +316,7 @@ impl<A: Element> Var<A> {
         if !same_shape(fresh.value.shape(), shape) {
             // SAFETY: passed on from the caller.
             let (value, flat_len) = unsafe { filled(len, dim, fill) };
-            pool::recycle(std::mem::replace(&mut fresh.value, value));
+            memory::recycle(std::mem::replace(&mut fresh.value, value));
             fresh.flat_len = flat_len;
         } else if fresh.flat_len != NOT_FLAT {
             // SAFETY: `flat_len` says the pooled value is in standard
@@ -466,37 +468,31 @@ impl<A: Element> Var<A> {
         Ref::filter_map(self.node.grad.borrow(), |grad| grad.as_deref()).ok()
     }
 
-    /// Adds `uᵀ·v` into this matrix's gradient, later: `u` is one row
-    /// (a vector of the matrix's row count) or a block of rows, `v` as many
-    /// rows of the matrix's column count; a single row pair is the outer
-    /// product `u ⊗ v`. Updates are collected and added as one matrix
-    /// product when the gradient is next read, which turns a memory-bound
-    /// update per use into a compute-bound product per computation. Only
-    /// parameters defer; other values add at once (their gradient is read
-    /// as soon as their continuation returns).
-    pub(crate) fn defer_outer(&self, u: ArrayD<A>, v: Var<A>) {
-        if !self.requires_grad() {
-            return;
-        }
-        self.check_open();
-        if let Some(param) = self.node.param.borrow_mut().as_mut() {
-            param.deferred.push((u, v));
-            return;
-        }
-        let (u, v_value) = (as_rows(u.view()), v.array().view());
-        let v_rows = as_rows(v_value);
-        self.accumulate_with(|grad| {
-            let grad = grad
-                .into_dimensionality::<ndarray::Ix2>()
-                .expect("a matrix");
-            crate::ops::linalg::gemm(A::one(), u.t(), v_rows, A::one(), grad);
-        });
+    /// Whether this value collects products for its gradient
+    /// ([`Var::push_product`]) rather than adding them at once: only
+    /// parameters do; other values' gradients are read as soon as their
+    /// continuation returns.
+    pub(crate) fn collects_products(&self) -> bool {
+        self.node.role == Role::Param
     }
 
-    /// Adds the deferred updates into the gradient, as one matrix product.
-    /// With no gradient yet, the product is written over the spare buffer
-    /// of a consumed gradient when there is one (`beta = 0` never reads
-    /// it), so that no step clears a parameter-sized buffer.
+    /// Adds `uᵀ·v` into this parameter's gradient, later: `u` is one row
+    /// (a vector of the matrix's row count) or a block of rows, `v` as many
+    /// rows of the matrix's column count; `resolve` adds the stacked rows
+    /// up when the gradient is next read. Only for a value that
+    /// [`collects_products`](Var::collects_products).
+    pub(crate) fn push_product(&self, u: ArrayD<A>, v: Var<A>, resolve: Resolve<A>) {
+        self.check_open();
+        let mut param = self.node.param.borrow_mut();
+        let param = param.as_mut().expect("only parameters collect products");
+        param.deferred.push((u, v));
+        param.resolve = Some(resolve);
+    }
+
+    /// Adds the deferred products into the gradient, as one matrix
+    /// product. With no gradient yet, the product is written over a
+    /// scratch buffer (`beta = 0` never reads it), so that no step clears
+    /// a parameter-sized buffer.
     pub(crate) fn flush_deferred(&self) {
         // Only parameters defer; everything else skips the borrow.
         if self.node.role != Role::Param {
@@ -506,19 +502,15 @@ impl<A: Element> Var<A> {
         let Some(param) = param.as_mut().filter(|p| !p.deferred.is_empty()) else {
             return;
         };
+        let resolve = param
+            .resolve
+            .expect("deferred products come with their rule");
         let (us, vs) = stack_deferred(param);
         let mut slot = self.node.grad.borrow_mut();
         let (beta, grad) = match slot.as_deref_mut() {
             Some(grad) => (A::one(), grad),
-            // The spare is taken only when it will be written over: with a
-            // gradient already there, it stays for the next step.
             None => {
-                let shape = self.node.value.raw_dim();
-                let buffer = param
-                    .spare
-                    .take()
-                    .filter(|s| same_shape(s.shape(), self.shape()))
-                    .unwrap_or_else(|| ArrayD::zeros(shape));
+                let buffer = memory::scratch(self.node.value.raw_dim());
                 (A::zero(), &mut **slot.insert(boxed(buffer)))
             }
         };
@@ -526,9 +518,9 @@ impl<A: Element> Var<A> {
             .view_mut()
             .into_dimensionality::<ndarray::Ix2>()
             .expect("a matrix");
-        crate::ops::linalg::gemm(A::one(), us.t(), vs.view(), beta, grad);
-        pool::recycle(us.into_dyn());
-        pool::recycle(vs.into_dyn());
+        resolve(us.t(), vs.view(), beta, grad);
+        memory::recycle(us.into_dyn());
+        memory::recycle(vs.into_dyn());
     }
 
     /// How many rows the deferred updates stack into: the inner dimension
@@ -548,7 +540,7 @@ impl<A: Element> Var<A> {
     /// Takes the deferred updates out, stacked as `(U, V)`: they add
     /// `Uᵀ·V` to the gradient. `None` when there are none. The caller
     /// hands the matrices back to the pool
-    /// ([`pool::recycle`]) once used.
+    /// ([`memory::recycle`]) once used.
     pub(crate) fn take_deferred_rows(&self) -> Option<(Array2<A>, Array2<A>)> {
         if self.node.role != Role::Param {
             return None;
@@ -574,22 +566,6 @@ impl<A: Element> Var<A> {
     pub(crate) fn discard_deferred(&self) {
         if let Some(param) = self.node.param.borrow_mut().as_mut() {
             param.deferred.clear();
-        }
-    }
-
-    /// Keeps `buffer` (a consumed gradient of this parameter) to write the
-    /// next gradient into. A buffer of another shape or for another kind
-    /// of value, and a spare it replaces (one that no gradient used), go
-    /// to the pool.
-    pub(crate) fn keep_spare_grad(&self, buffer: ArrayD<A>) {
-        let mut param = self.node.param.borrow_mut();
-        let replaced = match param.as_mut() {
-            Some(param) if same_shape(buffer.shape(), self.shape()) => param.spare.replace(buffer),
-            _ => Some(buffer),
-        };
-        drop(param);
-        if let Some(replaced) = replaced {
-            pool::recycle(replaced);
         }
     }
 
@@ -656,7 +632,7 @@ impl<A: Element> Var<A> {
     #[inline(always)]
     pub(crate) fn accumulate_boxed(&self, grad: Box<ArrayD<A>>) {
         if !self.requires_grad() {
-            pool::recycle(unboxed(grad));
+            memory::recycle(unboxed(grad));
             return;
         }
         self.check_open();
@@ -666,7 +642,7 @@ impl<A: Element> Var<A> {
             Some(existing) => {
                 add_into(existing, &grad);
                 drop(slot);
-                pool::recycle(unboxed(grad));
+                memory::recycle(unboxed(grad));
             }
             None => *slot = Some(grad),
         }
@@ -679,7 +655,7 @@ impl<A: Element> Var<A> {
         match slot.as_deref_mut() {
             Some(existing) => {
                 add_into(existing, &grad);
-                pool::recycle(grad);
+                memory::recycle(grad);
             }
             None => *slot = Some(boxed(grad)),
         }
@@ -714,31 +690,11 @@ impl<A: Element> Var<A> {
         add(slot.get_or_insert_with(|| self.zero_grad_buffer()));
     }
 
-    /// A new gradient buffer of zeros in this value's shape (a parameter's
-    /// spare, cleared, when it has one): out of line, since the inlined
-    /// ways into a gradient mostly find one.
+    /// A new gradient buffer of zeros in this value's shape: out of line,
+    /// since the inlined ways into a gradient mostly find one.
     #[inline(never)]
     fn zero_grad_buffer(&self) -> Box<ArrayD<A>> {
-        if let Some(mut spare) = self.take_spare_grad() {
-            spare.fill(A::zero());
-            return boxed(spare);
-        }
-        boxed(pool::zeros(self.node.value.raw_dim()))
-    }
-
-    /// The buffer of a parameter's consumed gradient, kept for its next
-    /// one ([`Var::keep_spare_grad`]), if it is of this value's shape.
-    fn take_spare_grad(&self) -> Option<ArrayD<A>> {
-        if self.node.role != Role::Param {
-            return None;
-        }
-        let spare = self.node.param.borrow_mut().as_mut()?.spare.take()?;
-        if same_shape(spare.shape(), self.shape()) {
-            Some(spare)
-        } else {
-            pool::recycle(spare);
-            None
-        }
+        boxed(memory::zeros(self.node.value.raw_dim()))
     }
 
     /// Whether a gradient buffer exists (deferred updates not counted).
@@ -757,7 +713,7 @@ impl<A: Element> Var<A> {
     /// Sets this value's gradient to ones: the seed of a backward pass.
     pub(crate) fn seed(&self) {
         if self.requires_grad() {
-            let mut ones = pool::scratch(self.node.value.raw_dim());
+            let mut ones = memory::scratch(self.node.value.raw_dim());
             ones.fill(A::one());
             *self.node.grad.borrow_mut() = Some(boxed(ones));
         }
@@ -833,7 +789,7 @@ fn stack_deferred<A: Element>(param: &mut ParamGrad<A>) -> (Array2<A>, Array2<A>
     // finished long ago, while this list still held it): dropped here, its
     // node and value go back to the pool, not to the allocator.
     for (u, _v) in param.deferred.drain(..) {
-        pool::recycle(u);
+        memory::recycle(u);
     }
     rows
 }
@@ -860,7 +816,7 @@ fn stack<'a, A: Element>(
     parts: impl Iterator<Item = &'a ArrayD<A>> + Clone,
     width: usize,
 ) -> Array2<A> {
-    let mut data = pool::buffer(parts.clone().map(|p| p.len()).sum());
+    let mut data = memory::take(parts.clone().map(|p| p.len()).sum());
     for part in parts {
         match part.as_slice() {
             Some(slice) => data.extend_from_slice(slice),
@@ -869,14 +825,4 @@ fn stack<'a, A: Element>(
     }
     let rows = data.len() / width;
     Array2::from_shape_vec((rows, width), data).expect("whole rows")
-}
-
-/// A vector as a one-row matrix, a matrix as itself.
-fn as_rows<A>(a: ndarray::ArrayViewD<'_, A>) -> ndarray::ArrayView2<'_, A> {
-    let a = if a.ndim() == 1 {
-        a.insert_axis(ndarray::Axis(0))
-    } else {
-        a
-    };
-    a.into_dimensionality().expect("a vector or a matrix")
 }

@@ -22,10 +22,6 @@ pub type Example = (Tree, Vec<usize>);
 struct Job {
     values: Arc<Vec<ArrayD<f32>>>,
     tree: usize,
-    /// The helper's gradient buffers of the previous step, handed back
-    /// once added up, so that its next gradients are written over them
-    /// (see `Param::reuse_grad_buffer`) instead of into zeroed memory.
-    spares: Vec<Option<ArrayD<f32>>>,
 }
 
 /// The helper's answer: the tree's loss and the gradient of every
@@ -64,14 +60,10 @@ pub fn train_epoch(
                 let mut local = replica();
                 for job in job_rx {
                     let mut next = job.values.iter();
-                    let mut spares = job.spares.into_iter();
                     local.visit_mut(&mut |_, p| {
                         if p.is_trainable() {
                             p.value_mut()
                                 .assign(next.next().expect("one value per trainable parameter"));
-                            if let Some(Some(spare)) = spares.next() {
-                                p.reuse_grad_buffer(spare);
-                            }
                         }
                     });
                     let (tree, words) = &train[job.tree];
@@ -87,22 +79,21 @@ pub fn train_epoch(
                     }
                 }
             });
-            workers.push((job_tx, done_rx, Vec::new()));
+            workers.push((job_tx, done_rx));
         }
         for step in train.chunks(threads).enumerate().map(|(i, _)| i * threads) {
             let count = threads.min(train.len() - step);
             let values = Arc::new(trainable_values(model));
-            for (offset, (jobs, _, spares)) in workers.iter_mut().enumerate().take(count - 1) {
+            for (offset, (jobs, _)) in workers.iter().enumerate().take(count - 1) {
                 jobs.send(Job {
                     values: Arc::clone(&values),
                     tree: step + 1 + offset,
-                    spares: std::mem::take(spares),
                 })
                 .expect("a helper thread is running");
             }
             let (tree, words) = &train[step];
             on_loss(model::tree_loss(model, tree, words).backward());
-            for (_, done, spares) in workers.iter_mut().take(count - 1) {
+            for (_, done) in workers.iter().take(count - 1) {
                 let done = done.recv().expect("a helper thread answers");
                 let mut grads = done.grads.into_iter();
                 model.visit(&mut |_, p| {
@@ -110,9 +101,7 @@ pub fn train_epoch(
                         let grad = grads
                             .next()
                             .expect("one gradient slot per trainable parameter");
-                        // Added into this thread's gradient, which is first
-                        // flushed (written over its own spare buffer), so
-                        // that the helper's buffer can go back to it.
+                        // Added into this thread's gradient, flushed first.
                         if let Some(grad) = &grad {
                             let sum = match p.take_grad() {
                                 Some(mut mine) => {
@@ -123,7 +112,6 @@ pub fn train_epoch(
                             };
                             p.var().accumulate(sum);
                         }
-                        spares.push(grad);
                     }
                 });
                 on_loss(done.loss);

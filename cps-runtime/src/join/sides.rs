@@ -6,7 +6,7 @@
 //! some are blocked, it waits for their batch itself: a join inside another
 //! join's side blocks its own side, so that the waiting products of the
 //! whole computation meet at the outermost join, which runs them all
-//! (`requests::run_all`) and resumes its sides, which resume theirs. Once
+//! (`execution/batch.rs`) and resumes its sides, which resume theirs. Once
 //! both sides are ready, the join's continuation runs with both results;
 //! when it returns, the sides are resumed to run their backward steps, the
 //! second side first, with the same waiting, until both are done.
@@ -14,19 +14,10 @@
 use std::cell::{Cell, RefCell};
 
 use corosensei::stack::{DefaultStack, Stack};
-use corosensei::{Coroutine, CoroutineResult, Yielder};
+use corosensei::{Coroutine, CoroutineResult};
 
-use super::requests;
 use crate::computation::Computation;
-use crate::stack::{self, Bounds};
-
-/// Why a side gave control back to its join.
-enum Event {
-    /// It waits for a batch of products.
-    Blocked,
-    /// Its forward pass is done: its result is in its slot.
-    Ready,
-}
+use crate::execution::batch::{self, Event, Running, SideYielder, block, inside, suspend};
 
 type Side = Coroutine<(), Event, (), DefaultStack>;
 
@@ -40,38 +31,8 @@ const SIDE_STACK: usize = 2 << 20;
 const MAX_KEPT_STACKS: usize = 256;
 
 thread_local! {
-    /// The yielder of the side running on this thread, if any.
-    static CURRENT: Cell<Option<*const Yielder<(), Event>>> = const { Cell::new(None) };
     /// Stacks of finished sides.
     static STACKS: RefCell<Vec<DefaultStack>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Whether the running code is a side of a join.
-#[inline]
-pub(super) fn inside() -> bool {
-    CURRENT.with(Cell::get).is_some()
-}
-
-/// What identifies the stack running now: the side (if any) and the
-/// bounds [`stack::grow`] measures against. Saved across every switch.
-#[derive(Clone, Copy)]
-struct Running {
-    side: Option<*const Yielder<(), Event>>,
-    bounds: Bounds,
-}
-
-impl Running {
-    fn now() -> Self {
-        Running {
-            side: CURRENT.with(Cell::get),
-            bounds: stack::bounds(),
-        }
-    }
-
-    fn restore(self) {
-        CURRENT.with(|current| current.set(self.side));
-        stack::set_bounds(self.bounds);
-    }
 }
 
 /// Restores what was running when dropped, also when a resumed side
@@ -82,22 +43,6 @@ impl Drop for Restore {
     fn drop(&mut self) {
         self.0.restore();
     }
-}
-
-/// Gives control back to the running side's join, and resumes here when
-/// the join says so.
-fn suspend(event: Event) {
-    let running = Running::now();
-    let yielder = running.side.expect("suspended outside a side of a join");
-    // SAFETY: `yielder` is the running side's own yielder (set when it
-    // started, restored after every switch), valid while it runs.
-    unsafe { (*yielder).suspend(event) };
-    running.restore();
-}
-
-/// Waits, in a side, until the batch of the product just queued has run.
-pub(super) fn block() {
-    suspend(Event::Blocked);
 }
 
 /// A side running `f`, on a kept stack when there is one.
@@ -119,9 +64,8 @@ unsafe fn spawn<'a>(f: impl FnOnce() + 'a) -> Side {
     // The lowest address includes the guard page; `grow` keeps frames well
     // above it.
     let bounds = (stack.limit().get(), stack.base().get());
-    let body = move |yielder: &Yielder<(), Event>, ()| {
-        CURRENT.with(|current| current.set(Some(yielder as *const _)));
-        stack::set_bounds(bounds);
+    let body = move |yielder: &SideYielder, ()| {
+        Running::side(yielder, bounds).restore();
         f();
     };
     // SAFETY: the caller keeps what `f` borrows alive until the side is
@@ -187,7 +131,7 @@ fn drive(sides: &mut [Side; 2], order: [usize; 2], goal: State) {
         if inside() {
             block();
         } else {
-            requests::run_all();
+            batch::run_all();
         }
         for state in &mut states {
             if *state == State::Blocked {

@@ -53,11 +53,12 @@ use ndarray::{ArrayD, Zip};
 use crate::computation::{BackwardStep, BoxedGrad, BoxedStep, Pending};
 use crate::element::Element;
 use crate::flat::{slice, slice_mut};
+use crate::kernels::vector_math::map_with;
+use crate::memory::{self, boxed, unboxed};
 use crate::ops::operand::{IntoOperand, Operand};
 use crate::ops::shape_mismatch;
-use crate::ops::vector_math::map_with;
 use crate::param::Param;
-use crate::var::{NOT_FLAT, Var, boxed, flat_len_for, pool, same_shape, unboxed};
+use crate::var::{NOT_FLAT, Var, flat_len_for, same_shape};
 
 // ---------------------------------------------------------------------------
 // Arithmetic operators
@@ -559,7 +560,7 @@ impl<A: Element> Arithmetic<A> {
                 return Ok(());
             }
         }
-        pool::recycle(unboxed(grad));
+        memory::recycle(unboxed(grad));
         Ok(())
     }
 }
@@ -983,7 +984,7 @@ fn add_unary_gradient<A: Element>(
                     .for_each(|b, &g, &r| *b += derivative(g, r)),
             },
         );
-        pool::recycle(unboxed(grad));
+        memory::recycle(unboxed(grad));
     }
 }
 

@@ -8,20 +8,16 @@
 //! step and both gradients, `dA += dC·Bᵀ` and `dB += Aᵀ·dC`, are one
 //! kernel call each, written straight into the gradient buffers.
 
-use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
-use ndarray::{
-    ArrayBase, ArrayD, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Ix2, IxDyn,
-    RawData,
-};
+use ndarray::{ArrayBase, ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix2, IxDyn, RawData};
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
-use crate::join;
-use crate::ops::kernels;
+use crate::execution::batch;
+use crate::execution::products::gemm;
+use crate::memory;
 use crate::ops::reductions::accumulate_view;
 use crate::ops::shape_mismatch;
-use crate::second_core;
-use crate::var::{Var, pool};
+use crate::var::Var;
 
 /// Views a tensor of a matrix product as a matrix: a vector operand on the
 /// left (`row`) gains a leading axis, one on the right (`column`) a
@@ -43,28 +39,7 @@ fn as_matrix<S: RawData>(array: ArrayBase<S, IxDyn>, row: bool, column: bool) ->
         .expect("matmul checked the operands' ranks")
 }
 
-/// `y = alpha·m·v + beta·y`. A matrix stored row-major, or the transpose
-/// of one (a gradient's `Wᵀ·g`), runs on the crate's matrix-vector kernels
-/// (see `kernels.rs`); other layouts on ndarray's general product.
-fn mat_vec<A: Element>(
-    alpha: A,
-    m: ArrayView2<'_, A>,
-    v: ArrayView1<'_, A>,
-    beta: A,
-    mut y: ArrayViewMut1<'_, A>,
-) {
-    if let (Some(v), Some(y)) = (v.as_slice(), y.as_slice_mut()) {
-        if let Some(rows) = m.as_slice() {
-            return kernels::mat_vec(alpha, rows, v, beta, y);
-        }
-        if let Some(columns) = m.t().as_slice() {
-            return kernels::mat_t_vec(alpha, columns, v, beta, y);
-        }
-    }
-    general_mat_vec_mul(alpha, &m, &v, beta, &mut y);
-}
-
-/// Where [`join::batches`] says so, the gradient `Mᵀ·g` of the vector `x`
+/// Where [`batch::batches`] says so, the gradient `Mᵀ·g` of the vector `x`
 /// in `M·x`, computed with the other such products of its batch and added
 /// into `x`'s gradient; `false` (nothing done) when an operand is not
 /// contiguous.
@@ -72,119 +47,56 @@ fn batched_transposed<A: Element>(m: &Var<A>, g: &ArrayD<A>, x: &Var<A>) -> bool
     let (Some(rows), Some(g)) = (m.array().as_slice(), g.as_slice()) else {
         return false;
     };
-    let mut dx = pool::scratch(IxDyn(x.shape()));
+    let mut dx = memory::scratch(IxDyn(x.shape()));
     let Some(out) = dx.as_slice_mut() else {
         return false;
     };
-    join::batched_product(true, rows, g, out);
+    batch::batched_product(true, rows, g, out);
     x.accumulate_same_shape(dx);
     true
 }
 
-/// `c = alpha·a·b + beta·c`. Products with a single output row or column
-/// (the vector forms, and a batch of one) are matrix-vector products:
-/// a general GEMM would spend more time packing its operands than
-/// multiplying them.
-///
-/// With a [second core](crate::SecondCore), a large product splits its
-/// rows: the partner computes the first half of `c`'s rows (from the first
-/// half of `a`'s), the caller the rest.
-///
-/// With `beta = 0`, every path writes `c` without reading it, so its old
-/// values (stale, even NaN) do not matter: results are made in
-/// [`pool::scratch`] buffers.
-pub(crate) fn gemm<A: Element>(
-    alpha: A,
-    a: ArrayView2<'_, A>,
-    b: ArrayView2<'_, A>,
-    beta: A,
-    mut c: ArrayViewMut2<'_, A>,
-) {
-    if c.nrows() == 1 {
-        // c[0, :] = b^T · a[0, :]
-        mat_vec(alpha, b.t(), a.row(0), beta, c.row_mut(0));
-    } else if c.ncols() == 1 {
-        mat_vec(alpha, a, b.column(0), beta, c.column_mut(0));
-    } else if let Some(kernel) = few_rows_kernel(&a, &b, &c) {
-        match kernel {
-            FewRows::TimesTransposed(m) => kernels::mat_vecs(alpha, m, a, beta, c),
-            FewRows::Times(m) => kernels::mat_t_vecs(alpha, m, a, beta, c),
-        }
-    } else if let Some(half) = second_core::split_point(c.nrows(), a.len() + c.len()) {
-        let (a_first, a_second) = a.split_at(Axis(0), half);
-        let (mut c_first, mut c_second) = c.split_at(Axis(0), half);
-        second_core::split_with_partner(
-            || general_product(alpha, a_first, b, beta, &mut c_first),
-            || general_product(alpha, a_second, b, beta, &mut c_second),
-        );
-    } else {
-        general_product(alpha, a, b, beta, &mut c);
-    }
-}
-
-/// Whether [`gemm`] computes a parameter's weight gradient from `k`
-/// deferred rows (`Uᵀ·V` into a `rows × cols` standard-layout buffer) with
-/// the small-product kernels, on one core: not as a vector product, not
-/// as a few-row product, not split with the second core. Then a kernel
-/// that runs the same tiles (Adagrad's fused step) gives the same bits.
-pub(crate) fn deferred_product_uses_tiles(rows: usize, cols: usize, k: usize) -> bool {
-    // `Uᵀ` has contiguous rows (so a few-row product) only when k <= 1.
-    k >= 2
-        && rows >= 2
-        && cols >= 2
-        && second_core::split_point(rows, rows * k + rows * cols).is_none()
-}
-
-/// `c = alpha·a·b + beta·c` by ndarray's GEMM or, with the same bits and
-/// without allocating, by a small-product kernel
-/// ([`small_product`](kernels::MatVecKernels::small_product)): a weight
-/// gradient made from deferred rows, a few rows through a weight, or any
-/// other batch of up to 64 rows or small product.
-fn general_product<A: Element>(
-    alpha: A,
-    a: ArrayView2<'_, A>,
-    b: ArrayView2<'_, A>,
-    beta: A,
-    c: &mut ArrayViewMut2<'_, A>,
-) {
-    if alpha == A::one() && A::small_product(a, b, beta, c) {
+/// Adds `uᵀ·v` into `target`'s gradient: `u` is one row (a vector of the
+/// matrix's row count) or a block of rows, `v` as many rows of the
+/// matrix's column count; a single row pair is the outer product `u ⊗ v`.
+/// A parameter collects the pairs and adds them as one matrix product
+/// when its gradient is read (see `ParamGrad` in `var.rs`), which turns a
+/// memory-bound update per use into a compute-bound product per
+/// computation; any other value adds them at once.
+pub(crate) fn defer_outer<A: Element>(target: &Var<A>, u: ArrayD<A>, v: Var<A>) {
+    if !target.requires_grad() {
         return;
     }
-    general_mat_mul(alpha, &a, &b, beta, c);
+    if target.collects_products() {
+        return target.push_product(u, v, add_products::<A>);
+    }
+    let (u, v_value) = (as_rows(u.view()), v.array().view());
+    let v_rows = as_rows(v_value);
+    target.accumulate_with(|grad| {
+        let grad = grad.into_dimensionality::<Ix2>().expect("a matrix");
+        gemm(A::one(), u.t(), v_rows, A::one(), grad);
+    });
 }
 
-/// Products with at most this many output rows (a small batch through a
-/// weight matrix) run on the blocked matrix-vector kernels, which read the
-/// matrix once; a general GEMM would copy ("pack") the whole matrix first.
-const FEW_ROWS: usize = 8;
-
-/// How a product of a few rows with a row-major matrix `M` is computed.
-enum FewRows<'m, A> {
-    /// `c = a·Mᵀ`: `b` is the transpose of `M`.
-    TimesTransposed(&'m [A]),
-    /// `c = a·M`.
-    Times(&'m [A]),
+/// How a parameter's collected products are added up: `grad = Uᵀ·V +
+/// beta·grad`, given `Uᵀ`.
+fn add_products<A: Element>(
+    u_t: ArrayView2<'_, A>,
+    v: ArrayView2<'_, A>,
+    beta: A,
+    grad: ArrayViewMut2<'_, A>,
+) {
+    gemm(A::one(), u_t, v, beta, grad);
 }
 
-/// The kernel for `c = a·b` when `c` has at most [`FEW_ROWS`] rows, `a`
-/// and `c` have contiguous rows and `b` is a row-major matrix or the
-/// transpose of one.
-fn few_rows_kernel<'m, A: Element>(
-    a: &ArrayView2<'_, A>,
-    b: &ArrayView2<'m, A>,
-    c: &ArrayViewMut2<'_, A>,
-) -> Option<FewRows<'m, A>> {
-    let rows_contiguous = |strides: &[isize], ncols: usize| ncols <= 1 || strides[1] == 1;
-    if c.nrows() > FEW_ROWS
-        || !rows_contiguous(a.strides(), a.ncols())
-        || !rows_contiguous(c.strides(), c.ncols())
-    {
-        return None;
-    }
-    if let Some(m) = (*b).reversed_axes().to_slice() {
-        return Some(FewRows::TimesTransposed(m));
-    }
-    b.to_slice().map(FewRows::Times)
+/// A vector as a one-row matrix, a matrix as itself.
+fn as_rows<A>(a: ndarray::ArrayViewD<'_, A>) -> ArrayView2<'_, A> {
+    let a = if a.ndim() == 1 {
+        a.insert_axis(Axis(0))
+    } else {
+        a
+    };
+    a.into_dimensionality().expect("a vector or a matrix")
 }
 
 /// Panics with a message saying which dimensions of a matrix product
@@ -263,19 +175,19 @@ impl<A: Element> Var<A> {
         let a = as_matrix(self.array().view(), left_vector, false);
         let b = as_matrix(other.array().view(), false, right_vector);
         // Written in full by the product (`beta = 0` never reads it).
-        let mut c = pool::scratch(Ix2(a.nrows(), b.ncols()));
+        let mut c = memory::scratch(Ix2(a.nrows(), b.ncols()));
         // A matrix times a vector in a side of a `join` waits for the
         // other products with the same matrix, and runs with them.
         let batched = !left_vector
             && right_vector
-            && join::batches(self.len())
+            && batch::batches(self.len())
             && match (
                 self.array().as_slice(),
                 other.array().as_slice(),
                 c.as_slice_mut(),
             ) {
                 (Some(m), Some(x), Some(y)) => {
-                    join::batched_product(false, m, x, y);
+                    batch::batched_product(false, m, x, y);
                     true
                 }
                 _ => false,
@@ -305,7 +217,7 @@ impl<A: Element> Var<A> {
                 if !(right_vector
                     && !left_vector
                     && right.requires_grad()
-                    && join::batches(left.len())
+                    && batch::batches(left.len())
                     && batched_transposed(&left, &grad, &right))
                 {
                     right.accumulate_with(|gb| {
@@ -322,7 +234,7 @@ impl<A: Element> Var<A> {
                     // A matrix times a vector: the matrix's gradient is the
                     // outer product `grad ⊗ right`, added later together
                     // with the matrix's other uses (see `defer_outer`).
-                    left.defer_outer(grad, right);
+                    defer_outer(&left, grad, right);
                 } else {
                     left.accumulate_with(|ga| {
                         gemm(
@@ -390,7 +302,7 @@ impl<A: Element> Var<A> {
         let x = as_matrix(self.array().view(), vector, false);
         let w = as_matrix(weight.array().view(), false, false);
         // Written in full by the product (`beta = 0` never reads it).
-        let mut y = pool::scratch(Ix2(x.nrows(), w.nrows()));
+        let mut y = memory::scratch(Ix2(x.nrows(), w.nrows()));
         gemm(A::one(), x, w.t(), A::zero(), y.view_mut());
         let value = if vector {
             y.remove_axis(Axis(0)).into_dyn()
@@ -416,7 +328,7 @@ impl<A: Element> Var<A> {
                     )
                 });
                 // The weight's gradient gᵀ·x, deferred for parameters.
-                weight.defer_outer(grad, input);
+                defer_outer(&weight, grad, input);
             },
         )
     }

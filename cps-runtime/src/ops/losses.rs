@@ -152,7 +152,7 @@ impl<A: Element> Var<A> {
         };
         Pending::from_var(out, move |_: &ArrayD<A>, grad: ArrayD<A>| {
             let g = grad.first().copied().unwrap_or_else(A::zero) * scale;
-            crate::var::pool::recycle(grad);
+            crate::memory::recycle(grad);
             let rank = logits.shape().len();
             logits.accumulate_with(|buffer| {
                 let buffer = if rank == 1 {

@@ -6,13 +6,11 @@
 
 pub mod activations;
 pub mod elementwise;
-pub(crate) mod kernels;
 pub mod linalg;
 pub mod losses;
 pub mod operand;
 pub mod reductions;
 pub mod shape;
-pub(crate) mod vector_math;
 
 /// Panics with a message naming the operation and both shapes.
 #[track_caller]

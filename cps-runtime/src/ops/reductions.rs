@@ -31,7 +31,7 @@ pub(crate) fn accumulate_view<A: Element>(x: &Var<A>, grad: ArrayViewD<'_, A>) {
     if has_buffer {
         x.accumulate_with(|mut gx| gx += &grad);
     } else {
-        x.accumulate(crate::var::pool::copy_of(grad));
+        x.accumulate(crate::memory::copy_of(grad));
     }
 }
 

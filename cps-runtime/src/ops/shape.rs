@@ -12,9 +12,10 @@ use smallvec::SmallVec;
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
 use crate::flat::{slice, slice_mut, write_copy};
+use crate::memory;
 use crate::ops::reductions::{accumulate_view, check_axis};
 use crate::ops::shape_mismatch;
-use crate::var::{Var, pool};
+use crate::var::Var;
 
 /// How many tables, and gathered rows, [`Var::rows_of`] keeps inline (its
 /// backward step holds both lists): a level of a tree gathering from the
@@ -194,7 +195,7 @@ impl Region {
     /// An array of `shape` holding `values` in the region and zeros
     /// elsewhere, each element written once.
     fn spread<A: Element>(&self, values: &[A], shape: &[usize]) -> ArrayD<A> {
-        let mut data = pool::buffer(self.outer * self.length);
+        let mut data = memory::take(self.outer * self.length);
         let after = self.length - self.skip - self.width;
         for o in 0..self.outer {
             data.resize(data.len() + self.skip, A::zero());
@@ -346,7 +347,7 @@ impl<A: Element> Var<A> {
                 let first = &inputs[0].0;
                 first.accumulate(leading_part(grad, first.shape()));
             } else {
-                pool::recycle(grad);
+                memory::recycle(grad);
             }
         })
     }
@@ -422,7 +423,7 @@ impl<A: Element> Var<A> {
                     }
                 });
             }
-            pool::recycle(grad);
+            memory::recycle(grad);
         })
     }
 
@@ -470,7 +471,7 @@ impl<A: Element> Var<A> {
         // is never zero-filled; other layouts go row by row.
         let value = match table.as_slice() {
             Some(all) => {
-                let mut data = crate::var::pool::buffer(indices.len() * cols);
+                let mut data = crate::memory::take(indices.len() * cols);
                 for &i in indices {
                     check(i);
                     data.extend_from_slice(&all[i * cols..(i + 1) * cols]);
@@ -511,7 +512,7 @@ impl<A: Element> Var<A> {
                         gx.row_mut(i).zip_mut_with(&g, |a, &b| *a += b);
                     }
                 });
-                pool::recycle(grad.into_dyn());
+                memory::recycle(grad.into_dyn());
             },
         )
     }
@@ -582,7 +583,7 @@ impl<A: Element> Var<A> {
         // Each gathered row's part and row within it.
         let sources: SmallVec<[(usize, usize); INLINE_PARTS]> =
             indices.iter().map(|&i| locate(i)).collect();
-        let mut data = crate::var::pool::buffer(indices.len() * cols);
+        let mut data = crate::memory::take(indices.len() * cols);
         for &(part, row) in &sources {
             let values = parts[part].array();
             match slice(values) {
@@ -629,7 +630,7 @@ impl<A: Element> Var<A> {
                         }
                     });
                 }
-                pool::recycle(grad.into_dyn());
+                memory::recycle(grad.into_dyn());
             },
         )
     }

@@ -6,10 +6,11 @@ use ndarray::{ArrayD, IxDyn, Zip};
 
 use super::{Optimizer, check_non_negative, check_shapes};
 use crate::element::Element;
+use crate::execution::second_core;
+use crate::kernels::simd::vectorized;
+use crate::memory;
 use crate::param::Param;
 use crate::parameters::Parameters;
-use crate::second_core;
-use crate::simd::vectorized;
 
 /// Adagrad (Duchi et al., 2011), as `torch.optim.Adagrad`.
 ///
@@ -158,8 +159,8 @@ impl<A: Element> Adagrad<A> {
         // Where the plain step's product would run the same tiles, so that
         // both give the same bits.
         let fits = param.is_trainable()
-            && A::adagrad_kernel_fits(k)
-            && crate::ops::linalg::deferred_product_uses_tiles(rows, cols, k)
+            && fused::fits::<A>(k)
+            && crate::execution::products::deferred_product_uses_tiles(rows, cols, k)
             && param.array().is_standard_layout()
             && param
                 .var()
@@ -180,7 +181,7 @@ impl<A: Element> Adagrad<A> {
         let (wd, eps) = (self.weight_decay, self.eps);
         let (state, lr) = self.advance(id, &shape);
         param.update_value(|value| {
-            let done = A::adagrad_from_products(
+            let done = fused::step_from_products(
                 us.view(),
                 vs.view(),
                 dense.as_ref().and_then(|d| d.as_slice()),
@@ -190,10 +191,10 @@ impl<A: Element> Adagrad<A> {
             );
             assert!(done, "Adagrad: the fused kernel declined a fitting product");
         });
-        crate::var::pool::recycle(us.into_dyn());
-        crate::var::pool::recycle(vs.into_dyn());
+        memory::recycle(us.into_dyn());
+        memory::recycle(vs.into_dyn());
         if let Some(dense) = dense {
-            param.reuse_grad_buffer(dense);
+            param.give_back_grad(dense);
         }
         true
     }
@@ -264,6 +265,8 @@ impl<A: Element> Optimizer<A> for Adagrad<A> {
     }
 }
 
+mod fused;
+
 #[cfg(test)]
-#[path = "adagrad_fused_tests.rs"]
+#[path = "adagrad/fused_tests.rs"]
 mod fused_tests;

@@ -100,7 +100,7 @@ pub(crate) fn step_param<A: Element, O: Optimizer<A> + ?Sized>(
     if let Some(mut grad) = param.take_grad() {
         let id = param.id();
         param.update_value(|value| optimizer.update(id, value, &mut grad));
-        param.reuse_grad_buffer(grad);
+        param.give_back_grad(grad);
     }
 }
 

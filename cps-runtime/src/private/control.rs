@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 
-use crate::stack;
+use crate::execution::stack;
 
 /// Runs a lowered `if`, `match` or block: `run` hands its value to the
 /// continuation it is given (from whichever branch ran), which runs `k`.

@@ -23,7 +23,7 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 
 use crate::computation::Computation;
-use crate::stack;
+use crate::execution::stack;
 
 /// A value that is already computed.
 pub struct Now<T>(pub T);

@@ -1,14 +1,124 @@
-//! Products of a matrix by a vector waiting, in a side of a
-//! [`join`](crate::join), for the others of their batch.
+//! Products of a matrix by a vector batched across the sides of a
+//! [`join`](crate::join): where each waits, and how a batch runs.
+//!
+//! A side of a join runs as a coroutine (see `join/sides.rs`). A product
+//! of a large matrix by a vector inside a side does not run at once: it is
+//! queued here and the side gives control back to its join ([`block`]).
+//! When every side is waiting, the join runs the queue ([`run_all`]): the
+//! products with the same matrix run as one batch, reading the matrix
+//! once, each with the same bits as a product computed alone.
 
 use std::any::{Any, TypeId};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::thread::LocalKey;
 
-use crate::element::Element;
-use crate::ops::kernels;
+use corosensei::Yielder;
 
-use super::sides;
+use super::stack::{self, Bounds};
+use crate::element::Element;
+use crate::kernels;
+
+/// Why a side gave control back to its join.
+pub(crate) enum Event {
+    /// It waits for a batch of products.
+    Blocked,
+    /// Its forward pass is done: its result is in its slot.
+    Ready,
+}
+
+/// What a side yields through.
+pub(crate) type SideYielder = Yielder<(), Event>;
+
+/// The default of [`set_batch_threshold`]: a matrix of fewer elements
+/// (64 KiB of `f32`) is about the size of an L1 cache, so reading it again
+/// costs less than suspending a side for a batch.
+pub const DEFAULT_BATCH_THRESHOLD: usize = 16 * 1024;
+
+thread_local! {
+    static BATCH_THRESHOLD: Cell<usize> = const { Cell::new(DEFAULT_BATCH_THRESHOLD) };
+    /// The yielder of the side running on this thread, if any.
+    static CURRENT: Cell<Option<*const SideYielder>> = const { Cell::new(None) };
+}
+
+/// Sets, for the calling thread, the smallest matrix (in elements) whose
+/// products with a vector wait in a side of a [`join`](crate::join) for
+/// the other products with it; smaller ones are multiplied at once. The
+/// default is [`DEFAULT_BATCH_THRESHOLD`]; `1` batches every product,
+/// `usize::MAX` none. Returns the previous threshold.
+///
+/// ```
+/// use cps_runtime::join::{DEFAULT_BATCH_THRESHOLD, set_batch_threshold};
+///
+/// let before = set_batch_threshold(1);
+/// assert_eq!(before, DEFAULT_BATCH_THRESHOLD);
+/// assert_eq!(set_batch_threshold(before), 1);
+/// ```
+pub fn set_batch_threshold(elements: usize) -> usize {
+    BATCH_THRESHOLD.with(|threshold| threshold.replace(elements))
+}
+
+/// Whether a product with a matrix of `elements` elements, computed here,
+/// waits for a batch: in a side of a join, for a matrix of at least the
+/// thread's [threshold](set_batch_threshold).
+#[inline]
+pub(crate) fn batches(elements: usize) -> bool {
+    elements > 0 && elements >= BATCH_THRESHOLD.with(Cell::get) && inside()
+}
+
+/// Whether the running code is a side of a join.
+#[inline]
+pub(crate) fn inside() -> bool {
+    CURRENT.with(Cell::get).is_some()
+}
+
+/// What identifies the stack running now: the side (if any) and the
+/// bounds [`stack::grow`] measures against. Saved across every switch.
+#[derive(Clone, Copy)]
+pub(crate) struct Running {
+    side: Option<*const SideYielder>,
+    bounds: Bounds,
+}
+
+impl Running {
+    /// What runs now.
+    pub(crate) fn now() -> Self {
+        Running {
+            side: CURRENT.with(Cell::get),
+            bounds: stack::bounds(),
+        }
+    }
+
+    /// What runs at the start of a side: its yielder, and its stack's
+    /// bounds (lowest and highest address).
+    pub(crate) fn side(yielder: &SideYielder, bounds: (usize, usize)) -> Self {
+        Running {
+            side: Some(yielder as *const _),
+            bounds,
+        }
+    }
+
+    /// Makes this what runs.
+    pub(crate) fn restore(self) {
+        CURRENT.with(|current| current.set(self.side));
+        stack::set_bounds(self.bounds);
+    }
+}
+
+/// Gives control back to the running side's join, and resumes here when
+/// the join says so.
+pub(crate) fn suspend(event: Event) {
+    let running = Running::now();
+    let yielder = running.side.expect("suspended outside a side of a join");
+    // SAFETY: `yielder` is the running side's own yielder (set when it
+    // started, restored after every switch), valid while it runs.
+    unsafe { (*yielder).suspend(event) };
+    running.restore();
+}
+
+/// Waits, in a side, until the batch of the product just queued has run.
+pub(crate) fn block() {
+    suspend(Event::Blocked);
+}
 
 /// One waiting product: `y = M·x`, or `y = Mᵀ·x` when `transposed` (`M`
 /// row-major). The slices belong to a suspended side, which resumes only
@@ -66,10 +176,11 @@ fn with<A: Element, R>(f: impl FnOnce(&mut Vec<Request<A>>) -> R) -> R {
 
 /// Writes `y = M·x` (`transposed`: `y = Mᵀ·x`) for a `y.len() × x.len()`
 /// (`transposed`: `x.len() × y.len()`) row-major `M`, once the running
-/// side's batch has run: the side waits until then. Must run in a side
-/// ([`sides::inside`]); `M` must have at least one element.
-pub(crate) fn product<A: Element>(transposed: bool, m: &[A], x: &[A], y: &mut [A]) {
-    debug_assert!(sides::inside() && !m.is_empty() && m.len() == x.len() * y.len());
+/// side's batch has run: the side waits until then. Only where
+/// [`batches`] says so.
+#[inline]
+pub(crate) fn batched_product<A: Element>(transposed: bool, m: &[A], x: &[A], y: &mut [A]) {
+    debug_assert!(batches(m.len()) && m.len() == x.len() * y.len());
     let request = Request {
         transposed,
         m: m.as_ptr(),
@@ -83,7 +194,7 @@ pub(crate) fn product<A: Element>(transposed: bool, m: &[A], x: &[A], y: &mut [A
     // A side dropped while it waits (another side panicked) unwinds from
     // here: its request must not outlive the slices it points into.
     let withdraw = Withdraw(y.as_mut_ptr());
-    sides::block();
+    block();
     std::mem::forget(withdraw);
 }
 
@@ -107,7 +218,7 @@ pub(crate) fn waiting<A: Element>() -> usize {
 
 /// Runs every waiting product, those with the same matrix (address and
 /// shape) and direction as one batch.
-pub(super) fn run_all() {
+pub(crate) fn run_all() {
     run::<f32>();
     run::<f64>();
 }

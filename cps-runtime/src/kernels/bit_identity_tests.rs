@@ -7,7 +7,7 @@ use ndarray::{Array2, s};
 use proptest::prelude::*;
 
 use super::{
-    BATCH_ROWS, FEW_INPUTS, MANY_OUTPUTS, MatVecKernels, PANEL, SHORT_INNER, SMALL_PRODUCT,
+    BATCH_ROWS, FEW_INPUTS, MANY_OUTPUTS, MatVecKernels, PANEL, SHORT_INNER, SMALL_PRODUCT, Scratch,
 };
 
 /// A matrix of `rows × cols` values from `seed`, with a sign mix and some
@@ -43,7 +43,7 @@ proptest! {
         accumulate in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        if !crate::simd::avx2_available() {
+        if !crate::kernels::simd::avx2_available() {
             return Ok(());
         }
         let wide_u = matrix(k, m + padding, seed);
@@ -57,7 +57,7 @@ proptest! {
         let mut failure = None;
         super::each_kernel_width(|width| {
             let mut got = start.clone();
-            let handled = f32::small_product(u.t(), v, beta, &mut got.slice_mut(s![.., ..n]));
+            let handled = f32::small_product(u.t(), v, beta, &mut got.slice_mut(s![.., ..n]), &Scratch::allocating());
             if !handled || !same_bits(&expected, &got) {
                 failure.get_or_insert(format!("{m}×{n}, k = {k}, {width}: handled {handled}"));
             }
@@ -76,7 +76,7 @@ proptest! {
         accumulate in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        if !crate::simd::avx2_available() {
+        if !crate::kernels::simd::avx2_available() {
             return Ok(());
         }
         let wide_x = matrix(m, k + padding, seed);
@@ -88,7 +88,7 @@ proptest! {
         let mut expected = start.clone();
         general_mat_mul(1.0, &x, &w.t(), beta, &mut expected.slice_mut(s![.., ..n]));
         let mut got = start.clone();
-        let handled = f32::small_product(x, w.t(), beta, &mut got.slice_mut(s![.., ..n]));
+        let handled = f32::small_product(x, w.t(), beta, &mut got.slice_mut(s![.., ..n]), &Scratch::allocating());
         prop_assert!(handled);
         prop_assert!(same_bits(&expected, &got), "{m}×{n}, k = {k}");
     }
@@ -108,7 +108,7 @@ proptest! {
         accumulate in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        if !crate::simd::avx2_available() || (m > BATCH_ROWS && m * n * k > SMALL_PRODUCT) {
+        if !crate::kernels::simd::avx2_available() || (m > BATCH_ROWS && m * n * k > SMALL_PRODUCT) {
             return Ok(());
         }
         let wide_a = if a_transposed { matrix(k, m + padding, seed) } else { matrix(m, k + padding, seed) };
@@ -123,7 +123,7 @@ proptest! {
         let mut failure = None;
         super::each_kernel_width(|width| {
             let mut got = start.clone();
-            let handled = f32::small_product(a, b, beta, &mut got.slice_mut(s![.., ..n]));
+            let handled = f32::small_product(a, b, beta, &mut got.slice_mut(s![.., ..n]), &Scratch::allocating());
             if !handled || !same_bits(&expected, &got) {
                 failure.get_or_insert(format!("{m}×{n}, k = {k}, {width}: handled {handled}"));
             }
@@ -138,7 +138,13 @@ fn other_cases_are_left_to_the_general_product() {
     let mut c = matrix(9, 40, 3);
     let before = c.clone();
     // A `beta` other than 0 or 1.
-    assert!(!f32::small_product(u.t(), v.view(), 0.5, &mut c.view_mut()));
+    assert!(!f32::small_product(
+        u.t(),
+        v.view(),
+        0.5,
+        &mut c.view_mut(),
+        &Scratch::allocating()
+    ));
     // More rows than a batch, an inner dimension too long for the first
     // kernel, and not small.
     let (rows, k) = (BATCH_ROWS + 6, SHORT_INNER + 1);
@@ -150,7 +156,8 @@ fn other_cases_are_left_to_the_general_product() {
         long_u.t(),
         long_v.view(),
         1.0,
-        &mut tall.view_mut()
+        &mut tall.view_mut(),
+        &Scratch::allocating()
     ));
     // An output whose columns are not contiguous.
     let mut wide = matrix(9, 80, 7);
@@ -159,7 +166,8 @@ fn other_cases_are_left_to_the_general_product() {
         u.t(),
         v.view(),
         1.0,
-        &mut wide.slice_mut(s![.., ..;2])
+        &mut wide.slice_mut(s![.., ..;2]),
+        &Scratch::allocating()
     ));
     // f64 has no such kernels.
     let mut c64 = c.mapv(f64::from);
@@ -168,7 +176,8 @@ fn other_cases_are_left_to_the_general_product() {
         u64.t(),
         v64.view(),
         1.0,
-        &mut c64.view_mut()
+        &mut c64.view_mut(),
+        &Scratch::allocating()
     ));
     assert!(same_bits(&before, &c));
     assert!(same_bits(&tall_before, &tall));

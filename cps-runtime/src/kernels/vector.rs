@@ -29,12 +29,12 @@ impl Width {
     /// the one for the instruction set `simd::Level::each` holds).
     pub(crate) fn widest() -> Width {
         #[cfg(test)]
-        match crate::simd::Level::held() {
-            Some(crate::simd::Level::Avx512) => return Width::Sixteen,
-            Some(crate::simd::Level::Avx2) => return Width::Eight,
+        match crate::kernels::simd::Level::held() {
+            Some(crate::kernels::simd::Level::Avx512) => return Width::Sixteen,
+            Some(crate::kernels::simd::Level::Avx2) => return Width::Eight,
             _ => {}
         }
-        if crate::simd::avx512_available() {
+        if crate::kernels::simd::avx512_available() {
             Width::Sixteen
         } else {
             Width::Eight

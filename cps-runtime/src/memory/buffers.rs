@@ -39,7 +39,7 @@ struct Free<A> {
 }
 
 /// The most memory the free buffers of one thread and element type hold.
-const MAX_BYTES: usize = 16 << 20;
+const MAX_BYTES: usize = 64 << 20;
 
 /// The most distinct lengths (or classes of long ones) kept: a
 /// computation uses a few, plus a few dozen classes when its batch sizes
@@ -112,7 +112,7 @@ impl<A: Copy> Buffers<A> {
 /// 65, none).
 const EXACT_UP_TO: usize = 64;
 
-/// Lengths above this are exact too: their buffers (16 MiB of `f32` and
+/// Lengths above this are exact too: their buffers (as large as all the
 /// more) are never kept, so rounding them up would only waste memory.
 const CLASSES_UP_TO: usize = MAX_BYTES / 4;
 

@@ -4,7 +4,6 @@
 use ndarray::{Array, ArrayD, IxDyn};
 
 use super::Adagrad;
-use crate::ops::kernels::MatVecKernels;
 use crate::optim::{Optimizer, step_param};
 use crate::param::Param;
 use crate::var::Var;
@@ -47,7 +46,7 @@ fn give_gradient(w: &Param<f32>, k: usize, dense: bool, seed: u64) {
         } else {
             (array(&[2, rows], seed), array(&[2, cols], seed + 500))
         };
-        w.var().defer_outer(u, Var::constant(v));
+        crate::ops::linalg::defer_outer(w.var(), u, Var::constant(v));
         row += block;
     }
     if dense {
@@ -61,7 +60,7 @@ fn same_bits(a: &ArrayD<f32>, b: &ArrayD<f32>) -> bool {
 
 #[test]
 fn a_step_from_deferred_products_equals_the_plain_step_bit_for_bit() {
-    crate::ops::kernels::each_kernel_width(fused_step_equals_the_plain_step);
+    crate::kernels::each_kernel_width(fused_step_equals_the_plain_step);
 }
 
 /// [`a_step_from_deferred_products_equals_the_plain_step_bit_for_bit`]
@@ -88,7 +87,7 @@ fn fused_step_equals_the_plain_step(width: &str) {
                     let seed = (step * 7 + k) as u64;
                     give_gradient(&fused_w, k, dense, seed);
                     give_gradient(&plain_w, k, dense, seed);
-                    let expected = f32::adagrad_kernel_fits(k) && k >= 2;
+                    let expected = super::fused::fits::<f32>(k) && k >= 2;
                     let took = fused.step_from_deferred_rows(&mut fused_w);
                     assert_eq!(
                         took, expected,
@@ -112,7 +111,7 @@ fn fused_step_equals_the_plain_step(width: &str) {
             }
         }
     }
-    if f32::adagrad_kernel_fits(2) {
+    if super::fused::fits::<f32>(2) {
         assert!(fused_steps > 0);
     }
 }

@@ -13,7 +13,7 @@
 
 use std::mem::MaybeUninit;
 
-use crate::simd::vectorized;
+use crate::kernels::simd::vectorized;
 
 /// Elementwise `sigmoid` and `tanh` of a slice: implemented for the
 /// [`Element`](crate::Element) types and sealed with them.
@@ -301,10 +301,10 @@ mod tests {
         let xs = samples();
         for function in [f32::sigmoid_in_place as fn(&mut [f32]), f32::tanh_in_place] {
             let mut baseline = xs.clone();
-            crate::simd::Level::each(|level| {
+            crate::kernels::simd::Level::each(|level| {
                 let mut out = xs.clone();
                 function(&mut out);
-                if matches!(level, crate::simd::Level::Baseline) {
+                if matches!(level, crate::kernels::simd::Level::Baseline) {
                     baseline = out;
                     return;
                 }

@@ -17,11 +17,10 @@
 //! adds zero, which changes nothing, as a sum from +0 is never -0). So the
 //! results are the same bits, and a model trains the same either way.
 //!
-//! The same tiles can also end in an Adagrad update instead of a store
-//! ([`adagrad_from_products`]): each finished vector of the gradient goes
-//! straight into the parameter and its sum of squares. The update's square
-//! roots and divisions then run beside the next tile's multiply-adds, and
-//! the gradient is never written out and read back.
+//! What becomes of each finished vector of sums is a [`Finish`]: a store
+//! into `C` here; Adagrad's fused step (`optim/adagrad/fused.rs`) applies
+//! its update instead, so that the gradient is never written out and read
+//! back.
 //!
 //! The tiles are written once over [`Vector`] and compiled twice: sixteen
 //! lanes wide where the processor has AVX-512 (whose two FMA units do
@@ -65,47 +64,6 @@ pub(crate) unsafe fn transposed_product(at: Operands, accumulate: bool, width: W
     }
 }
 
-/// The hyperparameters of one Adagrad step, as `Adagrad::update` applies
-/// them: `g += weight_decay·p`, `sum += g·g`,
-/// `p -= lr·g / (sqrt(sum) + eps)`.
-#[derive(Clone, Copy)]
-pub(crate) struct AdagradRule {
-    pub(crate) lr: f32,
-    pub(crate) weight_decay: f32,
-    pub(crate) eps: f32,
-}
-
-/// One Adagrad step on a row-major `m × n` parameter whose gradient is
-/// `Uᵀ·V`, plus `dense` when the parameter also has a gradient buffer:
-/// the same tiles as [`transposed_product`], each finished vector of the
-/// gradient applied to `value` and `sum` at once. Every element receives
-/// the operations of the product, then of `Adagrad::update`, in their
-/// order, so the parameter and its sum are the same bits either way.
-///
-/// # Safety
-/// The processor must support what `width` needs, as for
-/// [`transposed_product`]; `at` must describe `U` and `V` as there, with
-/// `at.ldc == at.n` (its `c` is not used); `value`, `sum` and, if given,
-/// `dense` must each point to `m × n` elements, row-major and contiguous,
-/// `value` and `sum` writable and no two of them overlapping.
-pub(crate) unsafe fn adagrad_from_products(
-    at: Operands,
-    dense: Option<*const f32>,
-    value: *mut f32,
-    sum: *mut f32,
-    rule: AdagradRule,
-    width: Width,
-) {
-    let target = AdagradTarget { dense, value, sum };
-    // SAFETY: as required of the caller.
-    unsafe {
-        match width {
-            Width::Sixteen => adagrad_avx512(at, target, rule),
-            Width::Eight => adagrad_avx2(at, target, rule),
-        }
-    }
-}
-
 /// [`all_tiles`] eight lanes wide.
 ///
 /// # Safety
@@ -126,28 +84,8 @@ unsafe fn all_tiles_avx512<F: Finish<__m512>>(at: Operands, finish: &F) {
     unsafe { all_tiles::<__m512, F>(at, finish) }
 }
 
-/// [`adagrad_from_products`] eight lanes wide.
-///
-/// # Safety
-/// As [`adagrad_from_products`].
-#[target_feature(enable = "avx2,fma")]
-unsafe fn adagrad_avx2(at: Operands, target: AdagradTarget, rule: AdagradRule) {
-    // SAFETY: as required of the caller.
-    unsafe { all_tiles::<__m256, _>(at, &AdagradUpdate::<__m256>::new(target, rule)) }
-}
-
-/// [`adagrad_from_products`] sixteen lanes wide.
-///
-/// # Safety
-/// As [`adagrad_from_products`], on a processor with AVX-512F.
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn adagrad_avx512(at: Operands, target: AdagradTarget, rule: AdagradRule) {
-    // SAFETY: as required of the caller.
-    unsafe { all_tiles::<__m512, _>(at, &AdagradUpdate::<__m512>::new(target, rule)) }
-}
-
 /// What becomes of a finished vector of the product.
-trait Finish<S: Vector> {
+pub(crate) trait Finish<S: Vector> {
     /// Whether tiles sixteen lanes wide should hold one vector of columns
     /// instead of [`TILE_VECTORS`], so that fewer finished vectors wait at
     /// a time.
@@ -202,90 +140,6 @@ impl<S: Vector> Finish<S> for Store {
     }
 }
 
-/// Where an Adagrad step writes: the parameter, its sum of squares, and
-/// the gradient it already holds, if any (all `m × n`, row-major).
-#[derive(Clone, Copy)]
-struct AdagradTarget {
-    dense: Option<*const f32>,
-    value: *mut f32,
-    sum: *mut f32,
-}
-
-/// Into a parameter and its Adagrad sum (see [`adagrad_from_products`]),
-/// with the rule's numbers in every lane.
-struct AdagradUpdate<S> {
-    target: AdagradTarget,
-    lr: S,
-    weight_decay: S,
-    eps: S,
-}
-
-impl<S: Vector> AdagradUpdate<S> {
-    /// # Safety
-    /// As [`Vector`].
-    #[inline(always)]
-    unsafe fn new(target: AdagradTarget, rule: AdagradRule) -> Self {
-        // SAFETY: as required of the caller.
-        unsafe {
-            AdagradUpdate {
-                target,
-                lr: S::splat(rule.lr),
-                weight_decay: S::splat(rule.weight_decay),
-                eps: S::splat(rule.eps),
-            }
-        }
-    }
-}
-
-impl<S: Vector> Finish<S> for AdagradUpdate<S> {
-    /// A tile's twelve updates at once, each a square root and a division
-    /// (the divider takes about 19 cycles per vector of sixteen), fill the
-    /// processor's window and keep the next tile's multiply-adds from
-    /// starting; six at a time leave room. In the Tree-LSTM's training,
-    /// one step on `U_int`: 150 → 133 µs (six rows by two vectors, by
-    /// one; three rows by one: 157, four: 137, eight: 144).
-    const ONE_VECTOR_WIDE: bool = true;
-
-    /// The next tile's parameter and sum lines: together they are
-    /// larger than L2, so they come from L3 (in the Tree-LSTM, one step
-    /// on `U_int`: ~100 → ~86 µs with sixteen lanes).
-    #[inline(always)]
-    fn tiles_ahead(&self) -> usize {
-        1
-    }
-
-    #[inline(always)]
-    fn request(&self, _at: &Operands, at_element: usize) {
-        let target = &self.target;
-        // SAFETY: a prefetch never faults, wherever it points.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(target.value.wrapping_add(at_element) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(target.sum.wrapping_add(at_element) as *const i8);
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn finish(&self, at: &Operands, row: usize, col: usize, sum: S, lanes: Lanes<S::Mask>) {
-        // SAFETY: the caller's lanes lie inside the `m × n` parameter, its
-        // sum and its dense gradient (`ldc == n`).
-        unsafe {
-            let at_element = row * at.ldc + col;
-            let target = &self.target;
-            let g = match target.dense {
-                Some(dense) => sum.add(S::load(dense.add(at_element), lanes)),
-                None => sum,
-            };
-            let (p, s) = (target.value.add(at_element), target.sum.add(at_element));
-            let old = S::load(p, lanes);
-            let g = g.add(self.weight_decay.mul(old));
-            let squares = S::load(s, lanes).add(g.mul(g));
-            squares.store(s, lanes);
-            let step = self.lr.mul(g).div(squares.sqrt().add(self.eps));
-            old.sub(step).store(p, lanes);
-        }
-    }
-}
-
 /// Every tile of the product, each finished by `finish`.
 ///
 /// # Safety
@@ -293,7 +147,7 @@ impl<S: Vector> Finish<S> for AdagradUpdate<S> {
 /// a function compiled for them), and `finish` writing only inside its
 /// output.
 #[inline(always)]
-unsafe fn all_tiles<S: Vector, F: Finish<S>>(at: Operands, finish: &F) {
+pub(crate) unsafe fn all_tiles<S: Vector, F: Finish<S>>(at: Operands, finish: &F) {
     let mut i = 0;
     // SAFETY (all calls): rows i..i+R lie inside `C` and columns of `U`;
     // as required of the caller.

@@ -1,7 +1,7 @@
 //! A product `C = A·B` (or `C = A·B + C`) that no other small-product
 //! kernel takes, on the weight-gradient kernel of `transposed_products.rs`,
 //! which computes `Uᵀ·V` from row-major `U` and `V`: here `U = Aᵀ` and
-//! `V = B`, each copied into a row-major pooled buffer when it does not
+//! `V = B`, each copied into a row-major scratch buffer when it does not
 //! already lie that way.
 //!
 //! It serves the products a batch makes through a layer: a classifier
@@ -9,20 +9,20 @@
 //! of more rows than the few-row kernels take, in either direction. A
 //! general GEMM copies its operands too, into a buffer it allocates at
 //! every call in a size that follows the batch; these copies come from
-//! the pool instead.
+//! the caller's scratch buffers instead.
 //!
 //! The inner dimension is taken in panels of [`PANEL`] steps, as
 //! matrixmultiply takes it: each element of each panel is one chain of
 //! fused multiply-adds from zero, added to `C` (the first panel over it
 //! when `C` is not accumulated into). So the results are its bits.
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Ix2, s};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Dimension, Ix2, s};
 
 use super::PANEL;
+use super::Scratch;
 use super::operands::{Operands, row_stride};
 use super::transposed_products::transposed_product;
 use super::vector::Width;
-use crate::var::pool;
 
 /// `C = A·B`, plus `C` when `accumulate`, where `A` is `m × k` and `B` is
 /// `k × n` in any layout. Returns `false`, touching nothing, when `C`'s
@@ -36,13 +36,14 @@ pub(super) unsafe fn product_of_copies(
     b: ArrayView2<'_, f32>,
     accumulate: bool,
     c: &mut ArrayViewMut2<'_, f32>,
+    scratch: &Scratch<f32>,
 ) -> bool {
     if row_stride(c.dim(), c.strides()).is_none() {
         return false;
     }
     let k = a.ncols();
-    let u_copy = row_major_copy(a.t());
-    let v_copy = row_major_copy(b);
+    let u_copy = row_major_copy(a.t(), scratch);
+    let v_copy = row_major_copy(b, scratch);
     let u = u_copy.as_ref().map_or(a.t(), |u| u.view());
     let v = v_copy.as_ref().map_or(b, |v| v.view());
     let mut start = 0;
@@ -58,18 +59,23 @@ pub(super) unsafe fn product_of_copies(
         start = end;
     }
     for copy in [u_copy, v_copy].into_iter().flatten() {
-        pool::recycle(copy.into_dyn());
+        (scratch.give)(copy.into_raw_vec_and_offset().0);
     }
     true
 }
 
-/// A row-major copy of `matrix` in a pooled buffer, or `None` when its
+/// A row-major copy of `matrix` in a scratch buffer, or `None` when its
 /// rows are already contiguous.
-fn row_major_copy(matrix: ArrayView2<'_, f32>) -> Option<Array2<f32>> {
+fn row_major_copy(matrix: ArrayView2<'_, f32>, scratch: &Scratch<f32>) -> Option<Array2<f32>> {
     if row_stride(matrix.dim(), matrix.strides()).is_some() {
         return None;
     }
-    let mut copy = pool::scratch(Ix2(matrix.nrows(), matrix.ncols()));
+    let shape = Ix2(matrix.nrows(), matrix.ncols());
+    let mut data = (scratch.take)(shape.size());
+    data.truncate(shape.size());
+    // SAFETY: `data` has exactly as many elements as the shape (a buffer
+    // from `take` has at least that many), in standard layout.
+    let mut copy = unsafe { Array2::from_shape_vec_unchecked(shape, data) };
     copy.assign(&matrix);
     Some(copy)
 }

@@ -18,34 +18,34 @@
 //! (`copied_operands.rs`). All give ndarray's `general_mat_mul`'s bits, so
 //! choosing them changes no result.
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{ArrayView2, ArrayViewMut2};
 use smallvec::SmallVec;
 
-use crate::element::Element;
-use crate::second_core;
+pub(crate) mod simd;
+pub(crate) mod vector_math;
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod bit_identity_tests;
 #[cfg(target_arch = "x86_64")]
 mod copied_operands;
 #[cfg(target_arch = "x86_64")]
-mod operands;
+pub(crate) mod operands;
 #[cfg(target_arch = "x86_64")]
 mod times_transposed;
 #[cfg(target_arch = "x86_64")]
-mod transposed_products;
+pub(crate) mod transposed_products;
 #[cfg(target_arch = "x86_64")]
-mod vector;
+pub(crate) mod vector;
 
 /// Runs `body` once for every vector width the `f32` kernels can run at
 /// on this processor (held through `simd::Level::each`), naming it; once,
 /// as "portable", where there are no such kernels.
 #[cfg(test)]
 pub(crate) fn each_kernel_width(mut body: impl FnMut(&str)) {
-    let kernels = crate::simd::avx2_available();
-    crate::simd::Level::each(|level| match level {
-        crate::simd::Level::Baseline if kernels => {}
-        crate::simd::Level::Baseline => body("portable"),
+    let kernels = crate::kernels::simd::avx2_available();
+    crate::kernels::simd::Level::each(|level| match level {
+        crate::kernels::simd::Level::Baseline if kernels => {}
+        crate::kernels::simd::Level::Baseline => body("portable"),
         #[cfg(target_arch = "x86_64")]
         level => body(&format!("{level:?}")),
     });
@@ -58,7 +58,7 @@ pub(crate) fn each_kernel_width(mut body: impl FnMut(&str)) {
 /// at 40, even at 64, 0.7x at 128). Up to it the kernel also spares the
 /// allocator a packing buffer per product (see [`BATCH_ROWS`]): a tree of
 /// SST has at most 55 internal nodes, whose rows make `U_int`'s gradient.
-const SHORT_INNER: usize = 64;
+pub(crate) const SHORT_INNER: usize = 64;
 
 /// The longest inner dimension matrixmultiply's `f32` GEMM sums in one
 /// panel (its `kc`): up to it, every element of its product is one chain
@@ -107,7 +107,7 @@ const MANY_OUTPUTS: usize = 32;
 ///
 /// Implemented for the [`Element`] types, and sealed with
 /// them: the trait is public only so that `Element` can require it.
-pub trait MatVecKernels: Sized + Copy {
+pub trait MatVecKernels: num_traits::Float {
     /// `y = alpha·M·v + beta·y`, `M` row-major with `v.len()` columns.
     fn mat_vec(alpha: Self, m: &[Self], v: &[Self], beta: Self, y: &mut [Self]);
     /// `y = alpha·Mᵀ·g + beta·y`, `M` row-major with `g.len()` rows and
@@ -154,34 +154,9 @@ pub trait MatVecKernels: Sized + Copy {
         b: ArrayView2<'_, Self>,
         beta: Self,
         c: &mut ArrayViewMut2<'_, Self>,
+        scratch: &Scratch<Self>,
     ) -> bool {
-        let _ = (a, b, beta, c);
-        false
-    }
-    /// Whether [`adagrad_from_products`](MatVecKernels::adagrad_from_products)
-    /// takes a gradient of `k` deferred rows on this processor.
-    fn adagrad_kernel_fits(k: usize) -> bool {
-        let _ = k;
-        false
-    }
-    /// One Adagrad step (`rule`: learning rate, weight decay, eps) on a
-    /// parameter whose gradient is `Uᵀ·V` (`us`: `k` rows of `m`, `vs`:
-    /// `k` rows of `n`), plus `dense` when given, with `value`, `sum` and
-    /// `dense` row-major `m × n`. The gradient is never stored: each
-    /// finished vector of the product updates the parameter at once. The
-    /// results equal the product (as [`small_product`](MatVecKernels::small_product)
-    /// computes it) followed by `Adagrad::update`, bit for bit. Returns
-    /// `false`, touching nothing, unless
-    /// [`adagrad_kernel_fits`](MatVecKernels::adagrad_kernel_fits)`(k)`.
-    fn adagrad_from_products(
-        us: ArrayView2<'_, Self>,
-        vs: ArrayView2<'_, Self>,
-        dense: Option<&[Self]>,
-        value: &mut [Self],
-        sum: &mut [Self],
-        rule: [Self; 3],
-    ) -> bool {
-        let _ = (us, vs, dense, value, sum, rule);
+        let _ = (a, b, beta, c, scratch);
         false
     }
 }
@@ -214,6 +189,27 @@ fn transposed_one_at_a_time<A: MatVecKernels>(
     for (g, dx) in gs.iter().zip(dxs.iter_mut()) {
         let rows = m.len() / dx.len().max(1);
         A::mat_t_vec(alpha, m, &g[at..at + rows], beta, dx);
+    }
+}
+
+/// Where a kernel that copies or packs an operand gets its buffers, and
+/// gives them back: the caller's, so that kernels keep no memory of their
+/// own.
+pub struct Scratch<A> {
+    /// A buffer of at least `len` elements, of any contents.
+    pub take: fn(len: usize) -> Vec<A>,
+    /// Takes a buffer back once the kernel is done with it.
+    pub give: fn(Vec<A>),
+}
+
+impl<A: Clone + Default> Scratch<A> {
+    /// Scratch straight from the allocator, for tests of the kernels alone.
+    #[cfg(test)]
+    pub(crate) fn allocating() -> Self {
+        fn take<A: Clone + Default>(len: usize) -> Vec<A> {
+            vec![A::default(); len]
+        }
+        Scratch { take, give: drop }
     }
 }
 
@@ -627,7 +623,7 @@ impl MatVecKernels for f32 {
     fn mat_vec(alpha: f32, m: &[f32], v: &[f32], beta: f32, y: &mut [f32]) {
         check_lengths(m.len(), y.len(), v.len());
         #[cfg(target_arch = "x86_64")]
-        if crate::simd::avx2_available() {
+        if crate::kernels::simd::avx2_available() {
             // SAFETY: the processor supports AVX2 and FMA; lengths checked.
             return unsafe { avx2::mat_vec(alpha, m, v, beta, y) };
         }
@@ -637,7 +633,7 @@ impl MatVecKernels for f32 {
     fn mat_t_vec(alpha: f32, m: &[f32], g: &[f32], beta: f32, y: &mut [f32]) {
         check_lengths(m.len(), g.len(), y.len());
         #[cfg(target_arch = "x86_64")]
-        if crate::simd::avx2_available() {
+        if crate::kernels::simd::avx2_available() {
             // SAFETY: the processor supports AVX2 and FMA; lengths checked.
             return unsafe { avx2::mat_t_vec(alpha, m, g, beta, y) };
         }
@@ -653,7 +649,7 @@ impl MatVecKernels for f32 {
         at: usize,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if crate::simd::avx2_available() && xs.first().is_some_and(|x| !x.is_empty()) {
+        if crate::kernels::simd::avx2_available() && xs.first().is_some_and(|x| !x.is_empty()) {
             let cols = xs[0].len();
             let rows = m.len() / cols;
             assert!(
@@ -720,7 +716,7 @@ impl MatVecKernels for f32 {
         at: usize,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if crate::simd::avx2_available() && dxs.first().is_some_and(|dx| !dx.is_empty()) {
+        if crate::kernels::simd::avx2_available() && dxs.first().is_some_and(|dx| !dx.is_empty()) {
             let cols = dxs[0].len();
             let rows = m.len() / cols;
             assert!(
@@ -772,11 +768,12 @@ impl MatVecKernels for f32 {
         b: ArrayView2<'_, f32>,
         beta: f32,
         c: &mut ArrayViewMut2<'_, f32>,
+        scratch: &Scratch<f32>,
     ) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             let ((m, k), n) = (a.dim(), b.ncols());
-            let fits = crate::simd::avx2_available()
+            let fits = crate::kernels::simd::avx2_available()
                 && (beta == 0.0 || beta == 1.0)
                 && m > 0
                 && n > 0
@@ -808,10 +805,10 @@ impl MatVecKernels for f32 {
                 && n >= MANY_OUTPUTS
                 && let Some(operands) = operands::Operands::of(&a, &b.t(), c, k)
             {
-                let mut packed = crate::var::pool::buffer(times_transposed::packed_len(m, k));
+                let mut packed = (scratch.take)(times_transposed::packed_len(m, k));
                 // SAFETY: as above.
                 unsafe { times_transposed::times_transposed(operands, accumulate, &mut packed) };
-                crate::var::pool::keep_buffer(packed);
+                (scratch.give)(packed);
                 return true;
             }
             // Any other product of a batch of rows, or any small one:
@@ -821,77 +818,10 @@ impl MatVecKernels for f32 {
                 // SAFETY: the processor supports AVX2 and FMA, and
                 // AVX-512F where `widest` says sixteen lanes; `c` is
                 // `m × n`.
-                return unsafe { copied_operands::product_of_copies(a, b, accumulate, c) };
+                return unsafe { copied_operands::product_of_copies(a, b, accumulate, c, scratch) };
             }
         }
-        let _ = (a, b, beta, c);
-        false
-    }
-
-    fn adagrad_kernel_fits(k: usize) -> bool {
-        cfg!(target_arch = "x86_64")
-            && crate::simd::avx2_available()
-            && (1..=SHORT_INNER).contains(&k)
-    }
-
-    fn adagrad_from_products(
-        us: ArrayView2<'_, f32>,
-        vs: ArrayView2<'_, f32>,
-        dense: Option<&[f32]>,
-        value: &mut [f32],
-        sum: &mut [f32],
-        rule: [f32; 3],
-    ) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let ((k, m), n) = (us.dim(), vs.ncols());
-            let size = m * n;
-            let fits = Self::adagrad_kernel_fits(k)
-                && m > 0
-                && n > 0
-                && vs.nrows() == k
-                && us.is_standard_layout()
-                && vs.is_standard_layout()
-                && value.len() == size
-                && sum.len() == size
-                && dense.is_none_or(|d| d.len() == size);
-            if fits {
-                let operands = operands::Operands {
-                    a: us.as_ptr(),
-                    lda: m,
-                    b: vs.as_ptr(),
-                    ldb: n,
-                    c: std::ptr::null_mut(),
-                    ldc: n,
-                    m,
-                    n,
-                    k,
-                };
-                let [lr, weight_decay, eps] = rule;
-                let rule = transposed_products::AdagradRule {
-                    lr,
-                    weight_decay,
-                    eps,
-                };
-                // SAFETY: the processor supports AVX2 and FMA, and
-                // AVX-512F where `widest` says sixteen lanes; `us` and
-                // `vs` are standard-layout `k × m` and `k × n`; `value`,
-                // `sum` and `dense` hold `m × n` elements each, the first
-                // two unique borrows, so that none overlaps another.
-                unsafe {
-                    transposed_products::adagrad_from_products(
-                        operands,
-                        dense.map(<[f32]>::as_ptr),
-                        value.as_mut_ptr(),
-                        sum.as_mut_ptr(),
-                        rule,
-                        vector::Width::widest(),
-                    )
-                };
-                return true;
-            }
-        }
-        let _ = (us, vs, dense, value, sum, rule);
+        let _ = (a, b, beta, c, scratch);
         false
     }
 }
@@ -906,47 +836,6 @@ impl MatVecKernels for f64 {
     }
 }
 
-/// `y = alpha·M·v + beta·y` ([`MatVecKernels::mat_vec`]), with the first
-/// half of `M`'s rows on the [second core](crate::SecondCore) when one is
-/// active.
-pub(crate) fn mat_vec<A: Element>(alpha: A, m: &[A], v: &[A], beta: A, y: &mut [A]) {
-    let cols = v.len();
-    match second_core::split_point(y.len(), m.len()) {
-        Some(half) => {
-            let (m_first, m_second) = m.split_at(half * cols);
-            let (y_first, y_second) = y.split_at_mut(half);
-            second_core::split_with_partner(
-                || A::mat_vec(alpha, m_first, v, beta, y_first),
-                || A::mat_vec(alpha, m_second, v, beta, y_second),
-            )
-        }
-        None => A::mat_vec(alpha, m, v, beta, y),
-    }
-}
-
-/// `y = alpha·Mᵀ·g + beta·y` ([`MatVecKernels::mat_t_vec`]), with the
-/// first half of `M`'s rows on the [second core](crate::SecondCore) when
-/// one is active: each core sums its rows, and the partner's partial sum
-/// is added last.
-pub(crate) fn mat_t_vec<A: Element>(alpha: A, m: &[A], g: &[A], beta: A, y: &mut [A]) {
-    let cols = y.len();
-    match second_core::split_point(g.len(), m.len()) {
-        Some(half) => {
-            let (m_first, m_second) = m.split_at(half * cols);
-            let (g_first, g_second) = g.split_at(half);
-            let mut partial = vec![A::zero(); cols];
-            second_core::split_with_partner(
-                || A::mat_t_vec(alpha, m_first, g_first, A::zero(), &mut partial),
-                || A::mat_t_vec(alpha, m_second, g_second, beta, y),
-            );
-            for (out, p) in y.iter_mut().zip(partial) {
-                *out += p;
-            }
-        }
-        None => A::mat_t_vec(alpha, m, g, beta, y),
-    }
-}
-
 /// Inputs that [`MatVecKernels::mat_vec_many`] and
 /// [`MatVecKernels::mat_t_vec_many`] take in one pass over `M`; more are
 /// taken a block of `M` at a time.
@@ -958,36 +847,9 @@ fn block_rows(cols: usize) -> usize {
     (4096 / cols.max(1)).max(4) / 4 * 4
 }
 
-/// `Y = alpha·X·Mᵀ + beta·Y` for a few inputs (the rows of `X`, `k × c`)
-/// and a row-major `M` (`rows × c`): the product of a small batch with a
-/// weight matrix. `M` is read from memory once, block by block, and each
-/// block serves every input while it is in L1, so a batch of `k` costs
-/// little more than one matrix-vector product. `X` and `Y` need
-/// contiguous rows.
-pub(crate) fn mat_vecs<A: Element>(
-    alpha: A,
-    m: &[A],
-    xs: ArrayView2<'_, A>,
-    beta: A,
-    ys: ArrayViewMut2<'_, A>,
-) {
-    let cols = xs.ncols();
-    match second_core::split_point(ys.ncols(), m.len()) {
-        Some(half) => {
-            let (m_first, m_second) = m.split_at(half * cols);
-            let (y_first, y_second) = ys.split_at(Axis(1), half);
-            second_core::split_with_partner(
-                || blocked_mat_vecs(alpha, m_first, xs, beta, y_first),
-                || blocked_mat_vecs(alpha, m_second, xs, beta, y_second),
-            )
-        }
-        None => blocked_mat_vecs(alpha, m, xs, beta, ys),
-    }
-}
-
 /// [`mat_vecs`] on one core: every block of [`block_rows`] rows of `M`
 /// serves all the inputs ([`MatVecKernels::mat_vec_many`]).
-fn blocked_mat_vecs<A: Element>(
+pub(crate) fn blocked_mat_vecs<A: MatVecKernels>(
     alpha: A,
     m: &[A],
     xs: ArrayView2<'_, A>,
@@ -1025,7 +887,7 @@ type RowSlicesMut<'a, A> = SmallVec<[&'a mut [A]; 8]>;
 /// columns (the same for every `k`, and at least one column): every block
 /// of [`block_rows`] rows of `M` serves all the inputs while it is in L1.
 /// Each result equals [`mat_vec`]'s on its own, bit for bit.
-pub(crate) fn mat_vec_batch<A: Element>(
+pub(crate) fn mat_vec_batch<A: MatVecKernels>(
     alpha: A,
     m: &[A],
     xs: &[&[A]],
@@ -1045,38 +907,10 @@ pub(crate) fn mat_vec_batch<A: Element>(
     }
 }
 
-/// `DX = alpha·G·M + beta·DX` for a few rows of `G` (`k × rows`) and a
-/// row-major `M` (`rows × c`): a small batch's gradient through a weight
-/// matrix, reading `M` once as [`mat_vecs`] does. With a second core,
-/// each core sums its half of `M`'s rows and the partner's partial sums
-/// are added last.
-pub(crate) fn mat_t_vecs<A: Element>(
-    alpha: A,
-    m: &[A],
-    gs: ArrayView2<'_, A>,
-    beta: A,
-    mut dxs: ArrayViewMut2<'_, A>,
-) {
-    let cols = dxs.ncols();
-    match second_core::split_point(gs.ncols(), m.len()) {
-        Some(half) => {
-            let (m_first, m_second) = m.split_at(half * cols);
-            let (g_first, g_second) = gs.split_at(Axis(1), half);
-            let mut partial = Array2::zeros(dxs.raw_dim());
-            second_core::split_with_partner(
-                || blocked_mat_t_vecs(alpha, m_first, g_first, A::zero(), partial.view_mut()),
-                || blocked_mat_t_vecs(alpha, m_second, g_second, beta, dxs.view_mut()),
-            );
-            dxs += &partial;
-        }
-        None => blocked_mat_t_vecs(alpha, m, gs, beta, dxs),
-    }
-}
-
 /// [`mat_t_vecs`] on one core: `DX` is scaled by `beta` first, then every
 /// block of [`block_rows`] rows of `M` adds its part for all the inputs
 /// ([`MatVecKernels::mat_t_vec_many`]).
-fn blocked_mat_t_vecs<A: Element>(
+pub(crate) fn blocked_mat_t_vecs<A: MatVecKernels>(
     alpha: A,
     m: &[A],
     gs: ArrayView2<'_, A>,
@@ -1106,7 +940,7 @@ fn blocked_mat_t_vecs<A: Element>(
 /// columns (the same for every `k`, and at least one column), read once
 /// as [`mat_vec_batch`] does. Each result equals [`mat_t_vec`]'s with
 /// `beta = 1`, bit for bit.
-pub(crate) fn add_mat_t_vec_batch<A: Element>(
+pub(crate) fn add_mat_t_vec_batch<A: MatVecKernels>(
     alpha: A,
     m: &[A],
     gs: &[&[A]],
@@ -1177,37 +1011,6 @@ mod tests {
                         "mat_t_vec {rows}x{cols} [{k}]"
                     );
                 }
-            }
-        }
-    }
-
-    /// The blocked few-rows kernels against the definition, over block
-    /// remainders, alone and with the second core splitting the matrix.
-    #[test]
-    fn few_rows_kernels_match_the_definition() {
-        use ndarray::Array2;
-        for with_second_core in [false, true] {
-            let _core = with_second_core.then(crate::SecondCore::start);
-            for (k, rows, cols) in [(1, 5, 3), (3, 37, 300), (8, 150, 61), (2, 751, 300)] {
-                let m = values(rows * cols, 1);
-                let m2 = Array2::from_shape_vec((rows, cols), m.clone()).unwrap();
-                let xs = Array2::from_shape_vec((k, cols), values(k * cols, 2)).unwrap();
-                let gs = Array2::from_shape_vec((k, rows), values(k * rows, 3)).unwrap();
-                let (alpha, beta) = (0.5f32, 2.0f32);
-
-                let y0 = Array2::from_shape_vec((k, rows), values(k * rows, 4)).unwrap();
-                let mut ys = y0.clone();
-                mat_vecs(alpha, &m, xs.view(), beta, ys.view_mut());
-                let want = xs.dot(&m2.t()) * alpha + &y0 * beta;
-                let worst = (&ys - &want).iter().fold(0.0f32, |w, d| w.max(d.abs()));
-                assert!(worst < 1e-3, "mat_vecs {k}x{rows}x{cols}: {worst}");
-
-                let d0 = Array2::from_shape_vec((k, cols), values(k * cols, 5)).unwrap();
-                let mut ds = d0.clone();
-                mat_t_vecs(alpha, &m, gs.view(), beta, ds.view_mut());
-                let want = gs.dot(&m2) * alpha + &d0 * beta;
-                let worst = (&ds - &want).iter().fold(0.0f32, |w, d| w.max(d.abs()));
-                assert!(worst < 1e-3, "mat_t_vecs {k}x{rows}x{cols}: {worst}");
             }
         }
     }
@@ -1295,7 +1098,7 @@ mod tests {
                         let case = format!("{inputs} inputs, {rows}x{cols}, beta {beta}");
 
                         let mut dxs = Array2::from_shape_fn((inputs, cols), |(k, c)| fresh(k)[c]);
-                        mat_t_vecs(alpha, &m, gs.view(), beta, dxs.view_mut());
+                        blocked_mat_t_vecs(alpha, &m, gs.view(), beta, dxs.view_mut());
                         for (k, dx) in dxs.rows().into_iter().enumerate() {
                             let dx = dx.to_slice().expect("a contiguous row");
                             assert!(same_bits(dx, &one[k]), "mat_t_vecs {case}: input {k}");
@@ -1343,7 +1146,7 @@ mod tests {
             let gs = ndarray::Array2::from_shape_vec((inputs, rows), values(inputs * rows, 3))
                 .expect("k × rows values");
             let mut dxs = ndarray::Array2::from_elem((inputs, cols), f32::NAN);
-            mat_t_vecs(1.0, &values(rows * cols, 1), gs.view(), 0.0, dxs.view_mut());
+            blocked_mat_t_vecs(1.0, &values(rows * cols, 1), gs.view(), 0.0, dxs.view_mut());
             assert!(dxs.iter().all(|v| v.is_finite()), "{inputs} inputs");
         }
     }
