@@ -2,13 +2,21 @@
 //! synthetic treebank, and from the same start on the same trees it
 //! computes the same per-tree losses as the PyTorch reference.
 
+#[path = "../examples/treelstm/evaluate.rs"]
+mod evaluate;
+// The modes' `train_step`s are the binary's; the tests call the losses.
+#[path = "../examples/treelstm/joined.rs"]
+#[allow(dead_code)]
+mod joined;
 #[path = "../examples/treelstm/levels.rs"]
+#[allow(dead_code)]
 mod levels;
 #[path = "../examples/treelstm/model.rs"]
-#[allow(dead_code)]
 mod model;
 #[path = "../examples/treelstm/parallel.rs"]
 mod parallel;
+#[path = "../examples/treelstm/reference_init.rs"]
+mod reference_init;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,11 +33,7 @@ fn train_epoch(
 ) -> Vec<f32> {
     trees
         .iter()
-        .map(|(tree, words)| {
-            let loss = model::tree_loss(model, tree, words).backward();
-            optimizer.step(model);
-            loss
-        })
+        .map(|(tree, words)| model::train_step(model, optimizer, tree, words))
         .collect()
 }
 
@@ -102,7 +106,7 @@ fn level_by_level_gives_the_node_by_node_losses_and_gradients() {
 fn joined_subtrees_give_the_node_by_node_losses_and_gradients() {
     let threshold = cps::join::set_batch_threshold(1);
     assert_per_node_losses_and_gradients(|model, tree, words| {
-        let joined = model::tree_loss_joined(model, tree, words).backward();
+        let joined = joined::tree_loss(model, tree, words).backward();
         let plain = model::tree_loss(model, tree, words).eval();
         assert_eq!(joined.to_bits(), plain.array()[[]].to_bits());
         joined
@@ -126,7 +130,7 @@ fn learns_the_synthetic_treebank() {
     );
     let mut model = TreeLstm::new(vocab.len(), 24, 32, 0.3, 11);
     let mut optimizer = Adagrad::new(0.05);
-    let (root_before, _) = model::accuracy(&model, &dev);
+    let (root_before, _) = evaluate::accuracy(&model, &dev);
     let first = train_epoch(&mut model, &mut optimizer, &train);
     let mut last = first.clone();
     for _ in 0..3 {
@@ -139,7 +143,7 @@ fn learns_the_synthetic_treebank() {
         mean(&first),
         mean(&last)
     );
-    let (root, all) = model::accuracy(&model, &dev);
+    let (root, all) = evaluate::accuracy(&model, &dev);
     // Five classes: chance is 20%.
     assert!(
         root > 0.6 && all > 0.8,
@@ -270,7 +274,7 @@ fn same_losses_as_the_pytorch_reference() {
     let vocab = Vocab::from_trees(&trees);
     let train = model::encode(&vocab, trees);
     let mut model = TreeLstm::new(vocab.len(), 300, 150, 0.3, 0);
-    model::load_reference_init(&mut model, &init).expect("the reference's parameters load");
+    reference_init::load(&mut model, &init).expect("the reference's parameters load");
     let mut optimizer = Adagrad::new(0.05);
     let ours = train_epoch(&mut model, &mut optimizer, &train);
 

@@ -43,7 +43,8 @@ pub enum Mode {
     /// One node at a time, by recursion over the tree (`model.rs`).
     Node,
     /// The same recursion with the two subtrees of every node joined
-    /// (`join`), so that the runtime batches nodes of one height.
+    /// (`join`), so that the runtime batches nodes of one height
+    /// (`joined.rs`).
     Joined,
     /// All nodes of one height at a time (`levels.rs`).
     Level,

@@ -1,6 +1,6 @@
-//! The same Tree-LSTM, computed level by level: all leaves of a tree in
-//! one matrix product, then all internal nodes of each height in one
-//! product (what the PyTorch reference calls `--mode level`). The
+//! The same Tree-LSTM, computed level by level (`--mode level`, as the
+//! PyTorch reference calls it too): all leaves of a tree in one matrix
+//! product, then all internal nodes of each height in one product. The
 //! arithmetic is the per-node model's (`model.rs`), so the per-tree losses
 //! agree to rounding; what changes is that `U_int` is read once per level
 //! instead of once per node.
@@ -132,4 +132,17 @@ pub fn tree_loss_by_level(m: &TreeLstm, plan: &LevelPlan, words: &[usize]) -> Va
     }
     let logits = concat(&blocks.h, 0).linear(&m.why) + &m.by;
     logits.cross_entropy(&plan.labels)
+}
+
+/// One step of training on one tree, level by level; returns the tree's
+/// loss.
+pub fn train_step(
+    model: &mut TreeLstm,
+    optimizer: &mut Adagrad,
+    plan: &LevelPlan,
+    words: &[usize],
+) -> f32 {
+    let loss = tree_loss_by_level(model, plan, words).backward();
+    optimizer.step(model);
+    loss
 }

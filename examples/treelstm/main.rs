@@ -8,14 +8,18 @@
 //! ```
 
 mod cli;
+mod evaluate;
+mod flops;
+mod joined;
 mod levels;
+mod memory;
 mod model;
 mod parallel;
 mod plot;
+mod reference_init;
 
-use std::cell::RefCell;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::time::Instant;
 
 use cli::Mode;
@@ -95,7 +99,7 @@ fn run() -> Result<(), String> {
         report!("word vectors: {report:?}");
     }
     if let Some(path) = &options.init {
-        model::load_reference_init(&mut model, path)?;
+        reference_init::load(&mut model, path)?;
     }
     if let Some(path) = &options.load {
         cps::io::load_parameters(&mut model, path).map_err(|e| e.to_string())?;
@@ -127,7 +131,7 @@ fn run() -> Result<(), String> {
     };
     let flops_per_epoch: f64 = train
         .iter()
-        .map(|(t, _)| model::training_flops(t, embedding, hidden, options.train_embeddings))
+        .map(|(t, _)| flops::training_flops(t, embedding, hidden, options.train_embeddings))
         .sum();
     let mut losses = Vec::with_capacity(train.len() * options.epochs);
     // Every tree's loss is kept for the plot. The record is written once
@@ -194,13 +198,13 @@ fn run() -> Result<(), String> {
             );
         } else {
             for (k, (tree, words)) in train.iter().enumerate() {
+                let (m, o) = (&mut model, &mut optimizer);
                 let loss = match options.mode {
-                    Mode::Node => model::tree_loss(&model, tree, words).backward(),
-                    Mode::Joined => model::tree_loss_joined(&model, tree, words).backward(),
-                    Mode::Level => levels::tree_loss_by_level(&model, &plans[k], words).backward(),
+                    Mode::Node => model::train_step(m, o, tree, words),
+                    Mode::Joined => joined::train_step(m, o, tree, words),
+                    Mode::Level => levels::train_step(m, o, &plans[k], words),
                 };
                 record(loss);
-                optimizer.step(&mut model);
             }
         }
         if let Some(e) = log_error {
@@ -215,10 +219,10 @@ fn run() -> Result<(), String> {
             train.len() as f64 / seconds,
             nodes as f64 / seconds,
             flops_per_epoch / seconds / 1e9,
-            memory("VmRSS:").unwrap_or_else(|| "unknown".to_string())
+            memory::status("VmRSS:").unwrap_or_else(|| "unknown".to_string())
         );
         if !options.no_eval && !dev.is_empty() {
-            let (root, all) = model::accuracy(&model, &dev);
+            let (root, all) = evaluate::accuracy(&model, &dev);
             report!(
                 "         dev: root accuracy {:.1}%, all-node accuracy {:.1}%",
                 100.0 * root,
@@ -230,14 +234,14 @@ fn run() -> Result<(), String> {
         log.flush().map_err(|e| e.to_string())?;
     }
     if !options.no_eval && !test.is_empty() {
-        let (root, all) = model::accuracy(&model, &test);
+        let (root, all) = evaluate::accuracy(&model, &test);
         report!(
             "test: root accuracy {:.1}%, all-node accuracy {:.1}%",
             100.0 * root,
             100.0 * all
         );
     }
-    if let Some(peak) = memory("VmHWM:") {
+    if let Some(peak) = memory::status("VmHWM:") {
         report!("peak memory: {peak}");
     }
     if let Some(path) = &options.save {
@@ -251,23 +255,4 @@ fn run() -> Result<(), String> {
         report!("loss curve: {}", path.display());
     }
     Ok(())
-}
-
-/// A line of the process's memory status (`VmRSS:` resident now,
-/// `VmHWM:` peak), where the system reports it. The status is read into
-/// one buffer kept for the purpose, so that measuring after every epoch
-/// allocates (and touches) no new memory of its own.
-fn memory(field: &str) -> Option<String> {
-    thread_local! {
-        static STATUS: RefCell<String> = RefCell::new(String::with_capacity(1 << 14));
-    }
-    STATUS.with_borrow_mut(|status| {
-        status.clear();
-        File::open("/proc/self/status")
-            .ok()?
-            .read_to_string(status)
-            .ok()?;
-        let line = status.lines().find(|l| l.starts_with(field))?;
-        Some(line.trim_start_matches(field).trim().to_string())
-    })
 }
