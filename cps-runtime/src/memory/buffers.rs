@@ -1,5 +1,7 @@
 //! Free value and gradient buffers, kept by length.
 
+use super::shelves::Shelves;
+
 /// The buffers a thread's finished values and gradients leave behind,
 /// kept for the next ones of the same length.
 ///
@@ -18,40 +20,18 @@
 /// meets a few dozen classes instead of hundreds of lengths, so its
 /// buffers serve again, and the allocator sees the same few sizes come
 /// and go rather than many, which would fragment its heap.
-pub(super) struct Buffers<A> {
-    /// Each length asked for, with its free buffers.
-    by_len: Vec<Free<A>>,
-    /// The memory the free buffers hold.
-    bytes: usize,
-}
-
-/// The free buffers of one length.
-struct Free<A> {
-    len: usize,
-    /// The one freed last on top.
-    buffers: Vec<Vec<A>>,
-    /// How many are kept at most: the number of requests that found none.
-    /// A computation that needs `n` buffers of a length at once misses `n`
-    /// times the first time, and never again; buffers of that length freed
-    /// by other code (say, gradients of values it made itself) are not
-    /// hoarded beyond that.
-    most: usize,
+pub(crate) struct Buffers<A> {
+    /// By the class of their length ([`room_for`]).
+    shelves: Shelves<Vec<A>>,
 }
 
 /// The most memory the free buffers of one thread and element type hold.
 const MAX_BYTES: usize = 64 << 20;
 
-/// The most distinct lengths (or classes of long ones) kept: a
-/// computation uses a few, plus a few dozen classes when its batch sizes
-/// change, so a longer list would only mean a program of changing shapes,
-/// for which keeping buffers would not pay.
-const MAX_LENGTHS: usize = 64;
-
 impl<A: Copy> Buffers<A> {
     pub(super) const fn new() -> Self {
         Buffers {
-            by_len: Vec::new(),
-            bytes: 0,
+            shelves: Shelves::new(MAX_BYTES),
         }
     }
 
@@ -62,25 +42,7 @@ impl<A: Copy> Buffers<A> {
     /// it asks for them as stale values).
     #[inline]
     pub(super) fn take(&mut self, len: usize) -> Option<Vec<A>> {
-        let len = room_for(len);
-        let free = match self.by_len.iter().position(|free| free.len == len) {
-            Some(at) => &mut self.by_len[at],
-            None if self.by_len.len() < MAX_LENGTHS => {
-                self.by_len.push(Free {
-                    len,
-                    buffers: Vec::new(),
-                    most: 0,
-                });
-                self.by_len.last_mut()?
-            }
-            None => return None,
-        };
-        let Some(buffer) = free.buffers.pop() else {
-            free.most += 1;
-            return None;
-        };
-        self.bytes -= buffer.capacity() * size_of::<A>();
-        Some(buffer)
+        self.shelves.take(room_for(len))
     }
 
     /// Keeps `buffer`, elements and all, for requests of the largest class
@@ -89,16 +51,9 @@ impl<A: Copy> Buffers<A> {
     /// room.
     #[inline]
     pub(super) fn keep(&mut self, buffer: Vec<A>) -> Result<(), Vec<A>> {
-        let size = buffer.capacity() * size_of::<A>();
-        let len = class_below(buffer.capacity());
-        match self.by_len.iter_mut().find(|free| free.len == len) {
-            Some(free) if free.buffers.len() < free.most && self.bytes + size <= MAX_BYTES => {
-                free.buffers.push(buffer);
-                self.bytes += size;
-                Ok(())
-            }
-            _ => Err(buffer),
-        }
+        let bytes = buffer.capacity() * size_of::<A>();
+        self.shelves
+            .keep(class_below(buffer.capacity()), buffer, bytes)
     }
 }
 
@@ -140,9 +95,8 @@ fn class_step(len: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{
-        Buffers, CLASSES_UP_TO, EXACT_UP_TO, MAX_BYTES, MAX_LENGTHS, class_below, room_for,
-    };
+    use super::{Buffers, CLASSES_UP_TO, EXACT_UP_TO, MAX_BYTES, class_below, room_for};
+    use crate::memory::shelves::MAX_SHELVES as MAX_LENGTHS;
 
     /// Short lengths are their own class; longer ones round up by less
     /// than a quarter, to a capacity that is its own class, and a buffer
@@ -188,7 +142,7 @@ mod tests {
         buffers.keep(taken).expect("room");
         assert!(buffers.take(3073).is_none());
         assert!(buffers.take(3072).is_some());
-        assert_eq!(buffers.bytes, 0);
+        assert_eq!(buffers.shelves.bytes(), 0);
     }
 
     /// A kept buffer serves the next request of its length only, the one
@@ -217,7 +171,7 @@ mod tests {
         );
         let taken_next = buffers.take(3).expect("kept");
         assert_eq!(taken_next.as_ptr(), first_at);
-        assert_eq!(buffers.bytes, 0);
+        assert_eq!(buffers.shelves.bytes(), 0);
 
         // The memory kept is bounded.
         let big = MAX_BYTES / size_of::<f32>() / 2;

@@ -7,15 +7,19 @@
 //! few lengths come and go: a buffer given back serves the next request of
 //! its length instead of going back to the allocator, which costs more
 //! than the arithmetic on small tensors and, for buffers of many sizes,
-//! fragments its heap. The policy (which lengths, how many of each, how
-//! much memory) is [`buffers`]'s, and is the only one: values, gradients,
-//! stacked rows and kernel scratch all come from here and return here.
+//! fragments its heap. Values, gradients, stacked rows and kernel scratch
+//! all come from here and return here.
 //!
-//! The boxes that gradients travel in between nodes ([`boxed`]) are the
-//! one other thing kept, since a box is an allocation of one fixed size.
+//! The policy (which lengths, how many of each, how much memory) is
+//! [`Shelves`], and is the only one: the nodes of finished results that
+//! keep their value for the next result of its length (`var/pool.rs`) are
+//! kept by it too. The boxes that gradients travel in between nodes
+//! ([`boxed`]) are the one other thing kept, since a box is an allocation
+//! of one fixed size.
 
 mod boxes;
 mod buffers;
+mod shelves;
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
@@ -25,6 +29,7 @@ use ndarray::ArrayD;
 
 pub(crate) use boxes::{boxed, unboxed};
 use buffers::Buffers;
+pub(crate) use shelves::Shelves;
 
 use crate::element::Element;
 

@@ -44,7 +44,6 @@
 //! assert_eq!(b.grad(), array![2.0, 2.0].into_dyn());
 //! ```
 
-use std::borrow::Cow;
 use std::mem::MaybeUninit;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
@@ -373,14 +372,6 @@ impl<A: Element> Arithmetic<A> {
         )
     }
 
-    fn side(&self, which: Which) -> Side<'_, A> {
-        let operand = match which {
-            Which::Left => &self.left,
-            Which::Right => &self.right,
-        };
-        side(operand, self.broadcast.kind(which))
-    }
-
     /// The derivative of the result with respect to one operand, as a
     /// factor in the form `operand` gives the operands and `output` the
     /// result: the one table both forms of the backward step read.
@@ -393,89 +384,6 @@ impl<A: Element> Arithmetic<A> {
             (Op::Div, Which::Left) => Factor::Over(operand(Which::Right)),
             // d(l/r)/dr = -l/r^2 = -y/r: reuses the output instead of squaring.
             (Op::Div, Which::Right) => Factor::NegTimesOver(output, operand(Which::Right)),
-        }
-    }
-
-    /// The derivative of the result with respect to one operand, as a
-    /// factor applied to the result's gradient.
-    fn local<'a>(&'a self, which: Which, output: &'a ArrayD<A>) -> Local<'a, A> {
-        self.factor(which, |operand| self.side(operand), output)
-    }
-
-    fn add_gradient(
-        &self,
-        which: Which,
-        var: &Var<A>,
-        output: &ArrayD<A>,
-        grad: Cow<'_, ArrayD<A>>,
-    ) {
-        let local = self.local(which, output);
-        match self.broadcast.kind(which) {
-            Kind::Full => {
-                // A gradient buffer we own goes to the input as is when the
-                // input has none yet; otherwise the contribution is added
-                // straight into the input's buffer, with no temporary.
-                // A borrowed one is copied (cheaper than zeros plus an add).
-                if var.has_grad() {
-                    var.accumulate_into(|buffer| local.add_into(buffer, &grad));
-                } else {
-                    let mut grad = grad.into_owned();
-                    local.transform(&mut grad);
-                    var.accumulate_same_shape(grad);
-                }
-            }
-            Kind::One => {
-                let total = local.sum(&grad);
-                var.accumulate_into(|buffer| match slice_mut(buffer) {
-                    Some(b) => b.iter_mut().for_each(|b| *b += total),
-                    None => *buffer += total,
-                });
-            }
-            Kind::Bias => {
-                let (rows, negate) = match local {
-                    Local::Identity => (grad, false),
-                    Local::Negate => (grad, true),
-                    _ => {
-                        let mut grad = grad.into_owned();
-                        local.transform(&mut grad);
-                        (Cow::Owned(grad), false)
-                    }
-                };
-                var.accumulate_with(|mut buffer| {
-                    for row in rows.rows() {
-                        if negate {
-                            buffer -= &row;
-                        } else {
-                            buffer += &row;
-                        }
-                    }
-                });
-            }
-        }
-    }
-}
-
-impl<A: Element> Arithmetic<A> {
-    /// [`BackwardStep::backward`] when both operands have the result's
-    /// shape (nothing to reduce): the input that has no gradient buffer yet
-    /// takes `grad` over, transformed in place, and the other adds its
-    /// contribution into its own buffer first (while `grad` is unchanged).
-    /// The general case, with less to decide and no `Cow` to move around.
-    fn backward_same(self, output: &ArrayD<A>, mut grad: ArrayD<A>) {
-        let (first, last) = self.same_shape_order();
-        if let (which, Some(var)) = first {
-            let local = self.local(which, output);
-            var.accumulate_into(|buffer| local.add_into(buffer, &grad));
-        }
-        if let (which, Some(var)) = last {
-            let local = self.local(which, output);
-            // Checked now: `var` may be the first input too (`x * x`).
-            if var.has_grad() {
-                var.accumulate_into(|buffer| local.add_into(buffer, &grad));
-            } else {
-                local.transform(&mut grad);
-                var.accumulate_same_shape(grad);
-            }
         }
     }
 }
@@ -595,45 +503,92 @@ impl<A: Element> BackwardStep<A> for Arithmetic<A> {
     }
 
     fn backward_boxed(self, output: &ArrayD<A>, BoxedGrad(grad): BoxedGrad<A>) {
-        if self.broadcast == Broadcast::Same {
-            return match self.backward_flat(output, grad) {
-                Ok(()) => {}
-                Err(grad) => self.backward_same(output, unboxed(grad)),
-            };
+        if let Err(grad) = self.backward_flat(output, grad) {
+            self.backward_general(output, unboxed(grad));
         }
-        self.backward_broadcast(output, unboxed(grad));
     }
 }
 
 impl<A: Element> Arithmetic<A> {
-    /// The backward step when one operand is broadcast (one-element or
-    /// bias): its gradient is reduced from the result's.
-    fn backward_broadcast(self, output: &ArrayD<A>, grad: ArrayD<A>) {
-        match (needs_grad(&self.left), needs_grad(&self.right)) {
-            (Some(left), Some(right)) => {
-                // Only one side can be reduced (one-element or bias); it
-                // reads the gradient, and the full-shape side takes it over.
-                // When both are full-shape, the one with no buffer yet takes
-                // it (the other adds into its own): no copy unless neither
-                // has one.
-                let owned_right = match (
-                    self.broadcast.kind(Which::Left),
-                    self.broadcast.kind(Which::Right),
-                ) {
-                    (Kind::Full, Kind::Full) => !right.has_grad() || left.has_grad(),
-                    (_, right_kind) => right_kind == Kind::Full,
-                };
-                if owned_right {
-                    self.add_gradient(Which::Left, left, output, Cow::Borrowed(&grad));
-                    self.add_gradient(Which::Right, right, output, Cow::Owned(grad));
-                } else {
-                    self.add_gradient(Which::Right, right, output, Cow::Borrowed(&grad));
-                    self.add_gradient(Which::Left, left, output, Cow::Owned(grad));
-                }
+    /// The backward step in any layout and broadcast: every array is read
+    /// in standard layout (copied when it is not), each operand's factor
+    /// over the result's elements ([`Flat::Cycle`] for a bias vector),
+    /// and a broadcast operand's contribution summed back to its shape.
+    /// The input of the result's shape that takes its gradient last, with
+    /// no buffer of its own, takes `grad` over, transformed in place.
+    fn backward_general(self, output: &ArrayD<A>, grad: ArrayD<A>) {
+        let mut grad = match grad.is_standard_layout() {
+            true => grad,
+            false => grad.as_standard_layout().into_owned(),
+        };
+        let output = output.as_standard_layout();
+        let values = [Which::Left, Which::Right].map(|which| match self.operand(which) {
+            Operand::Tensor(var) => Some(var.array().as_standard_layout()),
+            Operand::Scalar(_) => None,
+        });
+        let flat = |which: Which| -> Flat<'_, A> {
+            let at = which as usize;
+            match (self.operand(which), self.broadcast.kind(which)) {
+                (Operand::Scalar(value), _) => Flat::Scalar(*value),
+                (Operand::Tensor(var), Kind::One) => Flat::Scalar(var.item()),
+                (Operand::Tensor(_), Kind::Bias) => Flat::Cycle(
+                    values[at]
+                        .as_ref()
+                        .and_then(|v| v.as_slice())
+                        .expect("standard"),
+                ),
+                (Operand::Tensor(_), Kind::Full) => Flat::Slice(
+                    values[at]
+                        .as_ref()
+                        .and_then(|v| v.as_slice())
+                        .expect("standard"),
+                ),
             }
-            (Some(left), None) => self.add_gradient(Which::Left, left, output, Cow::Owned(grad)),
-            (None, Some(right)) => self.add_gradient(Which::Right, right, output, Cow::Owned(grad)),
-            (None, None) => {}
+        };
+        let y = output.as_slice().expect("a standard-layout output");
+        let (first, last) = self.same_shape_order();
+        // A full-shape input last in line without a buffer takes `grad`.
+        let takes_over = |which: Which, var: &Var<A>| {
+            which == last.0 && self.broadcast.kind(which) == Kind::Full && !var.has_grad()
+        };
+        for (which, var) in [first, last] {
+            let Some(var) = var else { continue };
+            if takes_over(which, var) {
+                continue;
+            }
+            let local = self.factor(which, flat, y);
+            let g = grad.as_slice().expect("standard layout");
+            match self.broadcast.kind(which) {
+                Kind::Full => var.accumulate_into(|buffer| add_flat(buffer, g, local)),
+                Kind::One => {
+                    let total = local.sum(g);
+                    var.accumulate_into(|buffer| buffer.mapv_inplace(|b| b + total));
+                }
+                Kind::Bias => var.accumulate_into(|buffer| match slice_mut(buffer) {
+                    Some(columns) => local.add_rows_into(columns, g),
+                    None => {
+                        let mut columns = memory::zeros(buffer.raw_dim());
+                        let sums = columns.as_slice_mut().expect("a new array is standard");
+                        local.add_rows_into(sums, g);
+                        *buffer += &columns;
+                        memory::recycle(columns);
+                    }
+                }),
+            }
+        }
+        if let (which, Some(var)) = last
+            && takes_over(which, var)
+        {
+            let local = self.factor(which, flat, y);
+            local.transform(grad.as_slice_mut().expect("standard layout"));
+            var.accumulate_same_shape(grad);
+        }
+    }
+
+    fn operand(&self, which: Which) -> &Operand<A> {
+        match which {
+            Which::Left => &self.left,
+            Which::Right => &self.right,
         }
     }
 }
@@ -642,12 +597,16 @@ impl<A: Element> Arithmetic<A> {
 #[derive(Clone, Copy)]
 enum Flat<'a, A> {
     Scalar(A),
+    /// One element per element of the gradient.
     Slice(&'a [A]),
+    /// A bias vector: element `i` of the gradient reads element
+    /// `i % len`.
+    Cycle(&'a [A]),
 }
 
 /// The factor an operand's gradient is the result's gradient times, with
-/// `S` the form of an operand and `Y` that of the output: over arrays,
-/// [`Local`]; over flat, standard-layout data, [`FlatLocal`].
+/// `S` the form of an operand and `Y` that of the output (over flat,
+/// standard-layout data: [`FlatLocal`]).
 #[derive(Clone, Copy)]
 enum Factor<S, Y> {
     Identity,
@@ -657,9 +616,6 @@ enum Factor<S, Y> {
     /// `-output / side`.
     NegTimesOver(Y, S),
 }
-
-/// The factor over arrays (broadcast along the last axis where needed).
-type Local<'a, A> = Factor<Side<'a, A>, &'a ArrayD<A>>;
 
 /// The factor over flat, standard-layout data: every factor is a slice as
 /// long as the gradient, or a scalar.
@@ -678,6 +634,38 @@ impl<A: Element> FlatLocal<'_, A> {
                 each_with(grad.iter_mut().zip(ys), f, |(g, &y), f| *g = -(*g * y) / f)
             }
         }
+    }
+
+    /// `sum(grad * factor)`: the gradient of a one-element operand.
+    fn sum(self, grad: &[A]) -> A {
+        let mut total = A::zero();
+        self.with_terms(grad, |terms| {
+            total = terms.iter().fold(A::zero(), |t, &x| t + x)
+        });
+        total
+    }
+
+    /// `columns += Σ_rows grad * factor`, the rows of `grad` as long as
+    /// `columns`: the gradient of a bias vector.
+    fn add_rows_into(self, columns: &mut [A], grad: &[A]) {
+        self.with_terms(grad, |terms| {
+            for row in terms.chunks_exact(columns.len()) {
+                columns.iter_mut().zip(row).for_each(|(c, &t)| *c += t);
+            }
+        });
+    }
+
+    /// Runs `each` on `grad * factor`: `grad` itself when the factor is one
+    /// (a sum's operand), else a copy transformed.
+    fn with_terms(self, grad: &[A], each: impl FnOnce(&[A])) {
+        if let FlatLocal::Identity = self {
+            return each(grad);
+        }
+        let mut terms = memory::take(grad.len());
+        terms.extend_from_slice(grad);
+        self.transform(&mut terms);
+        each(&terms);
+        memory::give(terms);
     }
 
     /// `buffer += grad * factor`, over buffers of equal length.
@@ -708,135 +696,9 @@ fn each_with<A: Copy, T>(
     match factor {
         Flat::Scalar(f) => items.for_each(|item| each(item, f)),
         Flat::Slice(fs) => items.zip(fs).for_each(|(item, &f)| each(item, f)),
-    }
-}
-
-impl<A: Element> Local<'_, A> {
-    /// `grad <- grad * factor`, in place.
-    fn transform(&self, grad: &mut ArrayD<A>) {
-        if let Some(g) = slice_mut(grad)
-            && self.transform_flat(g)
-        {
-            return;
-        }
-        match *self {
-            Local::Identity => {}
-            Local::Negate => grad.mapv_inplace(|g| -g),
-            Local::Times(Side::Scalar(s)) => *grad *= s,
-            Local::Times(Side::Full(v)) => *grad *= v,
-            Local::Over(Side::Scalar(s)) => *grad /= s,
-            Local::Over(Side::Full(v)) => *grad /= v,
-            Local::NegTimesOver(y, Side::Scalar(s)) => {
-                Zip::from(grad).and(y).for_each(|g, &y| *g = -(*g * y) / s);
-            }
-            Local::NegTimesOver(y, Side::Full(v)) => {
-                Zip::from(grad)
-                    .and(y)
-                    .and_broadcast(v)
-                    .for_each(|g, &y, &v| *g = -(*g * y) / v);
-            }
-        }
-    }
-
-    /// `buffer += grad * factor`.
-    fn add_into(&self, buffer: &mut ArrayD<A>, grad: &ArrayD<A>) {
-        if let (Some(b), Some(g)) = (slice_mut(buffer), slice(grad))
-            && b.len() == g.len()
-            && self.add_into_flat(b, g)
-        {
-            return;
-        }
-        match *self {
-            Local::Identity => *buffer += grad,
-            Local::Negate => *buffer -= grad,
-            Local::Times(Side::Scalar(s)) => buffer.scaled_add(s, grad),
-            Local::Times(Side::Full(v)) => Zip::from(buffer)
-                .and(grad)
-                .and_broadcast(v)
-                .for_each(|b, &g, &v| *b += g * v),
-            Local::Over(Side::Scalar(s)) => {
-                Zip::from(buffer).and(grad).for_each(|b, &g| *b += g / s);
-            }
-            Local::Over(Side::Full(v)) => Zip::from(buffer)
-                .and(grad)
-                .and_broadcast(v)
-                .for_each(|b, &g, &v| *b += g / v),
-            Local::NegTimesOver(y, Side::Scalar(s)) => {
-                Zip::from(buffer)
-                    .and(grad)
-                    .and(y)
-                    .for_each(|b, &g, &y| *b -= g * y / s);
-            }
-            Local::NegTimesOver(y, Side::Full(v)) => Zip::from(buffer)
-                .and(grad)
-                .and(y)
-                .and_broadcast(v)
-                .for_each(|b, &g, &y, &v| *b -= g * y / v),
-        }
-    }
-
-    /// The factor's elements in the order of a standard-layout gradient of
-    /// `len` elements, when it is laid out that way too (or is a scalar).
-    fn flat_factor<'s>(side: &'s Side<'_, A>, len: usize) -> Option<Flat<'s, A>> {
-        match side {
-            Side::Scalar(s) => Some(Flat::Scalar(*s)),
-            Side::Full(v) => slice(v).filter(|v| v.len() == len).map(Flat::Slice),
-        }
-    }
-
-    /// The factor over standard-layout data of `len` elements, when every
-    /// part of it is laid out that way (or is a scalar).
-    fn flat(&self, len: usize) -> Option<FlatLocal<'_, A>> {
-        Some(match self {
-            Local::Identity => FlatLocal::Identity,
-            Local::Negate => FlatLocal::Negate,
-            Local::Times(side) => FlatLocal::Times(Self::flat_factor(side, len)?),
-            Local::Over(side) => FlatLocal::Over(Self::flat_factor(side, len)?),
-            Local::NegTimesOver(y, side) => FlatLocal::NegTimesOver(
-                slice(y).filter(|y| y.len() == len)?,
-                Self::flat_factor(side, len)?,
-            ),
-        })
-    }
-
-    /// [`Local::transform`] over a standard-layout gradient; false when a
-    /// factor is not laid out the same way (the caller then broadcasts).
-    fn transform_flat(&self, grad: &mut [A]) -> bool {
-        self.flat(grad.len())
-            .map(|local| local.transform(grad))
-            .is_some()
-    }
-
-    /// [`Local::add_into`] over standard-layout buffers of equal length;
-    /// false when a factor is not laid out the same way.
-    fn add_into_flat(&self, buffer: &mut [A], grad: &[A]) -> bool {
-        self.flat(grad.len())
-            .map(|local| local.add_into(buffer, grad))
-            .is_some()
-    }
-
-    /// `sum(grad * factor)`: the gradient of a one-element operand.
-    fn sum(&self, grad: &ArrayD<A>) -> A {
-        let zero = A::zero();
-        match *self {
-            Local::Identity => grad.sum(),
-            Local::Negate => -grad.sum(),
-            Local::Times(Side::Scalar(s)) => grad.sum() * s,
-            Local::Times(Side::Full(v)) => Zip::from(grad)
-                .and_broadcast(v)
-                .fold(zero, |acc, &g, &v| acc + g * v),
-            Local::Over(Side::Scalar(s)) => grad.sum() / s,
-            Local::Over(Side::Full(v)) => Zip::from(grad)
-                .and_broadcast(v)
-                .fold(zero, |acc, &g, &v| acc + g / v),
-            Local::NegTimesOver(y, Side::Scalar(s)) => {
-                -Zip::from(grad).and(y).fold(zero, |acc, &g, &y| acc + g * y) / s
-            }
-            Local::NegTimesOver(y, Side::Full(v)) => Zip::from(grad)
-                .and(y)
-                .and_broadcast(v)
-                .fold(zero, |acc, &g, &y, &v| acc - g * y / v),
-        }
+        Flat::Cycle(fs) => items
+            .zip(fs.iter().cycle())
+            .for_each(|(item, &f)| each(item, f)),
     }
 }
 

@@ -4,38 +4,49 @@
 //! training loop makes the same results again, so a node serves again
 //! instead of going back to the allocator.
 //!
-//! A node of a small value (at most [`MAX_SMALL`] elements, a chain of
-//! scalar operations, say) is kept with its value, whose buffer the next
-//! small result is written into. A larger value's buffer goes back to the
-//! thread's buffer pool ([`memory`]), which keeps buffers by length, and
-//! its node is kept bare. So there is one policy for buffers (the
-//! memory's), and here only a bound on the number of nodes.
+//! A node keeps its value, and the next result of that length (usually of
+//! that shape too) is written straight into it, with no array to build.
+//! Nodes of small values (at most [`MAX_SMALL`] elements, a chain of
+//! scalar operations, say) are kept together, last in, first out, whatever
+//! their length. Larger ones are kept by length on the memory's
+//! [`Shelves`], with its policy: no more of a length than its requests
+//! missed, and a bound on the memory kept. A value too large for that
+//! leaves its buffer to the buffer pool ([`memory`]), and its node joins
+//! the small ones, empty.
 
 use super::*;
-use crate::memory;
+use crate::memory::{self, Shelves};
 
-/// Nodes of values with at most this many elements keep their value.
+/// Nodes of values with at most this many elements are kept together,
+/// whatever their length (the fastest way for chains of tiny operations).
 pub(crate) const MAX_SMALL: usize = 16;
 
-/// The most nodes a thread keeps of each kind, per element type: the
+/// The most small (or empty) nodes a thread keeps per element type: the
 /// results a chain of a quarter of a million small operations keeps alive
 /// until its backward pass (`examples/scalar_chain.rs`), about 64 MB of
 /// nodes and their small values.
 const MAX_NODES: usize = 256 * 1024;
 
+/// Values with more elements than this are not kept with their node.
+const MAX_KEPT_ELEMENTS: usize = 1 << 16;
+
+/// The most memory the nodes kept with larger values hold, per thread and
+/// element type.
+const MAX_BYTES: usize = 64 << 20;
+
 /// The nodes a thread keeps for one element type.
 pub(crate) struct Pool<A: Element> {
-    /// Nodes with a small value, the one given back last on top.
+    /// Nodes with a small value or none, the one given back last on top.
     small: Vec<Rc<Node<A>>>,
-    /// Nodes without a value (an empty array), for larger results.
-    bare: Vec<Rc<Node<A>>>,
+    /// Nodes with a larger value, by its length.
+    larger: Shelves<Rc<Node<A>>>,
 }
 
 impl<A: Element> Pool<A> {
     const fn new() -> Self {
         Pool {
             small: Vec::new(),
-            bare: Vec::new(),
+            larger: Shelves::new(MAX_BYTES),
         }
     }
 }
@@ -71,18 +82,17 @@ fn with<A: Element, R>(f: impl FnOnce(&mut Pool<A>) -> R) -> Option<R> {
     }
 }
 
-/// A pooled node for a result of `len` elements, if any: one with a small
-/// value for a small result, else a bare one (or the other kind when its
-/// own is not kept). Its `value` is a finished result's, or empty:
+/// A pooled node for a result of `len` elements, if any: for a small
+/// result, a small node; for a larger one, one keeping a value of that
+/// length, else a small one. Its `value` is a finished result's, or empty:
 /// overwrite or replace it, and [`Node::reset`] the rest.
 #[inline]
 pub(crate) fn take<A: Element>(len: usize) -> Option<Rc<Node<A>>> {
     with(|pool: &mut Pool<A>| {
         if len <= MAX_SMALL {
-            pool.small.pop().or_else(|| pool.bare.pop())
-        } else {
-            pool.bare.pop().or_else(|| pool.small.pop())
+            return pool.small.pop();
         }
+        pool.larger.take(len).or_else(|| pool.small.pop())
     })
     .flatten()
 }
@@ -137,17 +147,37 @@ fn drop_grad<A: Element>(node: &mut Node<A>) {
 }
 
 /// [`give`] for a node whose value is not small (or not in standard
-/// layout): the value's buffer goes to the buffer pool, the node is kept
-/// bare. Out of line, for the same reason.
+/// layout): kept with its value when the shelves take it; otherwise the
+/// value's buffer goes to the buffer pool and the node joins the small
+/// ones. Out of line, for the same reason.
 #[inline(never)]
 fn give_larger<A: Element>(mut node: Rc<Node<A>>) {
     let inner = Rc::get_mut(&mut node).expect("checked by `give`");
+    let len = inner.value.len();
+    let node = if inner.flat_len != NOT_FLAT && len <= MAX_KEPT_ELEMENTS {
+        let bytes = size_of::<Node<A>>() + len * size_of::<A>();
+        // Dropped outside the pool's borrow when there is no room.
+        match with(move |pool: &mut Pool<A>| pool.larger.keep(len, node, bytes)) {
+            Some(Ok(())) => return,
+            Some(Err(node)) => node,
+            None => return,
+        }
+    } else {
+        node
+    };
+    give_bare(node);
+}
+
+/// Keeps `node` with the small ones, its value's buffer given to the
+/// buffer pool.
+fn give_bare<A: Element>(mut node: Rc<Node<A>>) {
+    let inner = Rc::get_mut(&mut node).expect("checked by `give`");
     memory::recycle(take_value(inner));
     let _rejected = with(move |pool: &mut Pool<A>| {
-        if pool.bare.len() >= MAX_NODES {
+        if pool.small.len() >= MAX_NODES {
             return Some(node);
         }
-        pool.bare.push(node);
+        pool.small.push(node);
         None
     });
 }
@@ -186,6 +216,11 @@ mod tests {
         }
     }
 
+    /// How many nodes keep a value of `len` elements.
+    fn kept(len: usize) -> usize {
+        with(|pool: &mut Pool<f32>| pool.larger.count(len)).expect("the pool is free")
+    }
+
     /// A small result's node keeps its value, and the next small result
     /// of that shape is written into it.
     #[test]
@@ -198,21 +233,16 @@ mod tests {
         assert!(second.array().iter().all(|&v| v == 2.0));
     }
 
-    /// A larger result leaves its buffer to the next result of its length,
-    /// which is written in full, through the buffer pool.
+    /// A larger result's node keeps its value for the next result of its
+    /// length, which is written into it in full.
     #[test]
-    fn a_large_result_leaves_its_buffer_to_the_next_of_its_length() {
-        // Asked for once and missed: the buffer pool keeps one of this
-        // length from now on.
+    fn a_kept_value_serves_the_next_result_of_its_length() {
+        // Asked for once and missed: a node of this length may be kept.
         result(&[4, 25], 0.0).recycle();
         let first = result(&[4, 25], 2.0);
         let address = first.array().as_ptr();
         first.recycle();
-        // Were the buffer freed, the allocator would likely hand it to
-        // this allocation of the same size.
-        let interloper = vec![0.0f32; 100];
         let second = result(&[4, 25], 3.0);
-        assert_ne!(interloper.as_ptr(), address);
         assert_eq!(second.array().as_ptr(), address);
         assert_eq!(second.shape(), &[4, 25]);
         assert!(second.array().iter().all(|&v| v == 3.0));
@@ -223,25 +253,33 @@ mod tests {
     /// dropped, as it would have when its operation finished.
     #[test]
     fn a_value_dropped_by_its_last_handle_goes_back_to_the_pool() {
-        let bare = || with(|pool: &mut Pool<f32>| pool.bare.len()).expect("the pool is free");
+        result(&[5, 9], 1.0).recycle();
         let value = result(&[5, 9], 2.0);
-        let kept = value.clone();
-        let before = bare();
+        let kept_handle = value.clone();
+        let before = kept(45);
         // The operation finishes while the value is still held elsewhere.
         value.recycle();
-        assert_eq!(bare(), before);
+        assert_eq!(kept(45), before);
         // Its last handle goes: so does the node, to the pool.
-        drop(kept);
-        assert_eq!(bare(), before + 1);
+        drop(kept_handle);
+        assert_eq!(kept(45), before + 1);
     }
 
     /// However many results a program drops at once, the pool keeps a
-    /// bounded number of nodes.
+    /// bounded number of nodes, and of a length no more than its requests
+    /// missed.
     #[test]
     fn the_nodes_kept_are_bounded() {
         let results: Vec<_> = (0..MAX_NODES + 10).map(|_| result(&[3], 0.5)).collect();
         drop(results);
         let small = with(|pool: &mut Pool<f32>| pool.small.len()).expect("the pool is free");
         assert!(small <= MAX_NODES, "{small} nodes");
+        let results: Vec<_> = (0..5).map(|_| result(&[77], 0.5)).collect();
+        drop(results);
+        let extra: Vec<_> = (0..10)
+            .map(|_| Var::<f32>::computed(ArrayD::zeros(IxDyn(&[77])), "test", false))
+            .collect();
+        drop(extra);
+        assert_eq!(kept(77), 5);
     }
 }
