@@ -20,6 +20,11 @@ static NEXT_PARAM_ID: AtomicU64 = AtomicU64::new(0);
 /// makes an independent copy (new identity, same value, no gradient), so
 /// that `#[derive(Clone)]` on a model copies the model.
 ///
+/// A model is a struct of `Param`s with `#[derive(Parameters)]` (see
+/// [`Parameters`](crate::Parameters)); an optimizer's
+/// [`step`](crate::optim::Optimizer::step) visits every one, updates its
+/// value from its gradient and consumes the gradient.
+///
 /// ```
 /// use cps_runtime::*;
 /// use ndarray::array;
