@@ -14,8 +14,9 @@
 //! gradient of a product's input (`Mᵀ·g`) adds its two halves' partial
 //! sums in a different order (a rounding-level difference).
 //!
-//! The partner spins while it expects work (about 0.2 ms after its last
-//! job) and then sleeps, so it costs a core only while training runs.
+//! The partner spins while it expects work (for `SPIN_BEFORE_SLEEP` after
+//! its last job) and then sleeps, so it costs a core only while training
+//! runs (see `docs/performance.md`).
 
 use std::any::Any;
 use std::cell::Cell;
@@ -26,11 +27,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// How long the partner spins after a job before it sleeps.
+/// How long the partner spins after a job before it sleeps: a job posted
+/// while it spins needs no wake-up.
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(200);
 
 /// Products smaller than this many matrix elements stay on one core: the
-/// hand-off costs about a microsecond.
+/// hand-off to the partner has a fixed cost, which the half of a smaller
+/// product does not repay (see `docs/performance.md`).
 pub(crate) const MIN_SPLIT_ELEMENTS: usize = 16 * 1024;
 
 /// A job handed to the partner: a pointer to the caller's `&mut dyn

@@ -26,8 +26,10 @@ type Side = Coroutine<(), Event, (), DefaultStack>;
 /// side of a Tree-LSTM touches a few pages of it.
 const SIDE_STACK: usize = 2 << 20;
 
-/// The most side stacks a thread keeps for the next joins (a new one is
-/// mapped, costing ~20 µs here; a kept one keeps the pages it touched).
+/// The most side stacks a thread keeps for the next joins: a new one is
+/// mapped by a system call and faults in the pages it touches, which
+/// costs far more than taking a kept one, whose pages stay touched (see
+/// `docs/performance.md`).
 const MAX_KEPT_STACKS: usize = 256;
 
 thread_local! {

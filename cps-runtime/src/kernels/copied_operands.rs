@@ -15,6 +15,10 @@
 //! matrixmultiply takes it: each element of each panel is one chain of
 //! fused multiply-adds from zero, added to `C` (the first panel over it
 //! when `C` is not accumulated into). So the results are its bits.
+//!
+//! The products it takes (up to [`BATCH_ROWS`](super::BATCH_ROWS) rows,
+//! or [`SMALL_PRODUCT`](super::SMALL_PRODUCT) multiply-adds) and the
+//! measurements behind them are in `docs/performance.md`.
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Dimension, Ix2, s};
 

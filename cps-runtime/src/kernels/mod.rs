@@ -52,12 +52,13 @@ pub(crate) fn each_kernel_width(mut body: impl FnMut(&str)) {
 }
 
 /// The longest inner dimension given to the weight-gradient kernel of
-/// [`MatVecKernels::small_product`]: beyond it `V` no longer
-/// stays in L1 while a block of rows is made, and a packing GEMM is
-/// faster (measured on a 750×300 product: 1.3x faster at `k` = 18, 1.1x
-/// at 40, even at 64, 0.7x at 128). Up to it the kernel also spares the
-/// allocator a packing buffer per product (see [`BATCH_ROWS`]): a tree of
-/// SST has at most 55 internal nodes, whose rows make `U_int`'s gradient.
+/// [`MatVecKernels::small_product`]: beyond it `V` no longer stays in L1
+/// while a block of rows is made, and a packing GEMM is faster; up to it
+/// this kernel is at least as fast, the more so the shorter `k`
+/// (measurements in `docs/performance.md`). Up to it the kernel also
+/// spares the allocator a packing buffer per product (see
+/// [`BATCH_ROWS`]): a tree of SST has at most 55 internal nodes, whose
+/// rows make `U_int`'s gradient.
 pub(crate) const SHORT_INNER: usize = 64;
 
 /// The longest inner dimension matrixmultiply's `f32` GEMM sums in one
@@ -78,27 +79,29 @@ const SMALL_PRODUCT: usize = 1 << 17;
 /// of a tree) given to the weight-gradient kernel with its operands copied
 /// into place, however large the rest: matrixmultiply's own block of rows
 /// (its `mc`), so that the kernel reads the weight no more often than a
-/// packing GEMM reads its packed copy per panel. Measured on the
-/// Tree-LSTM's products (best of 5 × 2000, this kernel against
-/// matrixmultiply): the gradient through `U_int` (750 × 300) for 10, 20,
-/// 40 and 64 rows 89 → 40, 126 → 80, 196 → 146, 306 → 234 µs; the leaf
-/// gates of 48 and 64 rows (`W_leaf` copied first) 151 → 154, 193 → 191
-/// µs; the classifier over 100 nodes 5.1 → 7.5 µs forward (five outputs
-/// fill five of sixteen lanes), 3.6 → 1.8 and 4.1 → 1.3 µs backward.
-/// Unlike matrixmultiply, it allocates nothing: its buffers, sized to each
-/// batch, came from the allocator's heap at every call, and one of up to
-/// 512 KiB placed somewhere new touched new pages of the heap, so that
-/// resident memory crept up epoch after epoch.
+/// packing GEMM reads its packed copy per panel. On the Tree-LSTM's
+/// products it is faster than matrixmultiply for the gradient through
+/// `U_int` at every batch size measured up to this one and for the
+/// classifier's backward products, even on the leaf gates (`W_leaf`
+/// copied first), and slower only on the classifier's forward product,
+/// whose five outputs fill five of sixteen lanes (measurements in
+/// `docs/performance.md`). Unlike matrixmultiply, it allocates nothing:
+/// matrixmultiply's buffers, sized to each batch, come from the
+/// allocator's heap at every call, and one of up to 512 KiB placed
+/// somewhere new touches new pages of the heap, so that resident memory
+/// creeps up epoch after epoch.
 const BATCH_ROWS: usize = 64;
 
 /// The most rows of `X` given to the few-rows kernel of
-/// [`MatVecKernels::small_product`]: it reads `W` once per 24 rows, where a packing GEMM reads it
-/// once (measured with a 450×300 `W`: 1.4x faster with 19 rows, 1.35x with
-/// 24, 1.1x with 40, 0.9x with 56).
+/// [`MatVecKernels::small_product`]: it reads `W` once per 24 rows, where
+/// a packing GEMM reads it once and copies it. The fewer the rows, the
+/// more that copy weighs: at this many the kernel is still faster, at 56
+/// the GEMM is (measurements in `docs/performance.md`).
 const FEW_INPUTS: usize = 40;
 
 /// The fewest rows of `W` worth the few-rows kernel of
-/// [`MatVecKernels::small_product`] (with 20 it was slower than the packing GEMM).
+/// [`MatVecKernels::small_product`]: with fewer (20, say) the packing GEMM
+/// is faster (see `docs/performance.md`).
 const MANY_OUTPUTS: usize = 32;
 
 /// `y = alpha·M·v + beta·y` for a row-major `M` of `y.len()` rows and
@@ -336,8 +339,9 @@ mod avx2 {
                 let mut a3 = _mm256_setzero_ps();
                 let mut i = 0;
                 // The next four rows are requested while these are summed:
-                // one prefetch per 64-byte line of each (measured on the
-                // 750×300 `U_int` streamed from L3: ~15.5 → ~14.0 µs).
+                // one prefetch per 64-byte line of each, so that a matrix
+                // streamed from L3 (the Tree-LSTM's `U_int`) arrives
+                // before it is needed (see `docs/performance.md`).
                 let ahead = 4 * cols;
                 while i < body {
                     if i % 16 == 0 && r + 8 <= rows {
@@ -460,8 +464,8 @@ mod avx2 {
             let mut acc = [[_mm256_setzero_ps(); K]; N];
             let mut i = 0;
             // The next N rows are requested while these are summed, one
-            // prefetch per 64-byte line, as in `mat_vec` (two inputs,
-            // 750×300 from L3: 18.3 → 14.5 µs in a micro-benchmark).
+            // prefetch per 64-byte line, as in `mat_vec` (see
+            // `docs/performance.md`).
             let ahead = N * cols;
             let prefetch = r + 2 * N <= m.len() / cols;
             while i < body {
@@ -554,7 +558,7 @@ mod avx2 {
                 }
                 let mut i = 0;
                 // The next four rows are requested ahead, as in `mat_vec`
-                // (~19 → ~17.6 µs for `U_intᵀ·g` streamed from L3).
+                // (`U_intᵀ·g` streams `U_int` from L3).
                 let ahead = 4 * cols;
                 while i < body {
                     if i % 16 == 0 && r + 8 <= rows {
@@ -659,16 +663,14 @@ impl MatVecKernels for f32 {
                     && ys.iter().all(|y| y.len() >= at + rows),
                 "mat_vec_many: inconsistent lengths"
             );
-            // Four inputs at a time, then the rest.
-            // (Measured on a 450×300 block loop: 4 inputs 37.6 → 29.5 µs,
-            // 8 inputs 71.7 → 55.5 µs against one product per input.)
-            // Two inputs take four rows at a time, so that eight sums are
-            // in flight as well (750×300: 33.8 → 22–27 µs, best of 400; one
-            // input alone takes 13–18 µs). Three and four inputs take three
-            // rows (nine and twelve sums; 750×300 from L3, p5 of 1500:
-            // three inputs 23.9 → 20.0 µs, four 28.1 → 24.6, one 11.3).
+            // Four inputs at a time, then the rest: each vector of `M`
+            // loaded serves a whole group, which beats one product per
+            // input. Two inputs take four rows at a time, so that eight
+            // sums are in flight as well; three and four inputs take three
+            // rows (nine and twelve sums). Both are faster than two rows.
             // Twelve sums, three rows and an input fill the sixteen
-            // registers; more would spill.
+            // registers; more would spill. (Measurements in
+            // `docs/performance.md`.)
             let mut k = 0;
             while k < xs.len() {
                 let ys = &mut ys[k..];
@@ -726,10 +728,9 @@ impl MatVecKernels for f32 {
                     && dxs.iter().all(|dx| dx.len() == cols),
                 "mat_t_vec_many: inconsistent lengths"
             );
-            // Four inputs at a time, then the rest, as in `mat_vec_many`.
-            // (Measured through `mat_t_vecs` on a 750×300 matrix: 2 inputs
-            // 44 → 37 µs, 4 inputs 83 → 57 µs, 8 inputs 161 → 114 µs
-            // against one product per input.)
+            // Four inputs at a time, then the rest, as in `mat_vec_many`:
+            // faster than one product per input for two inputs and more
+            // (measurements in `docs/performance.md`).
             let g = |k: usize| &gs[k][at..at + rows];
             let mut k = 0;
             while k < gs.len() {

@@ -13,6 +13,11 @@
 //! `k` within each panel of 256, and each panel's sum added to `C` (or
 //! stored, for the first panel with `beta = 0`). So the results are the
 //! same bits.
+//!
+//! Which products it takes ([`FEW_INPUTS`](super::FEW_INPUTS) rows of `X`
+//! at most, [`MANY_OUTPUTS`](super::MANY_OUTPUTS) rows of `W` at least),
+//! and the measurements behind those bounds, are in
+//! `docs/performance.md`.
 
 use std::arch::x86_64::*;
 

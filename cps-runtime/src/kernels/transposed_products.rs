@@ -5,8 +5,8 @@
 //!
 //! A general GEMM copies ("packs") its operands into panels first; with
 //! `k` around 20 (one tree's nodes) the panels are small, but its 8×8
-//! kernel permutes a vector of `U` three times per step and reaches half
-//! to two thirds of the processor's peak on these shapes. Here `U`'s and
+//! kernel permutes a vector of `U` three times per step and stays well
+//! below the processor's peak on these shapes. Here `U`'s and
 //! `V`'s rows are read where they lie: a tile of six rows by two vectors
 //! of columns of `C` keeps twelve vectors of sums in registers, each step
 //! loading two vectors of `V` and broadcasting six elements of `U`.
@@ -26,13 +26,13 @@
 //! lanes wide where the processor has AVX-512 (whose two FMA units do
 //! twice the multiply-adds per cycle of AVX2's), eight otherwise. Each
 //! element receives the same operations either way, so both give the
-//! same bits. Measured on a Xeon with AVX-512, for the Tree-LSTM's
-//! `U_int` and `W_leaf` gradients of one tree (k = 18 and 19): the
-//! product 130 → 93 µs, the fused Adagrad step 240 → 220 µs in a
-//! micro-benchmark (its square roots and divisions take most of the
-//! rest), and 100 → 86 µs per weight in training, where the parameter
-//! and its sum are also requested a tile ahead. The fused step's tiles
-//! at sixteen lanes are one vector wide (see [`Finish::ONE_VECTOR_WIDE`]).
+//! same bits. For the Tree-LSTM's `U_int` and `W_leaf` gradients of one
+//! tree (`k` = 18 and 19), sixteen lanes make the product clearly faster
+//! and Adagrad's fused step a little (its square roots and divisions
+//! take most of the rest), more so in training, where the parameter and
+//! its sum are also requested a tile ahead (measurements in
+//! `docs/performance.md`). The fused step's tiles at sixteen lanes are
+//! one vector wide (see [`Finish::ONE_VECTOR_WIDE`]).
 
 use std::arch::x86_64::*;
 
@@ -112,8 +112,9 @@ struct Store {
 impl<S: Vector> Finish<S> for Store {
     const ONE_VECTOR_WIDE: bool = false;
 
-    /// Two tiles ahead when adding to `C`: the gradient streams from L3
-    /// (~3% in a micro-benchmark).
+    /// Two tiles ahead when adding to `C`: the gradient streams from L3,
+    /// and requesting it ahead gains a few percent (see
+    /// `docs/performance.md`).
     #[inline(always)]
     fn tiles_ahead(&self) -> usize {
         if self.accumulate { 2 } else { 0 }

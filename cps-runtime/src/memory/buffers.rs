@@ -8,9 +8,9 @@ use super::shelves::Shelves;
 /// A Tree-LSTM node makes a few dozen arrays of a handful of lengths (the
 /// hidden size, the gates' size, ...), and drops them again in its
 /// backward step. The allocator serves them too, but each allocation and
-/// free costs it about as much as an elementwise operation on 150
-/// elements; a buffer of the right length freed last is also the one most
-/// likely still in cache.
+/// free costs it about as much as a small elementwise operation (see
+/// `docs/performance.md`); a buffer of the right length freed last is
+/// also the one most likely still in cache.
 ///
 /// Lengths up to [`EXACT_UP_TO`] are kept apart; longer ones by *class*,
 /// a quarter of their power of two ([`room_for`]), and the buffers the
@@ -61,10 +61,9 @@ impl<A: Copy> Buffers<A> {
 /// classes: a batch of a length that changes from step to step (a
 /// classifier's logits, five per node of a tree, say) would otherwise
 /// take a table entry per length, and once the table is full, lengths
-/// first seen later would never be kept (measured on the Tree-LSTM level
-/// by level: with exact lengths up to 1,024, several hundred buffers per
-/// 1000 trees went back to the allocator every epoch; with classes from
-/// 65, none).
+/// first seen later would never be kept: on the Tree-LSTM level by level,
+/// with exact lengths up to 1,024, buffers go back to the allocator every
+/// epoch; with these classes, none do (see `docs/performance.md`).
 const EXACT_UP_TO: usize = 64;
 
 /// Lengths above this are exact too: their buffers (as large as all the

@@ -236,16 +236,17 @@ impl<S: Vector> AdagradUpdate<S> {
 #[cfg(target_arch = "x86_64")]
 impl<S: Vector> Finish<S> for AdagradUpdate<S> {
     /// A tile's twelve updates at once, each a square root and a division
-    /// (the divider takes about 19 cycles per vector of sixteen), fill the
+    /// (long-latency work for the divider, a vector at a time), fill the
     /// processor's window and keep the next tile's multiply-adds from
     /// starting; six at a time leave room. In the Tree-LSTM's training,
-    /// one step on `U_int`: 150 → 133 µs (six rows by two vectors, by
-    /// one; three rows by one: 157, four: 137, eight: 144).
+    /// a step on `U_int` is faster with six rows by one vector than by
+    /// two, or than three, four or eight rows by one (measurements in
+    /// `docs/performance.md`).
     const ONE_VECTOR_WIDE: bool = true;
 
     /// The next tile's parameter and sum lines: together they are
-    /// larger than L2, so they come from L3 (in the Tree-LSTM, one step
-    /// on `U_int`: ~100 → ~86 µs with sixteen lanes).
+    /// larger than L2, so they come from L3, and requested a tile ahead
+    /// they arrive in time (see `docs/performance.md`).
     #[inline(always)]
     fn tiles_ahead(&self) -> usize {
         1
