@@ -94,7 +94,7 @@ mod tests {
     use ndarray::array;
 
     use super::{join, set_batch_threshold};
-    use crate::execution::batch as requests;
+    use crate::execution::batch;
     use crate::{Computation, Param, Var, lazy};
 
     /// Runs `f` with this thread's batch threshold at `elements`, then
@@ -108,9 +108,9 @@ mod tests {
             }
         }
         let _restore = Restore(set_batch_threshold(elements));
-        requests::take_batches();
+        batch::take_batches();
         let result = f();
-        (result, requests::take_batches())
+        (result, batch::take_batches())
     }
 
     /// A 2×2 weight and an input for it.
@@ -179,7 +179,7 @@ mod tests {
                     join(
                         || w.var().matmul(x.var()),
                         || -> crate::Pending<f64, PlainStep> {
-                            assert_eq!(requests::waiting::<f64>(), 1, "the first side waits");
+                            assert_eq!(batch::waiting::<f64>(), 1, "the first side waits");
                             panic!("the second side fails")
                         },
                     )
@@ -189,7 +189,7 @@ mod tests {
             }))
         });
         assert!(caught.is_err());
-        assert_eq!(requests::waiting::<f64>(), 0);
+        assert_eq!(batch::waiting::<f64>(), 0);
     }
 
     /// In a side, a matrix under the threshold is multiplied at once.

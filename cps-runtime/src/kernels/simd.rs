@@ -140,7 +140,7 @@ impl Level {
 
     /// Runs `body` once for every level this processor has, with this
     /// thread's [`vectorized`] bodies (and the vector width of the `f32`
-    /// kernels, see `ops::kernels`) held to it.
+    /// kernels, see `kernels/mod.rs`) held to it.
     pub(crate) fn each(mut body: impl FnMut(Level)) {
         let mut levels = vec![Level::Baseline];
         #[cfg(target_arch = "x86_64")]
