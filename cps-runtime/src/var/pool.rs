@@ -21,11 +21,17 @@ use crate::memory::{self, Shelves};
 /// whatever their length (the fastest way for chains of tiny operations).
 pub(crate) const MAX_SMALL: usize = 16;
 
-/// The most small (or empty) nodes a thread keeps per element type: the
-/// results a chain of a quarter of a million small operations keeps alive
-/// until its backward pass (`examples/scalar_chain.rs`), about 64 MB of
-/// nodes and their small values.
-const MAX_NODES: usize = 256 * 1024;
+/// The most memory the small (or empty) nodes a thread keeps hold, per
+/// element type, counting a node with a one-element value: the results a
+/// chain of several hundred thousand scalar operations keeps alive until
+/// its backward pass (`examples/scalar_chain.rs`).
+const MAX_SMALL_BYTES: usize = 64 << 20;
+
+/// The most small (or empty) nodes kept, from [`MAX_SMALL_BYTES`]: a node
+/// in its reference-counted allocation, and its value's element.
+fn max_small_nodes<A: Element>() -> usize {
+    MAX_SMALL_BYTES / (size_of::<Node<A>>() + 2 * size_of::<usize>() + size_of::<A>())
+}
 
 /// Values with more elements than this are not kept with their node.
 const MAX_KEPT_ELEMENTS: usize = 1 << 16;
@@ -125,7 +131,7 @@ pub(crate) fn give<A: Element>(mut node: Rc<Node<A>>) {
     if len <= MAX_SMALL && inner.flat_len != NOT_FLAT {
         // Dropped outside the pool's borrow when there is no room.
         let _rejected = with(move |pool: &mut Pool<A>| {
-            if pool.small.len() >= MAX_NODES {
+            if pool.small.len() >= max_small_nodes::<A>() {
                 return Some(node);
             }
             pool.small.push(node);
@@ -174,7 +180,7 @@ fn give_bare<A: Element>(mut node: Rc<Node<A>>) {
     let inner = Rc::get_mut(&mut node).expect("checked by `give`");
     memory::recycle(take_value(inner));
     let _rejected = with(move |pool: &mut Pool<A>| {
-        if pool.small.len() >= MAX_NODES {
+        if pool.small.len() >= max_small_nodes::<A>() {
             return Some(node);
         }
         pool.small.push(node);
@@ -199,7 +205,7 @@ fn empty<A: Element>() -> ArrayD<A> {
 mod tests {
     use ndarray::{ArrayD, IxDyn};
 
-    use super::{MAX_NODES, Pool, with};
+    use super::{Pool, max_small_nodes, with};
     use crate::var::Var;
 
     /// A result of `shape` whose elements are all `value`, made through
@@ -270,10 +276,12 @@ mod tests {
     /// missed.
     #[test]
     fn the_nodes_kept_are_bounded() {
-        let results: Vec<_> = (0..MAX_NODES + 10).map(|_| result(&[3], 0.5)).collect();
+        let results: Vec<_> = (0..max_small_nodes::<f32>() + 10)
+            .map(|_| result(&[3], 0.5))
+            .collect();
         drop(results);
         let small = with(|pool: &mut Pool<f32>| pool.small.len()).expect("the pool is free");
-        assert!(small <= MAX_NODES, "{small} nodes");
+        assert!(small <= max_small_nodes::<f32>(), "{small} nodes");
         let results: Vec<_> = (0..5).map(|_| result(&[77], 0.5)).collect();
         drop(results);
         let extra: Vec<_> = (0..10)
