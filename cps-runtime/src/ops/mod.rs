@@ -5,12 +5,18 @@
 //! gradients.
 
 pub mod activations;
+pub mod conv;
 pub mod elementwise;
 pub mod linalg;
 pub mod losses;
+pub mod norm;
 pub mod operand;
+pub mod pool;
+pub mod random;
 pub mod reductions;
 pub mod shape;
+pub mod solve;
+pub mod unary;
 
 /// Panics with a message naming the operation and both shapes.
 #[track_caller]

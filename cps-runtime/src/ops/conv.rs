@@ -1,0 +1,1 @@
+//! Convolutions (`conv1d`, `conv2d`) on the matrix product.

@@ -1,0 +1,1 @@
+//! Normalisation layers (`layer_norm`, `batch_norm`).

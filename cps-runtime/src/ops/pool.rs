@@ -1,0 +1,1 @@
+//! Pooling (`max_pool2d`, `avg_pool2d`).

@@ -1,0 +1,1 @@
+//! Dense linear algebra beyond the product: Cholesky factorisation, symmetric positive-definite solves, small inverses.
