@@ -12,8 +12,9 @@ use num_traits::{Float, FromPrimitive};
 ///
 /// The trait is sealed: it is implemented for exactly those two types.
 /// Everything an operation needs of an element is here: arithmetic
-/// (`Float` and the assignment operators), ndarray's scalar traits, and
-/// conversions from and to `f64`.
+/// (`Float` and the assignment operators), ndarray's scalar traits,
+/// conversions from and to `f64`, and the special functions `Float` lacks
+/// (`erf`, `erfc`), which an element type must supply itself.
 pub trait Element:
     Float
     + FromPrimitive
@@ -36,6 +37,13 @@ pub trait Element:
     fn from_f64_lossy(value: f64) -> Self;
     /// Widens this value to `f64`.
     fn to_f64_lossless(self) -> f64;
+    /// The error function `erf(x) = 2/sqrt(pi) * integral from 0 to x of
+    /// e^(-t^2) dt`, to within a few units in the last place.
+    fn erf(self) -> Self;
+    /// The complementary error function `1 - erf(x)`, accurate where
+    /// `erf(x)` is close to 1 (large `x`), where `1 - erf(x)` would round
+    /// to 0: the normal distribution's lower tail needs it.
+    fn erfc(self) -> Self;
 }
 
 impl Element for f32 {
@@ -45,6 +53,12 @@ impl Element for f32 {
     fn to_f64_lossless(self) -> f64 {
         f64::from(self)
     }
+    fn erf(self) -> Self {
+        libm::erff(self)
+    }
+    fn erfc(self) -> Self {
+        libm::erfcf(self)
+    }
 }
 
 impl Element for f64 {
@@ -53,6 +67,12 @@ impl Element for f64 {
     }
     fn to_f64_lossless(self) -> f64 {
         self
+    }
+    fn erf(self) -> Self {
+        libm::erf(self)
+    }
+    fn erfc(self) -> Self {
+        libm::erfc(self)
     }
 }
 
