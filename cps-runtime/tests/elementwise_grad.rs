@@ -184,6 +184,53 @@ fn matrix_and_bias() -> impl Strategy<Value = (ArrayD<f64>, ArrayD<f64>)> {
     })
 }
 
+/// Two shapes NumPy's rules broadcast together in any way: a result shape,
+/// and each side a suffix of it with some sizes made 1 (so that size-1
+/// axes on either side and differing ranks all occur).
+fn broadcastable_pair() -> impl Strategy<Value = (ArrayD<f64>, ArrayD<f64>)> {
+    (
+        shape(1..=4),
+        0usize..=4,
+        0usize..=4,
+        any::<u8>(),
+        any::<u8>(),
+    )
+        .prop_flat_map(|(result, drop_left, drop_right, ones_left, ones_right)| {
+            let side = |drop: usize, ones: u8| -> Vec<usize> {
+                let kept = &result[drop.min(result.len())..];
+                kept.iter()
+                    .enumerate()
+                    .map(|(i, &d)| if ones >> i & 1 == 1 { 1 } else { d })
+                    .collect()
+            };
+            (
+                tensor(side(drop_left, ones_left), away_from_zero()),
+                tensor(side(drop_right, ones_right), away_from_zero()),
+            )
+        })
+}
+
+/// `op(left, right)` by NumPy's rules, element by element: the reference.
+fn numpy_reference(op: Op, left: &ArrayD<f64>, right: &ArrayD<f64>) -> ArrayD<f64> {
+    let rank = left.ndim().max(right.ndim());
+    let padded = |a: &ArrayD<f64>| {
+        let mut shape = vec![1; rank - a.ndim()];
+        shape.extend_from_slice(a.shape());
+        a.clone().into_shape_with_order(IxDyn(&shape)).unwrap()
+    };
+    let (l, r) = (padded(left), padded(right));
+    let shape: Vec<usize> = (0..rank).map(|i| l.shape()[i].max(r.shape()[i])).collect();
+    ArrayD::from_shape_fn(IxDyn(&shape), |index| {
+        let at = |a: &ArrayD<f64>| {
+            let i: Vec<usize> = (0..rank)
+                .map(|k| if a.shape()[k] == 1 { 0 } else { index[k] })
+                .collect();
+            a[IxDyn(&i)]
+        };
+        op.reference(at(&l), at(&r))
+    })
+}
+
 /// The same values in column-major (Fortran) layout.
 fn column_major(a: &ArrayD<f64>) -> ArrayD<f64> {
     let mut f = ArrayD::zeros(IxDyn(a.shape()).f());
@@ -301,6 +348,25 @@ proptest! {
                     let report = check_pair(left, right, trainable, |l, r| binary(op, Form::Param, l, r));
                     prop_assert!(report.passes(TOLERANCE), "{op:?} trainable {trainable:?} {:?} and {:?}: {report}", left.shape(), right.shape());
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn numpy_broadcasting_matches_the_reference_and_finite_differences((left, right) in broadcastable_pair()) {
+        for op in OPS {
+            let expected = numpy_reference(op, &left, &right);
+            let (l, r) = (Var::constant(left.clone()), Var::constant(right.clone()));
+            let got = match op {
+                Op::Add => &l + &r,
+                Op::Sub => &l - &r,
+                Op::Mul => &l * &r,
+                Op::Div => &l / &r,
+            };
+            got.bind(|y| assert_eq!(y.array(), &expected, "{op:?} {:?} and {:?}", left.shape(), right.shape()));
+            for trainable in TRAINABLE {
+                let report = check_pair(&left, &right, trainable, |l, r| binary(op, Form::Param, l, r));
+                prop_assert!(report.passes(TOLERANCE), "{op:?} trainable {trainable:?} {:?} and {:?}: {report}", left.shape(), right.shape());
             }
         }
     }
@@ -509,17 +575,14 @@ proptest! {
         s in away_from_zero(),
     ) {
         let p = |v: &ArrayD<f64>| Param::new(v.clone());
-        let one_value = one.iter().next().copied().unwrap();
         for op in OPS {
             let f = |l: f64, r: f64| op.reference(l, r);
             // Same shape.
             assert_forward(op, &p(&a), &p(&b), &ndarray_op(op, &a, &b));
-            // One element, either side (the result takes the bigger rank).
-            let (big_shape, one_shape) = (big.shape(), one.shape());
-            let out_shape = if big.len() == 1 && one_shape.len() > big_shape.len() { one_shape } else { big_shape };
-            let reshape = |v: ArrayD<f64>| v.into_shape_with_order(IxDyn(out_shape)).unwrap();
-            assert_forward(op, &p(&big), &p(&one), &reshape(big.mapv(|x| f(x, one_value))));
-            assert_forward(op, &p(&one), &p(&big), &reshape(big.mapv(|x| f(one_value, x))));
+            // One element, either side: NumPy's rules (a size-1 axis the
+            // other side lacks stays in the result).
+            assert_forward(op, &p(&big), &p(&one), &numpy_reference(op, &big, &one));
+            assert_forward(op, &p(&one), &p(&big), &numpy_reference(op, &one, &big));
             // A bias along the last axis, either side: ndarray broadcasts it the same way.
             assert_forward(op, &p(&matrix), &p(&bias), &ndarray_op(op, &matrix, &bias));
             assert_forward(op, &p(&bias), &p(&matrix), &ndarray_op(op, &bias, &matrix));
@@ -742,9 +805,30 @@ fn mul_rejects_a_left_bias_of_the_wrong_length() {
 }
 
 #[test]
-#[should_panic(expected = "div: shape mismatch between [2, 1, 3] and [2, 3]")]
-fn div_rejects_numpy_style_broadcasting() {
-    mismatch(Op::Div, &[2, 1, 3], &[2, 3]);
+#[should_panic(expected = "div: shape mismatch between [2, 3, 3] and [2, 3]: not broadcastable")]
+fn div_rejects_shapes_numpy_does_not_broadcast() {
+    mismatch(Op::Div, &[2, 3, 3], &[2, 3]);
+}
+
+/// Sizes of 1 on both sides broadcast against each other (an outer sum),
+/// and each side's gradient is summed back to its own shape.
+#[test]
+fn size_one_axes_on_both_sides_broadcast_to_an_outer_result() {
+    let column = Param::new(array![[1.0f64], [2.0], [3.0]]);
+    let row = Param::new(array![[10.0f64, 20.0]]);
+    let loss = lazy(|k: &mut dyn FnMut(Var<f64>)| {
+        (&column * &row).bind(|y| {
+            assert_eq!(
+                y.array(),
+                &array![[10.0, 20.0], [20.0, 40.0], [30.0, 60.0]].into_dyn()
+            );
+            y.sum().bind(k)
+        })
+    })
+    .backward();
+    assert_eq!(loss, 180.0);
+    assert_eq!(column.grad(), array![[30.0], [30.0], [30.0]].into_dyn());
+    assert_eq!(row.grad(), array![[6.0, 6.0]].into_dyn());
 }
 
 #[test]

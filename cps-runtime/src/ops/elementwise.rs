@@ -10,23 +10,18 @@
 //!
 //! # Broadcasting
 //!
-//! Deliberately narrower than NumPy's, so that a shape mistake is an error
-//! rather than a silently enormous result. The two sides must be related in
-//! one of these ways, tried in this order:
+//! By NumPy's rules: the shapes are aligned at their last axis, two sizes
+//! agree when they are equal or one of them is 1 (a missing leading axis
+//! counts as 1), and the result takes the larger; each side is read as if
+//! repeated along the axes where it has size 1, and its gradient is the
+//! result's gradient summed back over them. A scalar (`f32`/`f64`) on
+//! either side is a one-element tensor. Shapes that do not broadcast panic
+//! with a message naming the operator (`add`, `sub`, `mul`, `div`), both
+//! shapes and the axis where they disagree.
 //!
-//! 1. **Same shape**: the operation is applied element by element.
-//! 2. **One side has exactly one element** (a scalar, or a tensor of any
-//!    shape such as `[]`, `[1]` or `[1, 1]`): it is applied to every element
-//!    of the other side, and the result has the other side's shape. (When
-//!    both sides have one element, the result takes the shape of higher
-//!    rank.) The one-element side's gradient is the sum over the result.
-//! 3. **One side is a vector whose length is the other side's last
-//!    dimension**: it is applied along the last axis, as a bias is added to
-//!    every row. The result has the other side's shape; the vector's
-//!    gradient is summed over all the other axes.
-//!
-//! Anything else panics with a message naming the operator (`add`, `sub`,
-//! `mul`, `div`) and both shapes.
+//! The common forms run on paths of their own, with the same results:
+//! equal shapes, a one-element side, and a vector along the other side's
+//! last axis (a bias).
 //!
 //! ```
 //! use cps_runtime::*;
@@ -54,8 +49,8 @@ use crate::element::Element;
 use crate::flat::{slice, slice_mut};
 use crate::kernels::vector_math::map_with;
 use crate::memory::{self, boxed, unboxed};
+use crate::ops::broadcast::{broadcast_shape, map_broadcast, read_as, sum_to_shape};
 use crate::ops::operand::{IntoOperand, Operand};
-use crate::ops::shape_mismatch;
 use crate::param::Param;
 use crate::var::{NOT_FLAT, Var, flat_len_for, same_shape};
 
@@ -100,7 +95,9 @@ impl Op {
     }
 }
 
-/// How the operands' shapes relate (see the module documentation).
+/// How the operands' shapes relate (see the module documentation): the
+/// common forms first, each with a fast path, then any other pair of
+/// shapes NumPy's rules broadcast.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Broadcast {
     Same,
@@ -108,6 +105,8 @@ enum Broadcast {
     RightOne,
     LeftBias,
     RightBias,
+    /// Any other: the result's shape is NumPy's (see `broadcast.rs`).
+    General,
 }
 
 /// What one operand contributes to the result, from its gradient's point
@@ -120,6 +119,8 @@ enum Kind {
     One,
     /// A vector applied along the result's last axis.
     Bias,
+    /// Repeated along some axes of the result (NumPy's rules).
+    Spread,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,35 +133,33 @@ enum Which {
 type Recipient<'a, A> = (Which, Option<&'a Var<A>>);
 
 impl Broadcast {
-    fn of(op: Op, left: &[usize], right: &[usize]) -> Self {
+    /// How `left` and `right` relate, with the shape of the result.
+    #[track_caller]
+    fn of(op: Op, left: &[usize], right: &[usize]) -> (Self, Vec<usize>) {
         if same_shape(left, right) {
-            return Broadcast::Same;
+            return (Broadcast::Same, left.to_vec());
         }
+        let shape = broadcast_shape(op.name(), left, right);
         let count = |shape: &[usize]| shape.iter().product::<usize>();
-        let (left_count, right_count) = (count(left), count(right));
-        if right_count == 1 && (left_count != 1 || left.len() >= right.len()) {
+        let form = if same_shape(&shape, left) && count(right) == 1 {
             Broadcast::RightOne
-        } else if left_count == 1 {
+        } else if same_shape(&shape, right) && count(left) == 1 {
             Broadcast::LeftOne
-        } else if right.len() == 1 && left.last() == Some(&right[0]) {
+        } else if same_shape(&shape, left) && right.len() == 1 {
             Broadcast::RightBias
-        } else if left.len() == 1 && right.last() == Some(&left[0]) {
+        } else if same_shape(&shape, right) && left.len() == 1 {
             Broadcast::LeftBias
         } else {
-            shape_mismatch(
-                op.name(),
-                left,
-                right,
-                "expected equal shapes, a one-element side, or a vector as long as the other \
-                 side's last dimension",
-            )
-        }
+            Broadcast::General
+        };
+        (form, shape)
     }
 
     fn kind(self, which: Which) -> Kind {
         match (self, which) {
             (Broadcast::LeftOne, Which::Left) | (Broadcast::RightOne, Which::Right) => Kind::One,
             (Broadcast::LeftBias, Which::Left) | (Broadcast::RightBias, Which::Right) => Kind::Bias,
+            (Broadcast::General, _) => Kind::Spread,
             _ => Kind::Full,
         }
     }
@@ -339,8 +338,12 @@ fn each_row<A: Element>(out: &mut [MaybeUninit<A>], rows: &[A], bias: &[A], g: i
 }
 
 impl<A: Element> Arithmetic<A> {
+    #[track_caller]
     fn apply(op: Op, left: Operand<A>, right: Operand<A>) -> Pending<A, Self> {
-        let broadcast = Broadcast::of(op, operand_shape(&left), operand_shape(&right));
+        let (broadcast, shape) = Broadcast::of(op, operand_shape(&left), operand_shape(&right));
+        if broadcast == Broadcast::General {
+            return Self::apply_general(op, left, right, &shape);
+        }
         let l = side(&left, broadcast.kind(Which::Left));
         let r = side(&right, broadcast.kind(Which::Right));
         let requires_grad = needs_grad(&left).is_some() || needs_grad(&right).is_some();
@@ -375,6 +378,37 @@ impl<A: Element> Arithmetic<A> {
     /// The derivative of the result with respect to one operand, as a
     /// factor in the form `operand` gives the operands and `output` the
     /// result: the one table both forms of the backward step read.
+    /// [`Arithmetic::apply`] for operands that broadcast to `shape` by
+    /// NumPy's rules in none of the common forms: both read in that shape.
+    fn apply_general(
+        op: Op,
+        left: Operand<A>,
+        right: Operand<A>,
+        shape: &[usize],
+    ) -> Pending<A, Self> {
+        let (Operand::Tensor(l), Operand::Tensor(r)) = (&left, &right) else {
+            unreachable!("a scalar operand is a one-element side")
+        };
+        let (l, r) = (l.array(), r.array());
+        let value = match op {
+            Op::Add => map_broadcast(l, r, shape, |l, r| l + r),
+            Op::Sub => map_broadcast(l, r, shape, |l, r| l - r),
+            Op::Mul => map_broadcast(l, r, shape, |l, r| l * r),
+            Op::Div => map_broadcast(l, r, shape, |l, r| l / r),
+        };
+        let requires_grad = needs_grad(&left).is_some() || needs_grad(&right).is_some();
+        Pending::from_var(
+            Var::computed(value, op.name(), requires_grad),
+            Arithmetic {
+                op,
+                left,
+                right,
+                broadcast: Broadcast::General,
+                flat_len: NOT_FLAT,
+            },
+        )
+    }
+
     fn factor<S, Y>(&self, which: Which, operand: impl Fn(Which) -> S, output: Y) -> Factor<S, Y> {
         match (self.op, which) {
             (Op::Add, _) | (Op::Sub, Which::Left) => Factor::Identity,
@@ -523,6 +557,12 @@ impl<A: Element> Arithmetic<A> {
         };
         let output = output.as_standard_layout();
         let values = [Which::Left, Which::Right].map(|which| match self.operand(which) {
+            Operand::Tensor(var) if self.broadcast.kind(which) == Kind::Spread => Some(
+                read_as(var.array(), output.shape())
+                    .as_standard_layout()
+                    .into_owned()
+                    .into(),
+            ),
             Operand::Tensor(var) => Some(var.array().as_standard_layout()),
             Operand::Scalar(_) => None,
         });
@@ -537,7 +577,7 @@ impl<A: Element> Arithmetic<A> {
                         .and_then(|v| v.as_slice())
                         .expect("standard"),
                 ),
-                (Operand::Tensor(_), Kind::Full) => Flat::Slice(
+                (Operand::Tensor(_), Kind::Full | Kind::Spread) => Flat::Slice(
                     values[at]
                         .as_ref()
                         .and_then(|v| v.as_slice())
@@ -560,6 +600,18 @@ impl<A: Element> Arithmetic<A> {
             let g = grad.as_slice().expect("standard layout");
             match self.broadcast.kind(which) {
                 Kind::Full => var.accumulate_into(|buffer| add_flat(buffer, g, local)),
+                Kind::Spread => {
+                    let mut terms = memory::take(g.len());
+                    terms.extend_from_slice(g);
+                    local.transform(&mut terms);
+                    let sum = {
+                        let terms = ndarray::ArrayViewD::from_shape(output.raw_dim(), &terms)
+                            .expect("as many terms as the result's elements");
+                        sum_to_shape(terms, var.shape())
+                    };
+                    memory::give(terms);
+                    var.accumulate(sum);
+                }
                 Kind::One => {
                     let total = local.sum(g);
                     var.accumulate_into(|buffer| buffer.mapv_inplace(|b| b + total));
@@ -729,24 +781,24 @@ macro_rules! arithmetic_operator {
         arithmetic_operator!(@scalar_left $Trait, $method, $op, f64);
     };
     (@scalar_left $Trait:ident, $method:ident, $op:expr, $scalar:ty) => {
-        impl $Trait<Var<$scalar>> for $scalar {
-            type Output = Pending<$scalar, Arithmetic<$scalar>>;
-            fn $method(self, right: Var<$scalar>) -> Self::Output {
-                Arithmetic::apply($op, Operand::Scalar(self), Operand::Tensor(right))
+        impl<A: Element> $Trait<Var<A>> for $scalar {
+            type Output = Pending<A, Arithmetic<A>>;
+            fn $method(self, right: Var<A>) -> Self::Output {
+                Arithmetic::apply($op, self.into_operand(), Operand::Tensor(right))
             }
         }
 
-        impl $Trait<&Var<$scalar>> for $scalar {
-            type Output = Pending<$scalar, Arithmetic<$scalar>>;
-            fn $method(self, right: &Var<$scalar>) -> Self::Output {
-                Arithmetic::apply($op, Operand::Scalar(self), Operand::Tensor(right.clone()))
+        impl<A: Element> $Trait<&Var<A>> for $scalar {
+            type Output = Pending<A, Arithmetic<A>>;
+            fn $method(self, right: &Var<A>) -> Self::Output {
+                Arithmetic::apply($op, self.into_operand(), Operand::Tensor(right.clone()))
             }
         }
 
-        impl $Trait<&Param<$scalar>> for $scalar {
-            type Output = Pending<$scalar, Arithmetic<$scalar>>;
-            fn $method(self, right: &Param<$scalar>) -> Self::Output {
-                Arithmetic::apply($op, Operand::Scalar(self), Operand::Tensor(right.var().clone()))
+        impl<A: Element> $Trait<&Param<A>> for $scalar {
+            type Output = Pending<A, Arithmetic<A>>;
+            fn $method(self, right: &Param<A>) -> Self::Output {
+                Arithmetic::apply($op, self.into_operand(), Operand::Tensor(right.var().clone()))
             }
         }
     };

@@ -8,15 +8,24 @@ use crate::var::Var;
 /// The right-hand side of an arithmetic operator, resolved.
 #[derive(Clone, Debug)]
 pub enum Operand<A: Element> {
-    /// A tensor: same shape as the other side, or a vector broadcast along
-    /// the other side's last axis (a bias).
+    /// A tensor, broadcast against the other side by NumPy's rules.
     Tensor(Var<A>),
     /// A scalar, applied to every element.
     Scalar(A),
 }
 
 /// Conversion into an [`Operand`]; lets `x + &param`, `x * 2.0` and
-/// `x - y` all type-check.
+/// `x - y` all type-check, also in code generic over the element type:
+///
+/// ```
+/// use cps_runtime::*;
+///
+/// fn half<A: Element>(h: &Var<A>) -> Pending<A, ops::elementwise::Arithmetic<A>> {
+///     h * 0.5
+/// }
+/// half(&Var::scalar(3.0f32)).bind(|y| assert_eq!(y.item(), 1.5));
+/// half(&Var::scalar(3.0f64)).bind(|y| assert_eq!(y.item(), 1.5));
+/// ```
 pub trait IntoOperand<A: Element> {
     /// Resolves the operand.
     fn into_operand(self) -> Operand<A>;
@@ -40,14 +49,18 @@ impl<A: Element> IntoOperand<A> for &Param<A> {
     }
 }
 
-impl IntoOperand<f32> for f32 {
-    fn into_operand(self) -> Operand<f32> {
-        Operand::Scalar(self)
+/// A scalar of either precision, for a tensor of any element type (so
+/// that `h * 0.5` type-checks in code generic over `A: Element`); an `f64`
+/// constant is rounded for an `f32` tensor.
+impl<A: Element> IntoOperand<A> for f64 {
+    fn into_operand(self) -> Operand<A> {
+        Operand::Scalar(A::from_f64_lossy(self))
     }
 }
 
-impl IntoOperand<f64> for f64 {
-    fn into_operand(self) -> Operand<f64> {
-        Operand::Scalar(self)
+/// See the `f64` implementation.
+impl<A: Element> IntoOperand<A> for f32 {
+    fn into_operand(self) -> Operand<A> {
+        Operand::Scalar(A::from_f64_lossy(f64::from(self)))
     }
 }
