@@ -13,9 +13,16 @@ use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
 use crate::flat::{slice, slice_mut, write_copy};
 use crate::memory;
-use crate::ops::reductions::{accumulate_view, check_axis};
+use crate::ops::reductions::{AxisIndex, accumulate_view, check_axis, resolve_axis};
 use crate::ops::shape_mismatch;
 use crate::var::Var;
+
+mod axes;
+mod gather;
+mod parts;
+mod strided;
+
+pub use parts::{Split, stack};
 
 /// How many tables, and gathered rows, [`Var::rows_of`] keeps inline (its
 /// backward step holds both lists): a level of a tree gathering from the
@@ -141,7 +148,7 @@ fn leading_part<A: Element>(array: ArrayD<A>, shape: &[usize]) -> ArrayD<A> {
 /// Where a slice `start..end` along `axis` lies in a standard-layout
 /// array: `outer` blocks of `length` elements (one per index of the axes
 /// before `axis`), each holding the slice's `width` elements from `skip`.
-struct Region {
+pub(crate) struct Region {
     outer: usize,
     length: usize,
     skip: usize,
@@ -206,6 +213,118 @@ impl Region {
     }
 }
 
+/// `x`'s elements, read in row-major order, arranged in `shape`: the
+/// operation `op` (a reshape, or an operation that only adds, removes or
+/// merges axes).
+///
+/// # Panics
+/// When `shape` holds a different number of elements; the message names
+/// `op` and both shapes.
+#[track_caller]
+pub(crate) fn reshaped<A: Element>(
+    x: &Var<A>,
+    op: &'static str,
+    shape: &[usize],
+) -> Pending<A, impl BackwardStep<A> + use<A>> {
+    let wanted: usize = shape.iter().product();
+    if wanted != x.len() {
+        shape_mismatch(
+            op,
+            x.shape(),
+            shape,
+            &format!("{} elements cannot be arranged as {wanted}", x.len()),
+        );
+    }
+    let requires_grad = x.requires_grad();
+    let out = match x.flat() {
+        // In standard layout, the elements in order are the result's.
+        // SAFETY: `values` has `wanted` elements, all written.
+        Some(values) => unsafe {
+            Var::computed_shaped(op, requires_grad, shape, |out| write_copy(out, values))
+        },
+        None => Var::computed(
+            x.array()
+                .to_shape(IxDyn(shape))
+                .expect("the element counts agree")
+                .into_owned(),
+            op,
+            requires_grad,
+        ),
+    };
+    let x = x.clone();
+    Pending::from_var(out, move |_: &ArrayD<A>, grad: ArrayD<A>| {
+        // Reuses the gradient's buffer when its layout allows.
+        let grad = grad
+            .into_shape_clone(IxDyn(x.shape()))
+            .expect("the element counts agree");
+        x.accumulate(grad);
+    })
+}
+
+/// The elements of `x` at `start..end` along `axis` (checked by the
+/// caller), as the result of `op`, with where they lie in `x`.
+#[inline]
+pub(crate) fn sliced<A: Element>(
+    x: &Var<A>,
+    op: &'static str,
+    axis: usize,
+    start: usize,
+    end: usize,
+) -> (Var<A>, Region) {
+    let region = Region::of(x.shape(), axis, start, end);
+    let requires_grad = x.requires_grad();
+    let out = match slice(x.array()) {
+        Some(values) => {
+            let mut shape = x.array().raw_dim();
+            shape[axis] = end - start;
+            // SAFETY: `gather_into` writes every element of the region,
+            // which has the result's shape.
+            unsafe {
+                Var::computed_shaped(op, requires_grad, shape.slice(), |out| {
+                    region.gather_into(values, out)
+                })
+            }
+        }
+        None => Var::computed(
+            x.array()
+                .slice_axis(Axis(axis), Slice::from(start..end))
+                .to_owned(),
+            op,
+            requires_grad,
+        ),
+    };
+    (out, region)
+}
+
+/// Adds the gradient of a slice `start..end` along `axis` (lying at
+/// `region`) into `x`'s gradient, and gives its buffer back.
+#[inline]
+pub(crate) fn add_slice_grad<A: Element>(
+    x: &Var<A>,
+    region: &Region,
+    axis: usize,
+    start: usize,
+    end: usize,
+    grad: ArrayD<A>,
+) {
+    if !x.has_grad()
+        && let Some(g) = slice(&grad)
+    {
+        // The first gradient: the region's values, zeros around them,
+        // written once.
+        x.accumulate(region.spread(g, x.shape()));
+    } else {
+        x.accumulate_into(|gx| match (slice_mut(gx), slice(&grad)) {
+            (Some(buffer), Some(g)) => region.add(buffer, g),
+            _ => {
+                let mut part = gx.slice_axis_mut(Axis(axis), Slice::from(start..end));
+                part += &grad;
+            }
+        });
+    }
+    memory::recycle(grad);
+}
+
 impl<A: Element> Var<A> {
     /// The same elements, read in row-major order, arranged in `shape`.
     ///
@@ -222,41 +341,7 @@ impl<A: Element> Var<A> {
     /// both shapes.
     #[track_caller]
     pub fn reshape(&self, shape: &[usize]) -> Pending<A, impl BackwardStep<A> + use<A>> {
-        let wanted: usize = shape.iter().product();
-        if wanted != self.len() {
-            shape_mismatch(
-                "reshape",
-                self.shape(),
-                shape,
-                &format!("{} elements cannot be arranged as {wanted}", self.len()),
-            );
-        }
-        let requires_grad = self.requires_grad();
-        let out = match self.flat() {
-            // In standard layout, the elements in order are the result's.
-            // SAFETY: `values` has `wanted` elements, all written.
-            Some(values) => unsafe {
-                Var::computed_shaped("reshape", requires_grad, shape, |out| {
-                    write_copy(out, values)
-                })
-            },
-            None => Var::computed(
-                self.array()
-                    .to_shape(IxDyn(shape))
-                    .expect("the element counts agree")
-                    .into_owned(),
-                "reshape",
-                requires_grad,
-            ),
-        };
-        let x = self.clone();
-        Pending::from_var(out, move |_: &ArrayD<A>, grad: ArrayD<A>| {
-            // Reuses the gradient's buffer when its layout allows.
-            let grad = grad
-                .into_shape_clone(IxDyn(x.shape()))
-                .expect("the element counts agree");
-            x.accumulate(grad);
-        })
+        reshaped(self, "reshape", shape)
     }
 
     /// Joins `parts` along an existing `axis`; their shapes must agree on
@@ -353,8 +438,11 @@ impl<A: Element> Var<A> {
     }
 
     /// The elements at positions `start..end` (half-open, as a Rust range)
-    /// along `axis`; the other axes are kept whole. `start == end` gives an
-    /// empty tensor.
+    /// along `axis` (a negative axis counts from the end); the other axes
+    /// are kept whole. `start == end` gives an empty tensor. See
+    /// [`narrow`](Var::narrow) for a start and a length,
+    /// [`split`](Var::split) for all the parts at once, and
+    /// [`slice_with`](Var::slice_with) for steps and several axes.
     ///
     /// ```
     /// use cps_runtime::*;
@@ -372,58 +460,23 @@ impl<A: Element> Var<A> {
     /// within it (`start > end` or `end` past its length); the message names
     /// the shape, the axis and the range.
     #[track_caller]
-    pub fn slice(
+    pub fn slice<X: AxisIndex>(
         &self,
-        axis: usize,
+        axis: X,
         start: usize,
         end: usize,
-    ) -> Pending<A, impl BackwardStep<A> + use<A>> {
-        check_axis("slice", self.shape(), axis);
+    ) -> Pending<A, impl BackwardStep<A> + use<A, X>> {
+        let axis = resolve_axis("slice", self.shape(), axis);
         let length = self.shape()[axis];
         assert!(
             start <= end && end <= length,
             "slice: range {start}..{end} is out of bounds for axis {axis} of length {length} (shape {:?})",
             self.shape()
         );
-        let range = Slice::from(start..end);
-        let region = Region::of(self.shape(), axis, start, end);
-        let requires_grad = self.requires_grad();
-        let out = match slice(self.array()) {
-            Some(values) => {
-                let mut shape = self.array().raw_dim();
-                shape[axis] = end - start;
-                // SAFETY: `gather_into` writes every element of the region,
-                // which has the result's shape.
-                unsafe {
-                    Var::computed_shaped("slice", requires_grad, shape.slice(), |out| {
-                        region.gather_into(values, out)
-                    })
-                }
-            }
-            None => Var::computed(
-                self.array().slice_axis(Axis(axis), range).to_owned(),
-                "slice",
-                requires_grad,
-            ),
-        };
+        let (out, region) = sliced(self, "slice", axis, start, end);
         let x = self.clone();
         Pending::from_var(out, move |_: &ArrayD<A>, grad: ArrayD<A>| {
-            if !x.has_grad()
-                && let Some(g) = slice(&grad)
-            {
-                // The first gradient: the region's values, zeros around
-                // them, written once.
-                x.accumulate(region.spread(g, x.shape()));
-            } else {
-                x.accumulate_into(|gx| match (slice_mut(gx), slice(&grad)) {
-                    (Some(buffer), Some(g)) => region.add(buffer, g),
-                    _ => {
-                        let mut part = gx.slice_axis_mut(Axis(axis), range);
-                        part += &grad;
-                    }
-                });
-            }
-            memory::recycle(grad);
+            add_slice_grad(&x, &region, axis, start, end, grad);
         })
     }
 
