@@ -5,6 +5,8 @@
 //! gradients.
 
 pub mod activations;
+pub(crate) mod broadcast;
+pub mod compare;
 pub mod conv;
 pub mod elementwise;
 pub mod linalg;
