@@ -399,7 +399,7 @@ impl<A: Element> Var<A> {
     /// When `lo > hi`, or either is NaN.
     #[track_caller]
     pub fn clamp(&self, lo: A, hi: A) -> Pending<A, impl BackwardStep<A> + use<A>> {
-        if !(lo <= hi) {
+        if lo.is_nan() || hi.is_nan() || lo > hi {
             panic!(
                 "clamp: expected lo <= hi, got lo = {lo} and hi = {hi} (input shape {:?})",
                 self.shape()
@@ -443,9 +443,10 @@ impl<A: Element> Var<A> {
                 A::one()
             } else if x < A::zero() {
                 -A::one()
+            } else if x.is_nan() {
+                x
             } else {
-                // Zero, or NaN (kept).
-                x - x
+                A::zero()
             }
         });
         Pending::new("sign", value, false, |_: &ArrayD<A>, _: ArrayD<A>| {})
