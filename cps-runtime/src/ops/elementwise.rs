@@ -133,26 +133,26 @@ enum Which {
 type Recipient<'a, A> = (Which, Option<&'a Var<A>>);
 
 impl Broadcast {
-    /// How `left` and `right` relate, with the shape of the result.
-    #[track_caller]
-    fn of(op: Op, left: &[usize], right: &[usize]) -> (Self, Vec<usize>) {
+    /// How `left` and `right` relate. The common forms are recognised
+    /// without building the result's shape (a one-element side of no
+    /// higher rank, a vector along the other side's last axis); anything
+    /// else is `General`, checked by NumPy's rules in `apply_general`.
+    fn of(left: &[usize], right: &[usize]) -> Self {
         if same_shape(left, right) {
-            return (Broadcast::Same, left.to_vec());
+            return Broadcast::Same;
         }
-        let shape = broadcast_shape(op.name(), left, right);
-        let count = |shape: &[usize]| shape.iter().product::<usize>();
-        let form = if same_shape(&shape, left) && count(right) == 1 {
+        let one = |shape: &[usize]| shape.iter().all(|&d| d == 1);
+        if one(right) && right.len() <= left.len() {
             Broadcast::RightOne
-        } else if same_shape(&shape, right) && count(left) == 1 {
+        } else if one(left) && left.len() <= right.len() {
             Broadcast::LeftOne
-        } else if same_shape(&shape, left) && right.len() == 1 {
+        } else if right.len() == 1 && left.last() == Some(&right[0]) {
             Broadcast::RightBias
-        } else if same_shape(&shape, right) && left.len() == 1 {
+        } else if left.len() == 1 && right.last() == Some(&left[0]) {
             Broadcast::LeftBias
         } else {
             Broadcast::General
-        };
-        (form, shape)
+        }
     }
 
     fn kind(self, which: Which) -> Kind {
@@ -340,8 +340,9 @@ fn each_row<A: Element>(out: &mut [MaybeUninit<A>], rows: &[A], bias: &[A], g: i
 impl<A: Element> Arithmetic<A> {
     #[track_caller]
     fn apply(op: Op, left: Operand<A>, right: Operand<A>) -> Pending<A, Self> {
-        let (broadcast, shape) = Broadcast::of(op, operand_shape(&left), operand_shape(&right));
+        let broadcast = Broadcast::of(operand_shape(&left), operand_shape(&right));
         if broadcast == Broadcast::General {
+            let shape = broadcast_shape(op.name(), operand_shape(&left), operand_shape(&right));
             return Self::apply_general(op, left, right, &shape);
         }
         let l = side(&left, broadcast.kind(Which::Left));
@@ -781,24 +782,27 @@ macro_rules! arithmetic_operator {
         arithmetic_operator!(@scalar_left $Trait, $method, $op, f64);
     };
     (@scalar_left $Trait:ident, $method:ident, $op:expr, $scalar:ty) => {
-        impl<A: Element> $Trait<Var<A>> for $scalar {
-            type Output = Pending<A, Arithmetic<A>>;
-            fn $method(self, right: Var<A>) -> Self::Output {
-                Arithmetic::apply($op, self.into_operand(), Operand::Tensor(right))
+        // A scalar on the left must be of the tensor's own element type:
+        // with one implementation per left type, a literal (`2.0 * &x`)
+        // takes its type from the tensor.
+        impl $Trait<Var<$scalar>> for $scalar {
+            type Output = Pending<$scalar, Arithmetic<$scalar>>;
+            fn $method(self, right: Var<$scalar>) -> Self::Output {
+                Arithmetic::apply($op, Operand::Scalar(self), Operand::Tensor(right))
             }
         }
 
-        impl<A: Element> $Trait<&Var<A>> for $scalar {
-            type Output = Pending<A, Arithmetic<A>>;
-            fn $method(self, right: &Var<A>) -> Self::Output {
-                Arithmetic::apply($op, self.into_operand(), Operand::Tensor(right.clone()))
+        impl $Trait<&Var<$scalar>> for $scalar {
+            type Output = Pending<$scalar, Arithmetic<$scalar>>;
+            fn $method(self, right: &Var<$scalar>) -> Self::Output {
+                Arithmetic::apply($op, Operand::Scalar(self), Operand::Tensor(right.clone()))
             }
         }
 
-        impl<A: Element> $Trait<&Param<A>> for $scalar {
-            type Output = Pending<A, Arithmetic<A>>;
-            fn $method(self, right: &Param<A>) -> Self::Output {
-                Arithmetic::apply($op, self.into_operand(), Operand::Tensor(right.var().clone()))
+        impl $Trait<&Param<$scalar>> for $scalar {
+            type Output = Pending<$scalar, Arithmetic<$scalar>>;
+            fn $method(self, right: &Param<$scalar>) -> Self::Output {
+                Arithmetic::apply($op, Operand::Scalar(self), Operand::Tensor(right.var().clone()))
             }
         }
     };

@@ -15,7 +15,8 @@ pub enum Operand<A: Element> {
 }
 
 /// Conversion into an [`Operand`]; lets `x + &param`, `x * 2.0` and
-/// `x - y` all type-check, also in code generic over the element type:
+/// `x - y` all type-check, also in code generic over the element type
+/// (with the scalar on the right):
 ///
 /// ```
 /// use cps_runtime::*;
@@ -49,18 +50,18 @@ impl<A: Element> IntoOperand<A> for &Param<A> {
     }
 }
 
-/// A scalar of either precision, for a tensor of any element type (so
-/// that `h * 0.5` type-checks in code generic over `A: Element`); an `f64`
-/// constant is rounded for an `f32` tensor.
+/// An `f64` scalar, for a tensor of any element type: so that `h * 0.5`
+/// type-checks in code generic over `A: Element` (a literal is an `f64`
+/// unless something says otherwise); it is rounded for an `f32` tensor.
 impl<A: Element> IntoOperand<A> for f64 {
     fn into_operand(self) -> Operand<A> {
         Operand::Scalar(A::from_f64_lossy(self))
     }
 }
 
-/// See the `f64` implementation.
-impl<A: Element> IntoOperand<A> for f32 {
-    fn into_operand(self) -> Operand<A> {
-        Operand::Scalar(A::from_f64_lossy(f64::from(self)))
+/// An `f32` scalar, for an `f32` tensor.
+impl IntoOperand<f32> for f32 {
+    fn into_operand(self) -> Operand<f32> {
+        Operand::Scalar(self)
     }
 }
