@@ -20,6 +20,7 @@
 use std::borrow::Cow;
 
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, IxDyn};
+use smallvec::SmallVec;
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
@@ -238,39 +239,104 @@ fn valid_outputs(offset: isize, stride: usize, size: usize, count: usize) -> (us
     (low, high.max(low))
 }
 
+/// Where one kernel tap reads along one axis: the outputs `low..high`
+/// read the input (not the padding), from input position `start` on, one
+/// `stride` apart.
+#[derive(Clone, Copy, Debug)]
+struct Tap {
+    low: usize,
+    high: usize,
+    start: usize,
+}
+
+/// The taps of one axis (`kernel` of them), for an input of `size` and
+/// `count` outputs.
+fn taps(
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+    size: usize,
+    count: usize,
+) -> SmallVec<[Tap; 8]> {
+    (0..kernel)
+        .map(|i| {
+            let offset = (i * dilation) as isize - padding as isize;
+            let (low, high) = valid_outputs(offset, stride, size, count);
+            let start = if low < high {
+                (low as isize * stride as isize + offset) as usize
+            } else {
+                0
+            };
+            Tap { low, high, start }
+        })
+        .collect()
+}
+
+/// Copies `src` into `dst` (of the same length): vectors of eight elements
+/// moved inline, since a call to `memcpy` per output row (eight elements,
+/// say) costs more than the copy.
+#[inline(always)]
+fn copy_short<A: Copy>(dst: &mut [A], src: &[A]) {
+    let mut dst = dst.chunks_exact_mut(8);
+    let mut src = src.chunks_exact(8);
+    for (d, s) in (&mut dst).zip(&mut src) {
+        let s: &[A; 8] = s.try_into().expect("eight elements");
+        let d: &mut [A; 8] = d.try_into().expect("eight elements");
+        *d = *s;
+    }
+    for (d, &s) in dst.into_remainder().iter_mut().zip(src.remainder()) {
+        *d = s;
+    }
+}
+
 /// Unfolds one image's group of channels (`group_channels × height ×
 /// width`, row-major) into `cols` (`patch × positions`, row-major): row
 /// `(c, i, j)`, column `(oh, ow)` holds the input at channel `c`, row
 /// `oh·stride + i·dilation - padding`, column `ow·stride + j·dilation -
 /// padding`, or zero where that falls in the padding.
 fn im2col<A: Element>(g: &Geometry, image: &[A], cols: &mut [A]) {
-    let [kh, kw] = g.kernel;
-    let out_w = g.out[1];
-    let positions = g.positions();
-    let mut rows = cols.chunks_exact_mut(positions);
+    let [out_h, out_w] = g.out;
+    let rows = taps(
+        g.kernel[0],
+        g.stride[0],
+        g.padding[0],
+        g.dilation[0],
+        g.height,
+        out_h,
+    );
+    let columns = taps(
+        g.kernel[1],
+        g.stride[1],
+        g.padding[1],
+        g.dilation[1],
+        g.width,
+        out_w,
+    );
+    let mut dst_rows = cols.chunks_exact_mut(g.positions());
     for channel in image.chunks_exact(g.plane()) {
-        for i in 0..kh {
-            let row_offset = (i * g.dilation[0]) as isize - g.padding[0] as isize;
-            for j in 0..kw {
-                let col_offset = (j * g.dilation[1]) as isize - g.padding[1] as isize;
-                let (low, high) = valid_outputs(col_offset, g.stride[1], g.width, out_w);
-                let dst = rows.next().expect("one row per channel and tap");
-                for (oh, out) in dst.chunks_exact_mut(out_w).enumerate() {
-                    let ih = (oh * g.stride[0]) as isize + row_offset;
-                    if ih < 0 || ih >= g.height as isize {
-                        out.fill(A::zero());
-                        continue;
-                    }
-                    let src = &channel[ih as usize * g.width..(ih as usize + 1) * g.width];
-                    out[..low].fill(A::zero());
-                    out[high..].fill(A::zero());
-                    let start = low as isize * g.stride[1] as isize + col_offset;
+        for row in &rows {
+            for column in &columns {
+                let dst = dst_rows.next().expect("one row per channel and tap");
+                let (above, rest) = dst.split_at_mut(row.low * out_w);
+                let (inside, below) = rest.split_at_mut((row.high - row.low) * out_w);
+                above.fill(A::zero());
+                below.fill(A::zero());
+                let len = column.high - column.low;
+                for (k, out) in inside.chunks_exact_mut(out_w).enumerate() {
+                    let ih = row.start + k * g.stride[0];
+                    let src = &channel[ih * g.width..(ih + 1) * g.width];
+                    out[..column.low].fill(A::zero());
+                    out[column.high..].fill(A::zero());
+                    let out = &mut out[column.low..column.high];
                     if g.stride[1] == 1 {
-                        let start = start as usize;
-                        out[low..high].copy_from_slice(&src[start..start + (high - low)]);
+                        copy_short(out, &src[column.start..column.start + len]);
                     } else {
-                        for (k, o) in out[low..high].iter_mut().enumerate() {
-                            *o = src[start as usize + k * g.stride[1]];
+                        for (o, &v) in out
+                            .iter_mut()
+                            .zip(src[column.start..].iter().step_by(g.stride[1]))
+                        {
+                            *o = v;
                         }
                     }
                 }
@@ -283,32 +349,46 @@ fn im2col<A: Element>(g: &Geometry, image: &[A], cols: &mut [A]) {
 /// position it was unfolded from (padding positions are dropped), so that
 /// the gradient of the unfolded matrix becomes the image's.
 fn col2im_add<A: Element>(g: &Geometry, cols: &[A], image: &mut [A]) {
-    let [kh, kw] = g.kernel;
-    let out_w = g.out[1];
-    let positions = g.positions();
-    let mut rows = cols.chunks_exact(positions);
+    let [out_h, out_w] = g.out;
+    let rows = taps(
+        g.kernel[0],
+        g.stride[0],
+        g.padding[0],
+        g.dilation[0],
+        g.height,
+        out_h,
+    );
+    let columns = taps(
+        g.kernel[1],
+        g.stride[1],
+        g.padding[1],
+        g.dilation[1],
+        g.width,
+        out_w,
+    );
+    let mut src_rows = cols.chunks_exact(g.positions());
     for channel in image.chunks_exact_mut(g.plane()) {
-        for i in 0..kh {
-            let row_offset = (i * g.dilation[0]) as isize - g.padding[0] as isize;
-            for j in 0..kw {
-                let col_offset = (j * g.dilation[1]) as isize - g.padding[1] as isize;
-                let (low, high) = valid_outputs(col_offset, g.stride[1], g.width, out_w);
-                let src = rows.next().expect("one row per channel and tap");
-                for (oh, values) in src.chunks_exact(out_w).enumerate() {
-                    let ih = (oh * g.stride[0]) as isize + row_offset;
-                    if ih < 0 || ih >= g.height as isize {
-                        continue;
-                    }
-                    let dst = &mut channel[ih as usize * g.width..(ih as usize + 1) * g.width];
-                    let start = (low as isize * g.stride[1] as isize + col_offset) as usize;
+        for row in &rows {
+            for column in &columns {
+                let src = src_rows.next().expect("one row per channel and tap");
+                let inside = &src[row.low * out_w..row.high * out_w];
+                let len = column.high - column.low;
+                for (k, values) in inside.chunks_exact(out_w).enumerate() {
+                    let ih = row.start + k * g.stride[0];
+                    let dst = &mut channel[ih * g.width..(ih + 1) * g.width];
+                    let values = &values[column.low..column.high];
                     if g.stride[1] == 1 {
-                        dst[start..start + (high - low)]
-                            .iter_mut()
-                            .zip(&values[low..high])
-                            .for_each(|(d, &v)| *d += v);
+                        for (d, &v) in dst[column.start..column.start + len].iter_mut().zip(values)
+                        {
+                            *d += v;
+                        }
                     } else {
-                        for (k, &v) in values[low..high].iter().enumerate() {
-                            dst[start + k * g.stride[1]] += v;
+                        for (d, &v) in dst[column.start..]
+                            .iter_mut()
+                            .step_by(g.stride[1])
+                            .zip(values)
+                        {
+                            *d += v;
                         }
                     }
                 }

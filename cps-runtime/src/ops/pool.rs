@@ -66,6 +66,18 @@ impl Pool2dOptions {
     }
 }
 
+/// The argmax of a window not yet given any input.
+const UNSET: u32 = u32::MAX;
+
+/// Which windows along the width one kernel column reaches in the input
+/// (`low..high`), and the input column it reads for window `low`.
+#[derive(Clone, Copy, Debug)]
+struct Tap {
+    low: usize,
+    high: usize,
+    start: usize,
+}
+
 /// The sizes of a pooling, checked: `planes` planes of `height × width`,
 /// pooled into `out`.
 #[derive(Clone, Copy, Debug)]
@@ -132,6 +144,41 @@ impl Windows {
         )
     }
 
+    /// For each kernel column `j`, the windows `low..high` (along the
+    /// width) whose column `j` is in the input, and the input column of
+    /// window `low`'s.
+    fn taps(&self) -> Vec<Tap> {
+        let (kernel, stride, padding) = (
+            self.options.kernel[1],
+            self.options.stride[1],
+            self.options.padding[1],
+        );
+        (0..kernel)
+            .map(|j| {
+                // Window o's column j is o·stride + j - padding.
+                let inside = |o: usize| {
+                    let at = (o * stride + j) as isize - padding as isize;
+                    at >= 0 && (at as usize) < self.width
+                };
+                let low = (0..self.out[1]).find(|&o| inside(o)).unwrap_or(self.out[1]);
+                let high = (low..self.out[1])
+                    .find(|&o| !inside(o))
+                    .unwrap_or(self.out[1]);
+                let start = if low < high {
+                    low * stride + j - padding
+                } else {
+                    0
+                };
+                Tap { low, high, start }
+            })
+            .collect()
+    }
+
+    /// The input rows (or columns, `axis` 1) of every window along `axis`.
+    fn spans(&self, axis: usize) -> Vec<(usize, usize)> {
+        (0..self.out[axis]).map(|o| self.span(axis, o)).collect()
+    }
+
     /// The input rows (and columns, `axis` 1) window `o` covers, clipped
     /// to the input: `o·stride - padding` up to `kernel` further.
     fn span(&self, axis: usize, o: usize) -> (usize, usize) {
@@ -177,7 +224,7 @@ impl<A: Element> Var<A> {
         let (w, out_shape) = Windows::of("max_pool2d", self.shape(), options);
         let plane = w.height * w.width;
         assert!(
-            u32::try_from(plane).is_ok(),
+            u32::try_from(plane).is_ok_and(|p| p < UNSET),
             "max_pool2d: a plane of {} × {} is too large (shape {:?})",
             w.height,
             w.width,
@@ -189,33 +236,46 @@ impl<A: Element> Var<A> {
         let out = value.as_slice_mut().expect("a new buffer is standard");
         // Where each output came from, within its plane.
         let mut argmax = vec![0u32; w.planes * outputs];
+        let rows = w.spans(0);
+        let taps = w.taps();
+        let out_w = w.out[1];
         for ((source, out), argmax) in input
             .chunks_exact(plane)
             .zip(out.chunks_exact_mut(outputs))
             .zip(argmax.chunks_exact_mut(outputs))
         {
-            let mut o = 0;
-            for oh in 0..w.out[0] {
-                let (top, bottom) = w.span(0, oh);
-                for ow in 0..w.out[1] {
-                    let (left, right) = w.span(1, ow);
-                    let mut best = top * w.width + left;
-                    let mut max = source[best];
-                    'window: for row in top..bottom {
-                        for at in row * w.width + left..row * w.width + right {
-                            let v = source[at];
-                            if max.is_nan() {
-                                break 'window;
-                            }
-                            if v > max || v.is_nan() {
-                                max = v;
-                                best = at;
-                            }
+            for ((&(top, bottom), maxes), bests) in rows
+                .iter()
+                .zip(out.chunks_exact_mut(out_w))
+                .zip(argmax.chunks_exact_mut(out_w))
+            {
+                // A row of windows at once, tap by tap in row-major order
+                // within the window: the outputs are independent lanes,
+                // so each comparison is a select, not a branch (on real
+                // data the winner is unpredictable, and a mispredicted
+                // branch per element cost more than all the rest).
+                maxes.fill(A::neg_infinity());
+                bests.fill(UNSET);
+                let plane_values = source;
+                for row in top..bottom {
+                    for tap in &taps {
+                        let start = row * w.width + tap.start;
+                        let source = source[start..].iter().step_by(w.options.stride[1]);
+                        let lanes = maxes[tap.low..tap.high]
+                            .iter_mut()
+                            .zip(&mut bests[tap.low..tap.high]);
+                        for ((max, best), (at, &v)) in
+                            lanes.zip((start as u32..).step_by(w.options.stride[1]).zip(source))
+                        {
+                            // `|` and `&`, not `||` and `&&`: no branches.
+                            let take = (*best == UNSET) | (v > *max) | (v.is_nan() & !max.is_nan());
+                            let mask = 0u32.wrapping_sub(u32::from(take));
+                            *best = (at & mask) | (*best & !mask);
+                            // Read back by index: a select of floats
+                            // is compiled to a branch.
+                            *max = plane_values[*best as usize];
                         }
                     }
-                    out[o] = max;
-                    argmax[o] = best as u32;
-                    o += 1;
                 }
             }
         }
@@ -273,12 +333,11 @@ impl<A: Element> Var<A> {
         let input = row_major(self.array());
         let mut value = memory::scratch(IxDyn(&out_shape));
         let out = value.as_slice_mut().expect("a new buffer is standard");
+        let (rows, columns) = (w.spans(0), w.spans(1));
         for (source, out) in input.chunks_exact(plane).zip(out.chunks_exact_mut(outputs)) {
             let mut o = 0;
-            for oh in 0..w.out[0] {
-                let (top, bottom) = w.span(0, oh);
-                for ow in 0..w.out[1] {
-                    let (left, right) = w.span(1, ow);
+            for &(top, bottom) in &rows {
+                for &(left, right) in &columns {
                     let mut total = A::zero();
                     for row in top..bottom {
                         for &v in &source[row * w.width + left..row * w.width + right] {
@@ -301,10 +360,8 @@ impl<A: Element> Var<A> {
                 accumulate_flat(&x, |gx| {
                     for (gx, grads) in gx.chunks_exact_mut(plane).zip(grads.chunks_exact(outputs)) {
                         let mut o = 0;
-                        for oh in 0..w.out[0] {
-                            let (top, bottom) = w.span(0, oh);
-                            for ow in 0..w.out[1] {
-                                let (left, right) = w.span(1, ow);
+                        for &(top, bottom) in &rows {
+                            for &(left, right) in &columns {
                                 let g = grads[o] * scale;
                                 for row in top..bottom {
                                     for v in &mut gx[row * w.width + left..row * w.width + right] {
