@@ -29,9 +29,10 @@
 //! }
 //! ```
 //!
-//! Elements are drawn in row-major order, one draw (or, for the normal, one
-//! standard normal sample) per element, in `f64` and then rounded to the
-//! element type.
+//! Elements are drawn in row-major order, one sample per element (the
+//! uniform draws again in the rare case that rounding reaches its excluded
+//! upper bound), in `f64` and then rounded to the element type: the same
+//! seed gives the same tensor in `f32` as in `f64`, up to that rounding.
 
 use ndarray::{ArrayD, Axis, Dimension, IxDyn};
 use rand::Rng;
@@ -228,7 +229,7 @@ impl<A: Element> Var<A> {
                 self.shape()
             );
         }
-        let mut drawn = Vec::with_capacity(rows.nrows());
+        let mut indices = Vec::with_capacity(rows.nrows());
         for (r, row) in rows.rows().into_iter().enumerate() {
             if let Some((i, p)) = row
                 .iter()
@@ -266,9 +267,9 @@ impl<A: Element> Var<A> {
             }
             // `target` can round up to the total itself: the last class
             // that can be drawn takes it.
-            drawn.push(choice.unwrap_or(last_possible));
+            indices.push(choice.unwrap_or(last_possible));
         }
-        drawn
+        indices
     }
 
     /// The log-probability `ln p[r, indices[r]]` of one class per row of a
