@@ -132,7 +132,7 @@ impl<A: Element> Var<A> {
         start: usize,
         length: usize,
     ) -> Pending<A, impl BackwardStep<A> + use<A, X>> {
-        let end = start.checked_add(length).unwrap_or(usize::MAX);
+        let end = start.saturating_add(length);
         self.slice(axis, start, end)
     }
 
