@@ -7,8 +7,17 @@
 //! The views are free (an inserted axis of length one), so the forward
 //! step and both gradients, `dA += dC·Bᵀ` and `dB += Aᵀ·dC`, are one
 //! kernel call each, written straight into the gradient buffers.
+//!
+//! An operand of rank 3 or more makes `matmul` a product of stacks of
+//! matrices (`torch.matmul`'s batches), taken on a path of its own: one
+//! such product per matrix of the broadcast stack, forward and backward.
+//! [`Var::outer`] and [`Var::dot`] are the products of two vectors under
+//! PyTorch's names.
 
-use ndarray::{ArrayBase, ArrayD, ArrayView2, ArrayViewMut2, Axis, Ix2, IxDyn, RawData};
+use ndarray::{
+    Array3, ArrayBase, ArrayD, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis, CowArray, Ix2, Ix3,
+    IxDyn, RawData, Zip,
+};
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
@@ -99,20 +108,23 @@ fn as_rows<A>(a: ndarray::ArrayViewD<'_, A>) -> ArrayView2<'_, A> {
     a.into_dimensionality().expect("a vector or a matrix")
 }
 
-/// Panics with a message saying which dimensions of a matrix product
-/// disagree, or that an operand is neither a vector nor a matrix.
+/// Panics with a message saying which inner dimensions of a matrix
+/// product disagree, or that an operand is zero-dimensional.
 #[track_caller]
 fn check_matmul(left: &[usize], right: &[usize]) {
-    if !(1..=2).contains(&left.len()) || !(1..=2).contains(&right.len()) {
+    if left.is_empty() || right.is_empty() {
         shape_mismatch(
             "matmul",
             left,
             right,
-            "operands must be vectors (1-D) or matrices (2-D)",
+            "operands must be vectors (1-D) or matrices (2-D), or stacks of matrices (3-D and \
+             more), not zero-dimensional",
         );
     }
-    // The inner dimension: a left operand's last, a right operand's first.
-    let (left_inner, right_inner) = (left[left.len() - 1], right[0]);
+    // The inner dimension: a left operand's last, a right vector's only
+    // one, a right matrix's rows (its second to last).
+    let right_inner = right[right.len().saturating_sub(2)];
+    let left_inner = left[left.len() - 1];
     if left_inner != right_inner {
         let left_says = if left.len() == 1 {
             format!("left vector has {left_inner} elements")
@@ -133,6 +145,201 @@ fn check_matmul(left: &[usize], right: &[usize]) {
     }
 }
 
+/// How a product involving a stack of matrices (an operand of rank 3 or
+/// more) lines up: each operand as a stack of `m × k` or `k × n` matrices
+/// in row-major order (a vector is a stack of one row or one column, a
+/// matrix a stack of one), and which matrix of each operand every matrix
+/// of the result multiplies, its stack shape broadcast by NumPy's rules.
+struct Stacked {
+    m: usize,
+    k: usize,
+    n: usize,
+    left_count: usize,
+    right_count: usize,
+    /// For each matrix of the result, in row-major order, the positions
+    /// of its left and right factors in their stacks.
+    pairs: Vec<(usize, usize)>,
+    /// The result's shape: the broadcast stack shape, then `m` unless the
+    /// left operand is a vector and `n` unless the right one is.
+    shape: Vec<usize>,
+}
+
+impl Stacked {
+    /// The layout of `left · right`.
+    ///
+    /// # Panics
+    /// As [`check_matmul`], and when the stack shapes do not broadcast.
+    #[track_caller]
+    fn new(left: &[usize], right: &[usize]) -> Stacked {
+        check_matmul(left, right);
+        let (left_vector, right_vector) = (left.len() == 1, right.len() == 1);
+        let (left_stack, right_stack) = (
+            &left[..left.len().saturating_sub(2)],
+            &right[..right.len().saturating_sub(2)],
+        );
+        let k = left[left.len() - 1];
+        let m = if left_vector { 1 } else { left[left.len() - 2] };
+        let n = if right_vector {
+            1
+        } else {
+            right[right.len() - 1]
+        };
+
+        let rank = left_stack.len().max(right_stack.len());
+        let size = |stack: &[usize], axis: usize| {
+            let missing = rank - stack.len();
+            if axis < missing {
+                1
+            } else {
+                stack[axis - missing]
+            }
+        };
+        let mut shape: Vec<usize> = (0..rank)
+            .map(
+                |axis| match (size(left_stack, axis), size(right_stack, axis)) {
+                    (l, r) if l == r || r == 1 => l,
+                    (1, r) => r,
+                    (l, r) => shape_mismatch(
+                        "matmul",
+                        left,
+                        right,
+                        &format!(
+                            "the stacks of matrices {left_stack:?} and {right_stack:?} do not \
+                         broadcast: sizes {l} and {r} meet at axis {axis} of the result's stack \
+                         (NumPy's rules: aligned at the last axis, equal or one of them 1)"
+                        ),
+                    ),
+                },
+            )
+            .collect();
+        let pairs = ndarray::indices(IxDyn(&shape))
+            .into_iter()
+            .map(|index| {
+                let index = ndarray::Dimension::slice(&index);
+                (
+                    stack_position(left_stack, index),
+                    stack_position(right_stack, index),
+                )
+            })
+            .collect();
+        if !left_vector {
+            shape.push(m);
+        }
+        if !right_vector {
+            shape.push(n);
+        }
+        Stacked {
+            m,
+            k,
+            n,
+            left_count: left_stack.iter().product(),
+            right_count: right_stack.iter().product(),
+            pairs,
+            shape,
+        }
+    }
+}
+
+/// The position, in a stack of matrices of shape `stack`, of the matrix
+/// that the result's matrix at `index` reads: `stack` is aligned with
+/// `index` at the last axis, and along its axes of size 1 the one matrix
+/// serves every index.
+fn stack_position(stack: &[usize], index: &[usize]) -> usize {
+    let index = &index[index.len() - stack.len()..];
+    stack.iter().zip(index).fold(0, |position, (&size, &i)| {
+        position * size + if size == 1 { 0 } else { i }
+    })
+}
+
+/// `array` viewed as a stack of `dims.1 × dims.2` matrices (copied into
+/// standard layout first if it is not).
+fn as_stack<A: Element>(array: &ArrayD<A>, dims: (usize, usize, usize)) -> CowArray<'_, A, Ix3> {
+    array
+        .as_standard_layout()
+        .into_shape_with_order(dims)
+        .expect("the stack has the array's elements")
+}
+
+/// The value of `left · right` where an operand has rank 3 or more: one
+/// product per matrix of the result's stack.
+#[inline(never)]
+fn stacked_product<A: Element>(left: &Var<A>, right: &Var<A>) -> ArrayD<A> {
+    let layout = Stacked::new(left.shape(), right.shape());
+    let Stacked { m, k, n, .. } = layout;
+    let a = as_stack(left.array(), (layout.left_count, m, k));
+    let b = as_stack(right.array(), (layout.right_count, k, n));
+    let dims = Ix3(layout.pairs.len(), m, n);
+    let c = if k == 0 {
+        // An empty sum: the products would write nothing.
+        memory::zeros(dims)
+    } else {
+        // Written in full by the products (`beta = 0` never reads it).
+        let mut c = memory::scratch(dims);
+        for (out, &(i, j)) in c.outer_iter_mut().zip(&layout.pairs) {
+            let (a, b) = (a.index_axis(Axis(0), i), b.index_axis(Axis(0), j));
+            gemm(A::one(), a, b, A::zero(), out);
+        }
+        c
+    };
+    c.into_shape_with_order(IxDyn(&layout.shape))
+        .expect("the result has a matrix per pair")
+}
+
+/// Adds into `target`'s gradient, viewed as a stack of `dims` matrices,
+/// what `add` adds into that stack.
+fn add_to_stack<A: Element>(
+    target: &Var<A>,
+    dims: (usize, usize, usize),
+    add: impl FnOnce(ArrayViewMut3<'_, A>),
+) {
+    target.accumulate_with(|mut grad| {
+        if grad.is_standard_layout() {
+            add(grad
+                .into_shape_with_order(dims)
+                .expect("the stack has the gradient's elements"));
+        } else {
+            let mut sum = Array3::zeros(dims);
+            add(sum.view_mut());
+            grad += &sum
+                .into_shape_with_order(grad.raw_dim())
+                .expect("the stack has the gradient's elements");
+        }
+    });
+}
+
+/// The gradients of `left · right` where an operand has rank 3 or more,
+/// given the result's: for each pair, `dA += dC·Bᵀ` and `dB += Aᵀ·dC`
+/// added into the operand's matrix, so that an operand's matrix repeated
+/// over the result's stack sums the gradients of all its uses.
+#[inline(never)]
+fn stacked_gradients<A: Element>(left: &Var<A>, right: &Var<A>, grad: ArrayD<A>) {
+    let layout = Stacked::new(left.shape(), right.shape());
+    let Stacked { m, k, n, .. } = layout;
+    let g = as_stack(&grad, (layout.pairs.len(), m, n));
+    // With an empty dimension every product is empty or adds zeros.
+    let empty = m == 0 || k == 0 || n == 0;
+    if left.requires_grad() {
+        let b = as_stack(right.array(), (layout.right_count, k, n));
+        add_to_stack(left, (layout.left_count, m, k), |mut da| {
+            for (g, &(i, j)) in g.outer_iter().zip(&layout.pairs).filter(|_| !empty) {
+                let b = b.index_axis(Axis(0), j);
+                gemm(A::one(), g, b.t(), A::one(), da.index_axis_mut(Axis(0), i));
+            }
+        });
+    }
+    if right.requires_grad() {
+        let a = as_stack(left.array(), (layout.left_count, m, k));
+        add_to_stack(right, (layout.right_count, k, n), |mut db| {
+            for (g, &(i, j)) in g.outer_iter().zip(&layout.pairs).filter(|_| !empty) {
+                let a = a.index_axis(Axis(0), i);
+                gemm(A::one(), a.t(), g, A::one(), db.index_axis_mut(Axis(0), j));
+            }
+        });
+    }
+    drop(g);
+    memory::recycle(grad);
+}
+
 impl<A: Element> Var<A> {
     /// The matrix product `self · other`, for matrices and vectors:
     ///
@@ -142,6 +349,18 @@ impl<A: Element> Var<A> {
     /// | `m × k` | `k` | `m` |
     /// | `k` | `k × n` | `n` |
     /// | `k` | `k` | `[]` (the dot product) |
+    /// | `… × m × k` | `… × k × n` | `… × m × n` |
+    ///
+    /// An operand of rank 3 or more is a stack of matrices, its last two
+    /// axes the matrices and the axes before them the stack, as in
+    /// `torch.matmul`: the two stacks broadcast by NumPy's rules (a matrix
+    /// is a stack of one; a vector, one row on the left or one column on
+    /// the right, whose axis the result drops), the result has one product
+    /// per matrix of the broadcast stack, and the gradient of an operand's
+    /// matrix sums over every product that read it. So `[2, 1, 3, 4] ·
+    /// [5, 4, 2]` is `[2, 5, 3, 2]`. Stacks run one matrix product per
+    /// matrix, on a path of their own: vectors and matrices keep the one
+    /// described next.
     ///
     /// Forward and backward run on ndarray's GEMM (matrixmultiply) or, when
     /// one side of the output is a single row or column, on a
@@ -163,44 +382,32 @@ impl<A: Element> Var<A> {
     /// w.t().bind(|wt| assert_eq!(wt.matmul(&x).array(), &array![8.0, 10.0].into_dyn()));
     /// ```
     ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::{Array, IxDyn};
+    ///
+    /// let a = Var::constant(Array::<f64, _>::ones(IxDyn(&[2, 1, 3, 4])));
+    /// let b = Var::constant(Array::<f64, _>::ones(IxDyn(&[5, 4, 2])));
+    /// let c = a.matmul(&b);
+    /// assert_eq!(c.array().shape(), &[2, 5, 3, 2]);
+    /// assert!(c.array().iter().all(|&x| x == 4.0));
+    /// ```
+    ///
     /// # Panics
-    /// When an operand is not 1-D or 2-D, or when the inner dimensions
-    /// disagree; the message names both shapes and the two dimensions.
+    /// When an operand is zero-dimensional, when the inner dimensions
+    /// disagree, or when the stacks do not broadcast; the message names
+    /// both shapes and the dimensions that disagree.
     #[track_caller]
     pub fn matmul(&self, other: &Var<A>) -> Pending<A, impl BackwardStep<A> + use<A>> {
         check_matmul(self.shape(), other.shape());
         let left_vector = self.shape().len() == 1;
         let right_vector = other.shape().len() == 1;
 
-        let a = as_matrix(self.array().view(), left_vector, false);
-        let b = as_matrix(other.array().view(), false, right_vector);
-        // Written in full by the product (`beta = 0` never reads it).
-        let mut c = memory::scratch(Ix2(a.nrows(), b.ncols()));
-        // A matrix times a vector in a side of a `join` waits for the
-        // other products with the same matrix, and runs with them.
-        let batched = !left_vector
-            && right_vector
-            && batch::batches(self.len())
-            && match (
-                self.array().as_slice(),
-                other.array().as_slice(),
-                c.as_slice_mut(),
-            ) {
-                (Some(m), Some(x), Some(y)) => {
-                    batch::batched_product(false, m, x, y);
-                    true
-                }
-                _ => false,
-            };
-        if !batched {
-            gemm(A::one(), a, b, A::zero(), c.view_mut());
-        }
-        // Drop the axes the vector operands gained (no copy).
-        let value = match (left_vector, right_vector) {
-            (false, false) => c.into_dyn(),
-            (false, true) => c.remove_axis(Axis(1)).into_dyn(),
-            (true, false) => c.remove_axis(Axis(0)).into_dyn(),
-            (true, true) => c.remove_axis(Axis(1)).remove_axis(Axis(0)).into_dyn(),
+        let stacked = self.shape().len() > 2 || other.shape().len() > 2;
+        let value = if stacked {
+            stacked_product(self, other)
+        } else {
+            self.dense_product(other, left_vector, right_vector)
         };
 
         let (left, right) = (self.clone(), other.clone());
@@ -209,6 +416,9 @@ impl<A: Element> Var<A> {
             value,
             self.requires_grad() || other.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
+                if stacked {
+                    return stacked_gradients(&left, &right, grad);
+                }
                 let g = as_matrix(grad.view(), left_vector, right_vector);
                 let a = as_matrix(left.array().view(), left_vector, false);
                 let b = as_matrix(right.array().view(), false, right_vector);
@@ -248,6 +458,41 @@ impl<A: Element> Var<A> {
                 }
             },
         )
+    }
+
+    /// The value of a product of vectors and matrices (see [`Var::matmul`]).
+    #[inline(always)]
+    fn dense_product(&self, other: &Var<A>, left_vector: bool, right_vector: bool) -> ArrayD<A> {
+        let a = as_matrix(self.array().view(), left_vector, false);
+        let b = as_matrix(other.array().view(), false, right_vector);
+        // Written in full by the product (`beta = 0` never reads it).
+        let mut c = memory::scratch(Ix2(a.nrows(), b.ncols()));
+        // A matrix times a vector in a side of a `join` waits for the
+        // other products with the same matrix, and runs with them.
+        let batched = !left_vector
+            && right_vector
+            && batch::batches(self.len())
+            && match (
+                self.array().as_slice(),
+                other.array().as_slice(),
+                c.as_slice_mut(),
+            ) {
+                (Some(m), Some(x), Some(y)) => {
+                    batch::batched_product(false, m, x, y);
+                    true
+                }
+                _ => false,
+            };
+        if !batched {
+            gemm(A::one(), a, b, A::zero(), c.view_mut());
+        }
+        // Drop the axes the vector operands gained (no copy).
+        match (left_vector, right_vector) {
+            (false, false) => c.into_dyn(),
+            (false, true) => c.remove_axis(Axis(1)).into_dyn(),
+            (true, false) => c.remove_axis(Axis(0)).into_dyn(),
+            (true, true) => c.remove_axis(Axis(1)).remove_axis(Axis(0)).into_dyn(),
+        }
     }
 
     /// `self · weightᵀ`: a linear layer without bias (PyTorch's
@@ -363,6 +608,95 @@ impl<A: Element> Var<A> {
             self.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| accumulate_view(&x, grad.t()),
         )
+    }
+
+    /// The outer product `self ⊗ other` of two vectors: `[m]` and `[n]`
+    /// give the `m × n` matrix of the products `self[i]·other[j]`
+    /// (PyTorch's `torch.outer`).
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let u = Var::constant(array![1.0f64, 2.0]);
+    /// let v = Var::constant(array![3.0f64, 4.0, 5.0]);
+    /// assert_eq!(u.outer(&v).array(), &array![[3.0, 4.0, 5.0], [6.0, 8.0, 10.0]].into_dyn());
+    /// ```
+    ///
+    /// # Panics
+    /// When an operand is not a vector; the message names both shapes.
+    #[track_caller]
+    pub fn outer(&self, other: &Var<A>) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        if self.shape().len() != 1 || other.shape().len() != 1 {
+            shape_mismatch(
+                "outer",
+                self.shape(),
+                other.shape(),
+                "operands must be vectors (1-D)",
+            );
+        }
+        // The left vector as a column, the right one as a row.
+        let column = as_matrix(self.array().view(), false, true);
+        let row = as_matrix(other.array().view(), true, false);
+        let mut value = memory::scratch(Ix2(column.nrows(), row.ncols()));
+        Zip::from(&mut value)
+            .and_broadcast(&column)
+            .and_broadcast(&row)
+            .for_each(|out, &u, &v| *out = u * v);
+
+        let (left, right) = (self.clone(), other.clone());
+        Pending::new(
+            "outer",
+            value.into_dyn(),
+            self.requires_grad() || other.requires_grad(),
+            move |_: &ArrayD<A>, grad: ArrayD<A>| {
+                let g = as_matrix(grad.view(), false, false);
+                // d(self) = G·other and d(other) = Gᵀ·self, as columns.
+                let (u, v) = (left.array().view(), right.array().view());
+                left.accumulate_with(|du| {
+                    let v = as_matrix(v, false, true);
+                    gemm(A::one(), g, v, A::one(), as_matrix(du, false, true))
+                });
+                right.accumulate_with(|dv| {
+                    let u = as_matrix(u, false, true);
+                    gemm(A::one(), g.t(), u, A::one(), as_matrix(dv, false, true))
+                });
+            },
+        )
+    }
+
+    /// The dot product `Σ self[i]·other[i]` of two vectors of the same
+    /// length, as a zero-dimensional tensor (PyTorch's `torch.dot`). It is
+    /// [`matmul`](Var::matmul)'s vector·vector form (and its result's
+    /// operation is named `matmul`), checked to be given two vectors.
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let u = Var::constant(array![1.0f64, 2.0, 3.0]);
+    /// let v = Var::constant(array![4.0f64, -5.0, 6.0]);
+    /// assert_eq!(u.dot(&v).array()[[]], 12.0);
+    /// ```
+    ///
+    /// # Panics
+    /// When an operand is not a vector or the lengths differ; the message
+    /// names both shapes.
+    #[track_caller]
+    pub fn dot(&self, other: &Var<A>) -> Pending<A, impl BackwardStep<A> + use<A>> {
+        let (left, right) = (self.shape(), other.shape());
+        if left.len() != 1 || right.len() != 1 {
+            shape_mismatch("dot", left, right, "operands must be vectors (1-D)");
+        }
+        if left != right {
+            shape_mismatch(
+                "dot",
+                left,
+                right,
+                &format!("the vectors' lengths {} and {} differ", left[0], right[0]),
+            );
+        }
+        self.matmul(other)
     }
 }
 
