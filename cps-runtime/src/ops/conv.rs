@@ -205,9 +205,9 @@ impl Geometry {
     }
 }
 
-/// The output size along one axis: `(size + 2·padding - dilation·(kernel -
-/// 1) - 1) / stride + 1`, or `None` when the dilated kernel is larger than
-/// the padded input.
+/// The output size along one axis,
+/// `(size + 2·padding - dilation·(kernel - 1) - 1) / stride + 1`, or
+/// `None` when the dilated kernel is larger than the padded input.
 fn output_size(
     size: usize,
     kernel: usize,
