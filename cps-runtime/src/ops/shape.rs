@@ -1,8 +1,15 @@
 //! Shape operations: reshaping, joining, slicing, and gathering rows (an
-//! embedding lookup).
+//! embedding lookup) here; permuting, inserting, removing and merging
+//! axes and broadcasting in `axes.rs`; stacking and splitting in
+//! `parts.rs`; strided slices and padding in `strided.rs`; picking
+//! elements by index in `gather.rs`.
 //!
 //! None of them computes anything; their backward steps route each
-//! element's gradient back to the element it was copied from.
+//! element's gradient back to the element it was copied from (adding up
+//! where one element was copied several times).
+//!
+//! Axes are [`AxisIndex`]es (negative ones count from the end), except in
+//! [`concat`](fn@concat), whose axis is a `usize`.
 
 use std::mem::MaybeUninit;
 
