@@ -228,7 +228,8 @@ pub mod prelude {
         Adagrad, Adam, AdamW, Optimizer, RmsProp, Sgd, clip_grad_norm, clip_grad_value,
     };
     pub use cps_runtime::{
-        BackwardStep, Computation, Detach, Element, GradcheckReport, IntoOperand, Lazy, Operand,
-        Param, Parameters, Pending, Value, Var, concat, gradcheck, join, lazy, rows_of,
+        AxisIndex, BackwardStep, Computation, Detach, Element, GradcheckReport, IntoOperand, Lazy,
+        NormOrder, Operand, Param, Parameters, Pending, Split, Value, Var, concat, gradcheck, join,
+        lazy, rows_of, stack,
     };
 }
