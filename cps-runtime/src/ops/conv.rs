@@ -397,6 +397,20 @@ fn col2im_add<A: Element>(g: &Geometry, cols: &[A], image: &mut [A]) {
     }
 }
 
+/// `Σ values`, in eight running sums (one vector's worth), so that each
+/// addition need not wait for the one before.
+fn sum<A: Element>(values: &[A]) -> A {
+    let mut lanes = [A::zero(); 8];
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += v;
+        }
+    }
+    let rest = chunks.remainder().iter().fold(A::zero(), |acc, &v| acc + v);
+    lanes.iter().fold(rest, |acc, &v| acc + v)
+}
+
 /// The elements of `a` in row-major order: borrowed when it is in standard
 /// layout, copied otherwise.
 pub(crate) fn row_major<A: Element>(a: &ArrayD<A>) -> Cow<'_, [A]> {
@@ -723,7 +737,7 @@ fn convolve<A: Element>(
             if let Some(bias) = bias.as_ref().filter(|b| b.requires_grad()) {
                 accumulate_flat(bias, |gb| {
                     for (i, channel) in grads.chunks_exact(positions).enumerate() {
-                        gb[i % g.filters] += channel.iter().fold(A::zero(), |acc, &v| acc + v);
+                        gb[i % g.filters] += sum(channel);
                     }
                 });
             }
