@@ -157,9 +157,13 @@ fn reference_matmul(left: &ArrayD<f64>, right: &ArrayD<f64>) -> ArrayD<f64> {
     let mut shape = stack.clone();
     shape.extend([m, n]);
     let l = l
+        .as_standard_layout()
+        .into_owned()
         .into_shape_with_order([lp.clone(), vec![m, k]].concat())
         .expect("pad");
     let r = r
+        .as_standard_layout()
+        .into_owned()
         .into_shape_with_order([rp.clone(), vec![k, n]].concat())
         .expect("pad");
     let out = ArrayD::from_shape_fn(IxDyn(&shape), |index| {
@@ -238,7 +242,7 @@ fn stacked_operands() -> impl Strategy<Value = (ArrayD<f64>, ArrayD<f64>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn stacked_matmul_matches_direct_loops((a, b) in stacked_operands()) {
@@ -809,4 +813,59 @@ fn inverse_of_a_singular_matrix() {
 #[should_panic(expected = "inverse: expected a square matrix, got shape [3]")]
 fn inverse_of_a_vector() {
     let _ = Var::constant(array![1.0f64, 2.0, 3.0]).inverse();
+}
+
+// ---------------------------------------------------------------------------
+// Empty dimensions and other layouts
+// ---------------------------------------------------------------------------
+
+#[test]
+fn empty_dimensions_give_empty_or_zero_results() {
+    // An empty inner dimension: sums of nothing, so zeros.
+    let a = Param::new(ArrayD::<f64>::zeros(IxDyn(&[2, 3, 0])));
+    let b = Param::new(ArrayD::<f64>::zeros(IxDyn(&[0, 2])));
+    let out = forward(|k| a.matmul(&b).bind(k));
+    assert_eq!(out, ArrayD::<f64>::zeros(IxDyn(&[2, 3, 2])));
+    lazy(|k: &mut dyn FnMut(Var<f64>)| a.matmul(&b).bind(|c| c.sum().bind(k))).backward();
+    assert_eq!(a.grad().shape(), &[2, 3, 0]);
+    // An empty stack: no products at all.
+    let a = Param::new(ArrayD::<f64>::ones(IxDyn(&[0, 2, 3])));
+    let b = Param::new(ArrayD::<f64>::ones(IxDyn(&[3, 2])));
+    let out = forward(|k| a.matmul(&b).bind(k));
+    assert_eq!(out.shape(), &[0, 2, 2]);
+    lazy(|k: &mut dyn FnMut(Var<f64>)| a.matmul(&b).bind(|c| c.sum().bind(k))).backward();
+    assert_eq!(b.grad(), ArrayD::<f64>::zeros(IxDyn(&[3, 2])));
+    // A 0×0 matrix factorises, solves and inverts to 0×0.
+    let empty = Var::constant(Array2::<f64>::zeros((0, 0)));
+    assert_eq!(forward(|k| empty.cholesky().bind(k)).shape(), &[0, 0]);
+    assert_eq!(forward(|k| empty.inverse().bind(k)).shape(), &[0, 0]);
+    let rhs = Var::constant(ndarray::Array1::<f64>::zeros(0));
+    assert_eq!(forward(|k| empty.solve_spd(&rhs).bind(k)).shape(), &[0]);
+}
+
+#[test]
+fn stacks_in_other_layouts_give_the_same_values_and_gradients() {
+    // Operands whose axes are permuted (not in standard layout): values
+    // and gradients as for their standard-layout copies.
+    let a = ArrayD::from_shape_fn(IxDyn(&[3, 2, 4]), |i| {
+        ((i[0] * 8 + i[1] * 4 + i[2]) as f64).sin()
+    })
+    .permuted_axes(IxDyn(&[1, 0, 2]));
+    let b = ArrayD::from_shape_fn(IxDyn(&[2, 4]), |i| ((i[0] * 4 + i[1]) as f64).cos() + 0.5)
+        .reversed_axes();
+    assert!(!a.is_standard_layout() && !b.is_standard_layout());
+    let expected = reference_matmul(&a, &b);
+    let weights = expected.mapv(|x| x.cos());
+    let (va, vb) = (Var::constant(a.clone()), Var::constant(b.clone()));
+    assert_all_close(
+        &forward(|k| va.matmul(&vb).bind(k)),
+        &expected,
+        1e-12,
+        "matmul",
+    );
+    let mut model = (Param::new(a), Param::new(b));
+    let report = gradcheck(&mut model, |(a, b)| {
+        weighted_loss(&(a, b), &weights, |(a, b), k| a.matmul(b).bind(k))
+    });
+    assert!(report.passes(TOLERANCE), "{report}");
 }
