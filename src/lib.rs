@@ -228,8 +228,8 @@ pub mod prelude {
         Adagrad, Adam, AdamW, Optimizer, RmsProp, Sgd, clip_grad_norm, clip_grad_value,
     };
     pub use cps_runtime::{
-        AxisIndex, BackwardStep, Computation, Detach, Element, GradcheckReport, IntoOperand, Lazy,
-        NormOrder, Operand, Param, Parameters, Pending, Split, Value, Var, concat, gradcheck, join,
-        lazy, rows_of, stack,
+        AxisIndex, BackwardStep, BatchNormStats, Computation, Conv1dOptions, Conv2dOptions, Detach,
+        Element, GradcheckReport, IntoOperand, Lazy, NormOrder, Operand, Param, Parameters, Pending,
+        Pool2dOptions, Split, Value, Var, concat, gradcheck, join, lazy, rows_of, stack,
     };
 }

@@ -756,10 +756,11 @@ fn matmul_vector_vector_mismatch() {
 
 #[test]
 #[should_panic(
-    expected = "matmul: shape mismatch between [2, 3, 4] and [4, 5]: operands must be vectors (1-D) or matrices (2-D)"
+    expected = "matmul: shape mismatch between [2, 3, 4] and [3, 4, 2]: the stacks of matrices [2] and [3] do not broadcast"
 )]
-fn matmul_of_a_3d_tensor() {
-    let _ = Var::constant(ArrayD::<f64>::zeros(IxDyn(&[2, 3, 4]))).matmul(&m(4, 5));
+fn matmul_of_stacks_that_do_not_broadcast() {
+    let _ = Var::constant(ArrayD::<f64>::zeros(IxDyn(&[2, 3, 4])))
+        .matmul(&Var::constant(ArrayD::<f64>::zeros(IxDyn(&[3, 4, 2]))));
 }
 
 #[test]
