@@ -229,7 +229,7 @@ pub mod prelude {
     };
     pub use cps_runtime::{
         AxisIndex, BackwardStep, BatchNormStats, Computation, Conv1dOptions, Conv2dOptions, Detach,
-        Element, GradcheckReport, IntoOperand, Lazy, NormOrder, Operand, Param, Parameters, Pending,
-        Pool2dOptions, Split, Value, Var, concat, gradcheck, join, lazy, rows_of, stack,
+        Element, GradcheckReport, IntoOperand, Lazy, NormOrder, Operand, Param, Parameters,
+        Pending, Pool2dOptions, Split, Value, Var, concat, gradcheck, join, lazy, rows_of, stack,
     };
 }

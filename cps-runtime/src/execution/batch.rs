@@ -1,5 +1,5 @@
 //! Products of a matrix by a vector batched across the sides of a
-//! [`join`](crate::join): where each waits, and how a batch runs.
+//! [`join`](fn@crate::join): where each waits, and how a batch runs.
 //!
 //! A side of a join runs as a coroutine (see `join/sides.rs`). A product
 //! of a large matrix by a vector inside a side does not run at once: it is
@@ -41,7 +41,7 @@ thread_local! {
 }
 
 /// Sets, for the calling thread, the smallest matrix (in elements) whose
-/// products with a vector wait in a side of a [`join`](crate::join) for
+/// products with a vector wait in a side of a [`join`](fn@crate::join) for
 /// the other products with it; smaller ones are multiplied at once. The
 /// default is [`DEFAULT_BATCH_THRESHOLD`]; `1` batches every product,
 /// `usize::MAX` none. Returns the previous threshold.

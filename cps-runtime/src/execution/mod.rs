@@ -6,7 +6,7 @@
 //! - [`second_core`]: the opt-in partner thread that takes half of each
 //!   large product's rows;
 //! - `batch`: products of a matrix by a vector waiting, in the sides of a
-//!   [`join`](crate::join), to run as one batch;
+//!   [`join`](fn@crate::join), to run as one batch;
 //! - [`stack`]: the stack segments deep recursion runs on.
 
 pub(crate) mod products;
@@ -16,7 +16,7 @@ pub mod stack;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) mod batch;
 
-/// Without the stack switching a [`join`](crate::join) needs, its sides
+/// Without the stack switching a [`join`](fn@crate::join) needs, its sides
 /// run one after the other, and no product waits for a batch.
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(crate) mod batch {

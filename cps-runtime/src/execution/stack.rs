@@ -96,7 +96,7 @@ mod segments {
     pub(crate) type Bounds = (usize, usize);
 
     /// The bounds of the stack the thread runs on, as last measured: saved
-    /// before a switch to a coroutine of [`join`](crate::join), which runs
+    /// before a switch to a coroutine of [`join`](fn@crate::join), which runs
     /// on a stack of its own, and restored after.
     #[inline]
     pub(crate) fn bounds() -> Bounds {

@@ -1,4 +1,4 @@
-//! The two sides of a [`join`](crate::join), as coroutines.
+//! The two sides of a [`join`](fn@crate::join), as coroutines.
 //!
 //! A side runs its computation on a stack of its own until it finishes its
 //! forward pass (its continuation is called: it is *ready*) or waits for a
