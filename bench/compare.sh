@@ -4,6 +4,8 @@
 #
 #   bench/compare.sh [SST_DIR] [--quick] [--best-of N]
 #
+# Sections: the per-operation overhead (scalar chain), the MNIST network's
+# convolution and pooling layers (bench/conv.sh), the Tree-LSTM.
 # SST_DIR defaults to ../shared/data/sst (next to the project). --quick
 # trains on the first 1000 trees instead of the full training set.
 # --best-of N runs every Tree-LSTM configuration, ours and PyTorch's,
@@ -31,7 +33,7 @@ baselines="$(dirname "$sst")/../baselines"
 limit=()
 [ "$quick" = "--quick" ] && limit=(--limit 1000)
 
-cargo build --release --example treelstm --example scalar_chain --example gemm_peak >/dev/null 2>&1
+cargo build --release --example treelstm --example scalar_chain --example gemm_peak --example conv_bench >/dev/null 2>&1
 have_torch=0
 python3 -c "import torch" 2>/dev/null && have_torch=1
 
@@ -154,6 +156,10 @@ run_treelstm() { # name, data dir
     fi
   done
 }
+
+echo
+echo "== convolution and pooling (the MNIST network's layers, batch 100, best of $((30 * best_of)))"
+bench/conv.sh --repeat $((30 * best_of))
 
 run_treelstm "SST training set" "$sst"
 lantern=$(mktemp -d)
