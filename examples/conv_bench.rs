@@ -71,9 +71,10 @@ fn time_layer<P: Computation<Output = Var<f32>>>(
     if settings.only.as_ref().is_some_and(|only| only != name) {
         return (0.0, 0.0);
     }
-    let forward = best_ms(repeat, || {
-        lazy(|k: &mut dyn FnMut(Var<f32>)| op(x).bind(k)).eval();
-    });
+    // The output is dropped as the next layer would consume it, not
+    // copied out (`eval` detaches a copy of it, which PyTorch's forward
+    // does not make).
+    let forward = best_ms(repeat, || op(x).bind(drop));
     let both = best_ms(repeat, || {
         lazy(|k: &mut dyn FnMut(Var<f32>)| op(x).bind(|y| seed_gradient(&y, grad).bind(k)))
             .backward();
