@@ -7,13 +7,14 @@
 //! removing and merging axes changes no element's row-major position, so
 //! those are reshapes.
 
-use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 use smallvec::SmallVec;
 
 use super::reshaped;
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
 use crate::memory;
+use crate::ops::broadcast::sum_to_shape;
 use crate::ops::reductions::{AxisIndex, accumulate_view, resolve_axis, resolve_axis_among};
 use crate::ops::shape_mismatch;
 use crate::var::Var;
@@ -278,23 +279,8 @@ impl<A: Element> Var<A> {
             value,
             self.requires_grad(),
             move |_: &ArrayD<A>, grad: ArrayD<A>| {
-                x.accumulate(summed_to(grad, leading, x.shape()));
+                x.accumulate(sum_to_shape(grad.view(), x.shape()));
             },
         )
     }
-}
-
-/// `grad` summed over its first `leading` axes, and then over each axis
-/// where `shape` (the rest of its axes) has length 1, kept with length 1:
-/// the gradient of a tensor of `shape` broadcast to `grad`'s shape.
-fn summed_to<A: Element>(mut grad: ArrayD<A>, leading: usize, shape: &[usize]) -> ArrayD<A> {
-    for _ in 0..leading {
-        grad = grad.sum_axis(Axis(0));
-    }
-    for (axis, &n) in shape.iter().enumerate() {
-        if n == 1 && grad.shape()[axis] != 1 {
-            grad = grad.sum_axis(Axis(axis)).insert_axis(Axis(axis));
-        }
-    }
-    grad
 }
