@@ -401,6 +401,173 @@ fn conv2d_in_f32_agrees_with_f64() {
     }
 }
 
+/// The gradients of `sum(conv2d(x, w) * gy)` by their definition: `dx` and
+/// `dw` each add `gy[n, o, y, x]` times the weight or the input at every
+/// tap a forward output reads.
+fn reference_conv2d_grads(
+    x: &Array4<f64>,
+    w: &Array4<f64>,
+    gy: &Array4<f64>,
+    o: Conv2dOptions,
+) -> (Array4<f64>, Array4<f64>) {
+    let (n, _, h, wd) = x.dim();
+    let (f, per_group, kh, kw) = w.dim();
+    let (_, _, out_h, out_w) = gy.dim();
+    let group_filters = f / o.groups;
+    let (mut gx, mut gw) = (Array4::zeros(x.dim()), Array4::zeros(w.dim()));
+    for b in 0..n {
+        for filter in 0..f {
+            let group = filter / group_filters;
+            for y in 0..out_h {
+                for xx in 0..out_w {
+                    let g = gy[[b, filter, y, xx]];
+                    for ci in 0..per_group {
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                let iy = (y * o.stride[0] + i * o.dilation[0]) as isize
+                                    - o.padding[0] as isize;
+                                let ix = (xx * o.stride[1] + j * o.dilation[1]) as isize
+                                    - o.padding[1] as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                    let at = [b, group * per_group + ci, iy as usize, ix as usize];
+                                    gw[[filter, ci, i, j]] += g * x[at];
+                                    gx[at] += g * w[[filter, ci, i, j]];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (gx, gw)
+}
+
+/// The largest difference between `got` (of either element type) and `want`.
+fn worst_difference<A: Into<f64> + Copy>(got: &ArrayD<A>, want: &Array4<f64>) -> f64 {
+    assert_eq!(got.shape(), want.shape());
+    got.iter()
+        .zip(want.iter())
+        .fold(0.0f64, |m, (&g, &w)| m.max((g.into() - w).abs()))
+}
+
+#[test]
+fn conv2d_paths_match_the_definition_at_network_shapes() {
+    // The MNIST network's layers (conv1: one channel to ten, conv2: ten to
+    // twenty, 5×5) and variants of them, in both element types, so that
+    // every path runs on the f32 kernels: unfolded by rows (height stride
+    // 1, with height padding and dilation too), by im2col (height stride
+    // 2), and the weight gradient of ten filters from few columns (eight
+    // filters at a time) as well as of twenty from many.
+    let cases = [
+        ([2, 1, 28, 28], [10, 1, 5, 5], Conv2dOptions::default()),
+        ([2, 10, 12, 12], [20, 10, 5, 5], Conv2dOptions::default()),
+        (
+            [2, 4, 11, 9],
+            [20, 2, 3, 5],
+            Conv2dOptions {
+                padding: [2, 1],
+                dilation: [2, 1],
+                groups: 2,
+                ..Conv2dOptions::default()
+            },
+        ),
+        (
+            [2, 3, 13, 10],
+            [10, 3, 5, 3],
+            Conv2dOptions {
+                stride: [2, 1],
+                padding: [1, 2],
+                ..Conv2dOptions::default()
+            },
+        ),
+        ([2, 2, 1, 30], [12, 2, 1, 4], Conv2dOptions::default()),
+    ];
+    for (seed, (input, weight, options)) in cases.into_iter().enumerate() {
+        let seed = seed as u64 * 10;
+        let (x64, w64, b64) = (
+            values(&input, seed),
+            values(&weight, seed + 1),
+            values(&[weight[0]], seed + 2),
+        );
+        let want = reference_conv2d(&as4(&x64), &as4(&w64), b64.as_slice(), options);
+        let gy = values(want.shape(), seed + 3);
+        let (want_gx, want_gw) = reference_conv2d_grads(&as4(&x64), &as4(&w64), &as4(&gy), options);
+        let want_gb: Vec<f64> = (0..weight[0])
+            .map(|o| gy.index_axis(ndarray::Axis(1), o).sum())
+            .collect();
+
+        let (x, w, b) = (
+            Param::new(x64.clone()),
+            Param::new(w64.clone()),
+            Param::new(b64.clone()),
+        );
+        let got = forward(x.conv2d(&w, Some(&b), options));
+        assert!(
+            worst_difference(&got, &want) < 1e-12,
+            "{input:?} {weight:?} f64 forward"
+        );
+        lazy(|k: &mut dyn FnMut(Var<f64>)| {
+            x.conv2d(&w, Some(&b), options)
+                .bind(|y| weighted_sum(&y, &gy).bind(k))
+        })
+        .backward();
+        assert!(
+            worst_difference(&x.grad(), &want_gx) < 1e-12,
+            "{input:?} {weight:?} f64 dx"
+        );
+        assert!(
+            worst_difference(&w.grad(), &want_gw) < 1e-12,
+            "{input:?} {weight:?} f64 dw"
+        );
+
+        let f32_of = |a: &ArrayD<f64>| a.mapv(|v| v as f32);
+        let (x, w, b) = (
+            Param::new(f32_of(&x64)),
+            Param::new(f32_of(&w64)),
+            Param::new(f32_of(&b64)),
+        );
+        let gy32 = f32_of(&gy);
+        let got =
+            lazy(|k: &mut dyn FnMut(Var<f32>)| x.conv2d(&w, Some(&b), options).bind(k)).eval();
+        assert!(
+            worst_difference(got.array(), &want) < 1e-4,
+            "{input:?} {weight:?} f32 forward"
+        );
+        lazy(|k: &mut dyn FnMut(Var<f32>)| {
+            x.conv2d(&w, Some(&b), options).bind(|y| {
+                let (y, gy32) = (y.clone(), gy32.clone());
+                Pending::new(
+                    "seed",
+                    ndarray::arr0(0.0f32).into_dyn(),
+                    true,
+                    move |_: &ArrayD<f32>, _: ArrayD<f32>| y.accumulate(gy32),
+                )
+                .bind(k)
+            })
+        })
+        .backward();
+        // Sums of up to a few hundred products of values in [-1, 1).
+        assert!(
+            worst_difference(&x.grad(), &want_gx) < 1e-3,
+            "{input:?} {weight:?} f32 dx"
+        );
+        assert!(
+            worst_difference(&w.grad(), &want_gw) < 1e-3,
+            "{input:?} {weight:?} f32 dw"
+        );
+        let worst_gb = b
+            .grad()
+            .iter()
+            .zip(&want_gb)
+            .fold(0.0f64, |m, (&g, &w)| m.max((f64::from(g) - w).abs()));
+        assert!(
+            worst_gb < 1e-3,
+            "{input:?} {weight:?} f32 db off by {worst_gb}"
+        );
+    }
+}
+
 /// The 2-D convolution with a backward step that flips the kernel for the
 /// input's gradient (the convolution-versus-correlation slip): the forward
 /// value is right, the input's gradient wrong.
