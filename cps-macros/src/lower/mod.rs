@@ -149,12 +149,19 @@ impl Lowerer {
 
     /// A fresh hygienic identifier: user code cannot see or clash with it.
     fn temp(&mut self, what: &str) -> Ident {
+        self.temp_at(what, Span::mixed_site())
+    }
+
+    /// [`temp`](Self::temp) located at `at` (hygiene unchanged): an error
+    /// about the value it holds (a mismatched argument type, say) points
+    /// at the user's expression rather than at the attribute.
+    fn temp_at(&mut self, what: &str, at: Span) -> Ident {
         self.next_temp += 1;
         format_ident!(
             "__cps_{}{}",
             what,
             self.next_temp,
-            span = Span::mixed_site()
+            span = Span::mixed_site().located_at(at)
         )
     }
 
@@ -169,7 +176,7 @@ impl Lowerer {
         ty: Option<syn::Type>,
         k: Cont,
     ) -> Result<TokenStream> {
-        let t = self.temp("t");
+        let t = self.temp_at("t", span);
         if self.mode == Mode::Statement {
             return self.staged_bind_point(span, value, ty, &t, k);
         }
