@@ -157,6 +157,23 @@ impl<A: Element> Deref for Param<A> {
     }
 }
 
+/// A `Param` is a `Var` wherever a list of tensors is taken, so that
+/// parameters go into [`concat`](crate::concat) and
+/// [`rows_of`](crate::rows_of) as they are:
+///
+/// ```
+/// use cps_runtime::*;
+/// use ndarray::array;
+///
+/// let (a, b) = (Param::new(array![1.0f32]), Param::new(array![2.0f32]));
+/// concat(&[&a, &b], 0).bind(|ab| assert_eq!(ab.array(), &array![1.0f32, 2.0].into_dyn()));
+/// ```
+impl<A: Element> AsRef<Var<A>> for Param<A> {
+    fn as_ref(&self) -> &Var<A> {
+        &self.var
+    }
+}
+
 impl<A: Element> Clone for Param<A> {
     fn clone(&self) -> Self {
         let mut copy = Param::new(self.var.array().clone());
