@@ -8,7 +8,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use crate::element::Element;
 use crate::memory;
-use crate::var::{Node, Role, Var};
+use crate::var::{Node, Role, Tap, Var};
 
 static NEXT_PARAM_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -85,6 +85,25 @@ impl<A: Element> Param<A> {
     /// [`Optimizer::step`](crate::optim::Optimizer::step) does).
     pub(crate) fn give_back_grad(&self, buffer: ArrayD<A>) {
         memory::recycle(buffer);
+    }
+
+    /// Starts recording the rows of the matrix products this parameter
+    /// takes part in as a weight, and returns the record (see [`Tap`]);
+    /// tapping again returns the same record.
+    pub fn tap(&self) -> Tap<A> {
+        let mut param = self.var.node.param.borrow_mut();
+        let param = param
+            .as_mut()
+            .expect("a parameter keeps its gradient state");
+        param.tap.get_or_insert_with(Tap::new).clone()
+    }
+
+    /// Stops recording (see [`Param::tap`]); rows not yet taken stay with
+    /// the handles.
+    pub fn untap(&self) {
+        if let Some(param) = self.var.node.param.borrow_mut().as_mut() {
+            param.tap = None;
+        }
     }
 
     /// Whether gradients accumulate in this parameter (true by default).

@@ -115,8 +115,10 @@ pub(crate) fn same_shape(left: &[usize], right: &[usize]) -> bool {
 
 mod gradient;
 pub(crate) mod pool;
+mod tap;
 
 pub(crate) use gradient::ParamGrad;
+pub use tap::Tap;
 
 /// A tensor in a differentiable computation: its value, an
 /// [`ndarray::ArrayD`] of `f32` (the default) or `f64`, and the gradient

@@ -5,7 +5,7 @@ use std::cell::Ref;
 
 use ndarray::{Array2, ArrayD, ArrayViewMutD};
 
-use super::{Role, Var, same_shape};
+use super::{Role, Tap, Var, same_shape};
 use crate::element::Element;
 use crate::flat::{slice, slice_mut};
 use crate::memory::{self, boxed, unboxed};
@@ -24,6 +24,9 @@ pub(crate) struct ParamGrad<A: Element> {
     /// beta·grad` for the stacked rows. The operations layer supplies it,
     /// so that values know nothing of matrix products.
     pub(crate) resolve: Option<Resolve<A>>,
+    /// Where the products' rows are also recorded, when the parameter is
+    /// tapped ([`Param::tap`](crate::Param::tap)).
+    pub(crate) tap: Option<Tap<A>>,
 }
 
 /// `grad = Uᵀ·V + beta·grad`, given `Uᵀ`, `V`, `beta` and `grad`.
@@ -35,6 +38,7 @@ impl<A: Element> ParamGrad<A> {
         Box::new(ParamGrad {
             deferred: Vec::new(),
             resolve: None,
+            tap: None,
         })
     }
 }
@@ -88,6 +92,9 @@ impl<A: Element> Var<A> {
         self.check_open();
         let mut param = self.node.param.borrow_mut();
         let param = param.as_mut().expect("only parameters collect products");
+        if let Some(tap) = &param.tap {
+            tap.record(&u, v.array());
+        }
         param.deferred.push((u, v));
         param.resolve = Some(resolve);
     }
