@@ -54,4 +54,4 @@ pub use ops::shape::{Split, concat, rows_of, stack};
 pub use param::Param;
 pub use parameters::Parameters;
 pub use second_core::SecondCore;
-pub use var::{Value, Var};
+pub use var::{Tap, Value, Var};
