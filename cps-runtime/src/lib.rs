@@ -20,6 +20,7 @@ mod execution;
 pub use execution::{second_core, stack};
 // Values: `Var`, `Param` and their gradients; computations and `join`.
 pub mod computation;
+pub mod custom;
 pub mod join;
 pub mod param;
 pub mod parameters;
@@ -42,6 +43,7 @@ pub mod __private {
 mod private;
 
 pub use computation::{BackwardStep, Computation, Detach, Lazy, Pending, lazy};
+pub use custom::{Checkpoint, Vjp, checkpoint, checkpoint_with_rng, vjp};
 pub use element::Element;
 pub use gradcheck::{GradcheckReport, gradcheck};
 pub use join::join;
@@ -54,4 +56,4 @@ pub use ops::shape::{Split, concat, rows_of, stack};
 pub use param::Param;
 pub use parameters::Parameters;
 pub use second_core::SecondCore;
-pub use var::{Tap, Value, Var};
+pub use var::{Tap, Value, Var, live_result_bytes};

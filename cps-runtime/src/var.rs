@@ -114,10 +114,12 @@ pub(crate) fn same_shape(left: &[usize], right: &[usize]) -> bool {
 }
 
 mod gradient;
+mod live;
 pub(crate) mod pool;
 mod tap;
 
 pub(crate) use gradient::ParamGrad;
+pub use live::live_result_bytes;
 pub use tap::Tap;
 
 /// A tensor in a differentiable computation: its value, an
@@ -196,6 +198,9 @@ impl<A: Element> Var<A> {
         requires_grad: bool,
         op: &'static str,
     ) -> Self {
+        if role == Role::Computed {
+            live::made::<A>(value.len());
+        }
         let flat_len = flat_len_of(&value);
         if let Some(mut node) = pool::take::<A>(0) {
             let fresh = pool::unique(&mut node);
@@ -326,6 +331,7 @@ impl<A: Element> Var<A> {
             // SAFETY: passed on from the caller.
             (fresh.value, fresh.flat_len) = unsafe { filled(len, dim, fill) };
         }
+        live::made::<A>(len);
         fresh.reset(Role::Computed, requires_grad, op);
         Var {
             node: ManuallyDrop::new(node),
@@ -362,7 +368,7 @@ impl<A: Element> Var<A> {
     /// to the [`ArrayD`]; see [`Var::array`] for a plain reference.
     pub fn value(&self) -> Value<A> {
         Value {
-            node: Rc::clone(&self.node),
+            node: ManuallyDrop::new(Rc::clone(&self.node)),
         }
     }
 
@@ -466,7 +472,16 @@ impl<A: Element> fmt::Debug for Var<A> {
 /// assert_eq!(v, array![1.0f32, 2.0].into_dyn());
 /// ```
 pub struct Value<A: Element> {
-    node: Rc<Node<A>>,
+    node: ManuallyDrop<Rc<Node<A>>>,
+}
+
+impl<A: Element> Drop for Value<A> {
+    /// As a [`Var`]'s last handle does: the node goes to the pool.
+    fn drop(&mut self) {
+        // SAFETY: `drop` runs once, and the field is not used after it.
+        let node = unsafe { ManuallyDrop::take(&mut self.node) };
+        pool::give(node);
+    }
 }
 
 impl<A: Element> std::ops::Deref for Value<A> {

@@ -128,6 +128,7 @@ pub(crate) fn give<A: Element>(mut node: Rc<Node<A>>) {
         NOT_FLAT => inner.value.len(),
         len => len as usize,
     };
+    super::live::released::<A>(len);
     if len <= MAX_SMALL && inner.flat_len != NOT_FLAT {
         // Dropped outside the pool's borrow when there is no room.
         let _rejected = with(move |pool: &mut Pool<A>| {
