@@ -31,8 +31,10 @@
 //! | `cross_entropy` `cross_entropy_mean` `nll_loss` `mse` | `F.cross_entropy` (sum / mean) `F.nll_loss` `F.mse_loss` | [`losses`] |
 //! | `binary_cross_entropy` `binary_cross_entropy_with_logits` `huber` `smooth_l1` | same names in `F` | [`losses`] |
 //! | `Var::normal` `uniform` `randn_like` `bernoulli` `categorical` `categorical_log_prob` | `normal` `rand` `randn_like` `bernoulli` `multinomial`, `Categorical.log_prob` | [`random`] |
+//! | `black_box` (Jᵀg estimated) | — (no PyTorch equivalent) | [`blackbox`] |
 
 pub mod activations;
+pub mod blackbox;
 pub(crate) mod broadcast;
 pub mod compare;
 pub mod conv;
