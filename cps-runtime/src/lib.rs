@@ -47,6 +47,7 @@ pub use custom::{Checkpoint, Vjp, checkpoint, checkpoint_with_rng, vjp};
 pub use element::Element;
 pub use gradcheck::{GradcheckReport, gradcheck};
 pub use join::join;
+pub use ops::blackbox::{CallCounter, CentralDifferences, ForwardDifferences, JacobianEstimator};
 pub use ops::conv::{Conv1dOptions, Conv2dOptions};
 pub use ops::norm::BatchNormStats;
 pub use ops::operand::{IntoOperand, Operand};

@@ -17,7 +17,7 @@ const LAYERS: [(&str, &[&str]); 8] = [
     ("execution", &["execution"]),
     (
         "values",
-        &["var", "param", "parameters", "computation", "join"],
+        &["var", "param", "parameters", "computation", "custom", "join"],
     ),
     ("operations", &["ops", "gradcheck"]),
     ("optimizers", &["optim"]),

@@ -35,8 +35,11 @@ use crate::element::Element;
 /// assert_eq!(w.grad(), delta.t().dot(&a).into_dyn());
 /// ```
 pub struct Tap<A: Element> {
-    rows: Rc<RefCell<Vec<(ArrayD<A>, ArrayD<A>)>>>,
+    rows: Rc<RefCell<Vec<Recorded<A>>>>,
 }
+
+/// One product's rows: its inputs and its output gradients.
+type Recorded<A> = (ArrayD<A>, ArrayD<A>);
 
 impl<A: Element> Clone for Tap<A> {
     fn clone(&self) -> Self {
