@@ -86,6 +86,40 @@ pub trait Computation: Sized {
         result.expect("the computation never called its continuation")
     }
 
+    /// Runs forward, seeds the gradient of the result with `cotangent` (of
+    /// the result's shape) instead of ones, runs the backward pass, and
+    /// returns the result's value: the backward pass of a vector-Jacobian
+    /// product. Gradients are then on the [`Param`](crate::Param)s (added
+    /// to what they held), and on any other value the computation captured
+    /// that is still collecting one. See [`vjp`](crate::custom::vjp) for
+    /// the gradients with respect to given inputs.
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let w = Param::new(array![1.0f64, 2.0]);
+    /// // y = w^2 elementwise; with cotangent c, w's gradient is 2 w c.
+    /// let y = lazy(|k: &mut dyn FnMut(Var<f64>)| w.square().bind(|y| k(y)))
+    ///     .backward_with(array![10.0, -1.0].into_dyn());
+    /// assert_eq!(y, array![1.0, 4.0].into_dyn());
+    /// assert_eq!(w.grad(), array![20.0, -4.0].into_dyn());
+    /// ```
+    ///
+    /// # Panics
+    /// When `cotangent`'s shape is not the result's.
+    fn backward_with<A: Element>(self, cotangent: ArrayD<A>) -> ArrayD<A>
+    where
+        Self: Computation<Output = Var<A>>,
+    {
+        let mut result = None;
+        self.bind(|out: Var<A>| {
+            seed_with(&out, cotangent, "backward_with");
+            result = Some(out.array().clone());
+        });
+        result.expect("the computation never called its continuation")
+    }
+
     /// Runs forward only and returns the output, with every [`Var`] in it
     /// detached (a constant). No gradient work is done.
     fn eval(self) -> Self::Output
@@ -96,6 +130,22 @@ pub trait Computation: Sized {
         self.bind(|out| result = Some(out.detached()));
         result.expect("the computation never called its continuation")
     }
+}
+
+/// Adds `cotangent` into the gradient of `out`, the result of a computation
+/// about to run its backward pass (`op` names the caller in the message of
+/// a shape mismatch). Added rather than set: a result that is also a
+/// parameter or an input keeps what it had.
+#[track_caller]
+pub(crate) fn seed_with<A: Element>(out: &Var<A>, cotangent: ArrayD<A>, op: &str) {
+    if out.shape() != cotangent.shape() {
+        panic!(
+            "{op}: the cotangent must have the shape of the result, {:?}, got {:?}",
+            out.shape(),
+            cotangent.shape()
+        );
+    }
+    out.accumulate(cotangent);
 }
 
 /// The backward step of an operation: receives the operation's output
