@@ -153,6 +153,15 @@ pub struct Checkpoint<A: Element, R> {
 
 impl<A: Element, R> Checkpoint<A, R> {
     /// The segment's output value, before it is handed on.
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let x = Param::new(array![1.0f64, -2.0]);
+    /// let segment = checkpoint(|| x.square());
+    /// assert_eq!(segment.array(), &array![1.0, 4.0].into_dyn());
+    /// ```
     pub fn array(&self) -> &ArrayD<A> {
         self.out.array()
     }
