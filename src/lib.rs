@@ -230,6 +230,7 @@ pub mod prelude {
     pub use cps_runtime::{
         AxisIndex, BackwardStep, BatchNormStats, Computation, Conv1dOptions, Conv2dOptions, Detach,
         Element, GradcheckReport, IntoOperand, Lazy, NormOrder, Operand, Param, Parameters,
-        Pending, Pool2dOptions, Split, Value, Var, concat, gradcheck, join, lazy, rows_of, stack,
+        Pending, Pool2dOptions, Split, Tap, Value, Var, checkpoint, checkpoint_with_rng, concat,
+        gradcheck, join, lazy, live_result_bytes, rows_of, stack, vjp,
     };
 }

@@ -145,11 +145,14 @@ fn checkpointed_blocks_in_f32_have_the_plain_gradients() {
     }
 }
 
+/// The blocks' weights and biases, and the input.
+type Blocks = (Vec<(Param<f64>, Param<f64>)>, Param<f64>);
+
 #[test]
 fn checkpointed_blocks_gradient_check() {
     let chain = Chain::<f64>::new(3, 3, 3);
     let readout = chain.readout.clone();
-    let mut model: (Vec<(Param<f64>, Param<f64>)>, Param<f64>) = (chain.layers, chain.x);
+    let mut model: Blocks = (chain.layers, chain.x);
     let report = gradcheck(&mut model, |(layers, x)| {
         lazy(|k: &mut dyn FnMut(Var<f64>)| {
             blocks(layers, x.var().clone(), true, &mut |h| {

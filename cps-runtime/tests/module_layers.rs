@@ -17,7 +17,14 @@ const LAYERS: [(&str, &[&str]); 8] = [
     ("execution", &["execution"]),
     (
         "values",
-        &["var", "param", "parameters", "computation", "custom", "join"],
+        &[
+            "var",
+            "param",
+            "parameters",
+            "computation",
+            "custom",
+            "join",
+        ],
     ),
     ("operations", &["ops", "gradcheck"]),
     ("optimizers", &["optim"]),
