@@ -24,6 +24,7 @@ pub mod custom;
 pub mod join;
 pub mod param;
 pub mod parameters;
+pub mod reversible;
 pub mod var;
 // Operations, each family's forward and backward side by side.
 pub mod gradcheck;
@@ -56,5 +57,6 @@ pub use ops::reductions::{AxisIndex, NormOrder};
 pub use ops::shape::{Split, concat, rows_of, stack};
 pub use param::Param;
 pub use parameters::Parameters;
+pub use reversible::{Reversible, reversible};
 pub use second_core::SecondCore;
 pub use var::{Tap, Value, Var, live_result_bytes};
