@@ -231,6 +231,6 @@ pub mod prelude {
         AxisIndex, BackwardStep, BatchNormStats, Computation, Conv1dOptions, Conv2dOptions, Detach,
         Element, GradcheckReport, IntoOperand, Lazy, NormOrder, Operand, Param, Parameters,
         Pending, Pool2dOptions, Split, Tap, Value, Var, checkpoint, checkpoint_with_rng, concat,
-        gradcheck, join, lazy, live_result_bytes, rows_of, stack, vjp,
+        gradcheck, join, lazy, live_result_bytes, reversible, rows_of, stack, vjp,
     };
 }
