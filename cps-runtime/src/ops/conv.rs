@@ -153,6 +153,23 @@ struct Geometry {
 }
 
 impl Geometry {
+    /// The kernel's taps along `axis` (0: height, 1: width), with the
+    /// output positions each reads inside the input (see [`taps`]).
+    fn taps(&self, axis: usize) -> SmallVec<[Tap; 8]> {
+        let (size, count) = match axis {
+            0 => (self.height, self.out[0]),
+            _ => (self.width, self.out[1]),
+        };
+        taps(
+            self.kernel[axis],
+            self.stride[axis],
+            self.padding[axis],
+            self.dilation[axis],
+            size,
+            count,
+        )
+    }
+
     /// Input channels per group.
     fn group_channels(&self) -> usize {
         self.channels / self.groups
@@ -356,23 +373,9 @@ fn scatter_row_add<A: Element>(column: &Tap, stride: usize, values: &[A], dst: &
 /// `oh·stride + i·dilation - padding`, column `ow·stride + j·dilation -
 /// padding`, or zero where that falls in the padding.
 fn im2col<A: Element>(g: &Geometry, image: &[A], cols: &mut [A]) {
-    let [out_h, out_w] = g.out;
-    let rows = taps(
-        g.kernel[0],
-        g.stride[0],
-        g.padding[0],
-        g.dilation[0],
-        g.height,
-        out_h,
-    );
-    let columns = taps(
-        g.kernel[1],
-        g.stride[1],
-        g.padding[1],
-        g.dilation[1],
-        g.width,
-        out_w,
-    );
+    let out_w = g.out[1];
+    let rows = g.taps(0);
+    let columns = g.taps(1);
     let mut dst_rows = cols.chunks_exact_mut(g.positions());
     for channel in image.chunks_exact(g.plane()) {
         for row in &rows {
@@ -400,23 +403,9 @@ fn im2col<A: Element>(g: &Geometry, image: &[A], cols: &mut [A]) {
 /// position it was unfolded from (padding positions are dropped), so that
 /// the gradient of the unfolded matrix becomes the image's.
 fn col2im_add<A: Element>(g: &Geometry, cols: &[A], image: &mut [A]) {
-    let [out_h, out_w] = g.out;
-    let rows = taps(
-        g.kernel[0],
-        g.stride[0],
-        g.padding[0],
-        g.dilation[0],
-        g.height,
-        out_h,
-    );
-    let columns = taps(
-        g.kernel[1],
-        g.stride[1],
-        g.padding[1],
-        g.dilation[1],
-        g.width,
-        out_w,
-    );
+    let out_w = g.out[1];
+    let rows = g.taps(0);
+    let columns = g.taps(1);
     let mut src_rows = cols.chunks_exact(g.positions());
     for channel in image.chunks_exact_mut(g.plane()) {
         for row in &rows {
@@ -448,14 +437,7 @@ fn col2im_add<A: Element>(g: &Geometry, cols: &[A], image: &mut [A]) {
 /// them once per kernel row.
 fn unfold_rows<A: Element>(g: &Geometry, image: &[A], rows: &mut [A]) {
     let out_w = g.out[1];
-    let columns = taps(
-        g.kernel[1],
-        g.stride[1],
-        g.padding[1],
-        g.dilation[1],
-        g.width,
-        out_w,
-    );
+    let columns = g.taps(1);
     let mut dst_rows = rows.chunks_exact_mut(g.row_span());
     for channel in image.chunks_exact(g.plane()) {
         for column in &columns {
@@ -480,14 +462,7 @@ fn unfold_rows<A: Element>(g: &Geometry, image: &[A], rows: &mut [A]) {
 /// input position it was unfolded from (padding positions are dropped).
 fn fold_rows_add<A: Element>(g: &Geometry, rows: &[A], image: &mut [A]) {
     let out_w = g.out[1];
-    let columns = taps(
-        g.kernel[1],
-        g.stride[1],
-        g.padding[1],
-        g.dilation[1],
-        g.width,
-        out_w,
-    );
+    let columns = g.taps(1);
     let mut src_rows = rows.chunks_exact(g.row_span());
     for channel in image.chunks_exact_mut(g.plane()) {
         for column in &columns {
