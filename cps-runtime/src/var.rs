@@ -1,11 +1,9 @@
 //! [`Var`]: a differentiable tensor value and its gradient buffer.
 
-use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::rc::Rc;
-use std::thread::LocalKey;
 
 use ndarray::{ArrayD, IxDyn};
 

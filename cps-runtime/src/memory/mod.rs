@@ -42,25 +42,38 @@ thread_local! {
 /// use or already destroyed (at thread exit).
 #[inline]
 fn with<A: Element, R>(f: impl FnOnce(&mut Buffers<A>) -> R) -> Option<R> {
+    per_element::<A, _, _, _, R>(&F32, &F64, f)
+}
+
+/// Runs `f` on the thread-local state of `A`, kept in `for_f32` for `f32`
+/// and in `for_f64` for `f64` (each a `RefCell` of the state of its own
+/// element type, `Want` for `A`); `None` while that state is in use or
+/// already destroyed (at thread exit). `Element` is sealed to the two
+/// types, so the check on the type folds away at compile time. Every
+/// per-thread, per-element-type store of the runtime is reached this way.
+#[inline]
+pub(crate) fn per_element<A: Element, T32: 'static, T64: 'static, Want: 'static, R>(
+    for_f32: &'static LocalKey<RefCell<T32>>,
+    for_f64: &'static LocalKey<RefCell<T64>>,
+    f: impl FnOnce(&mut Want) -> R,
+) -> Option<R> {
     #[inline]
-    fn on<T: Element, A: Element, R>(
-        key: &'static LocalKey<RefCell<Buffers<T>>>,
-        f: impl FnOnce(&mut Buffers<A>) -> R,
+    fn on<T: 'static, Want: 'static, R>(
+        key: &'static LocalKey<RefCell<T>>,
+        f: impl FnOnce(&mut Want) -> R,
     ) -> Option<R> {
         key.try_with(|cell| {
-            let mut pool = cell.try_borrow_mut().ok()?;
-            // `Element` is sealed to f32 and f64, so these are the buffers
-            // of `A` themselves; the check folds away at compile time.
-            let pool = (&mut *pool as &mut dyn Any).downcast_mut::<Buffers<A>>()?;
-            Some(f(pool))
+            let mut state = cell.try_borrow_mut().ok()?;
+            let state = (&mut *state as &mut dyn Any).downcast_mut::<Want>()?;
+            Some(f(state))
         })
         .ok()
         .flatten()
     }
     if TypeId::of::<A>() == TypeId::of::<f32>() {
-        on(&F32, f)
+        on(for_f32, f)
     } else {
-        on(&F64, f)
+        on(for_f64, f)
     }
 }
 

@@ -66,26 +66,7 @@ thread_local! {
 /// use or already destroyed (at thread exit).
 #[inline]
 fn with<A: Element, R>(f: impl FnOnce(&mut Pool<A>) -> R) -> Option<R> {
-    #[inline]
-    fn on<T: Element, A: Element, R>(
-        key: &'static LocalKey<RefCell<Pool<T>>>,
-        f: impl FnOnce(&mut Pool<A>) -> R,
-    ) -> Option<R> {
-        key.try_with(|cell| {
-            let mut pool = cell.try_borrow_mut().ok()?;
-            // `Element` is sealed to f32 and f64, so this is the pool
-            // of `A` itself; the check folds away at compile time.
-            let pool = (&mut *pool as &mut dyn Any).downcast_mut::<Pool<A>>()?;
-            Some(f(pool))
-        })
-        .ok()
-        .flatten()
-    }
-    if TypeId::of::<A>() == TypeId::of::<f32>() {
-        on(&F32, f)
-    } else {
-        on(&F64, f)
-    }
+    memory::per_element::<A, _, _, _, R>(&F32, &F64, f)
 }
 
 /// A pooled node for a result of `len` elements, if any: for a small
