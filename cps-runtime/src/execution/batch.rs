@@ -8,9 +8,7 @@
 //! products with the same matrix run as one batch, reading the matrix
 //! once, each with the same bits as a product computed alone.
 
-use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
-use std::thread::LocalKey;
 
 use corosensei::Yielder;
 
@@ -153,25 +151,8 @@ pub(crate) fn take_batches() -> Vec<(bool, usize)> {
 
 /// Runs `f` on this thread's queue for `A`.
 fn with<A: Element, R>(f: impl FnOnce(&mut Vec<Request<A>>) -> R) -> R {
-    fn on<T: Element, A: Element, R>(
-        key: &'static LocalKey<RefCell<Vec<Request<T>>>>,
-        f: impl FnOnce(&mut Vec<Request<A>>) -> R,
-    ) -> R {
-        key.with(|cell| {
-            let mut queue = cell.borrow_mut();
-            // `Element` is sealed to f32 and f64, so this is the queue of
-            // `A` itself; the check folds away at compile time.
-            let queue = (&mut *queue as &mut dyn Any)
-                .downcast_mut::<Vec<Request<A>>>()
-                .expect("the queue of the element type");
-            f(queue)
-        })
-    }
-    if TypeId::of::<A>() == TypeId::of::<f32>() {
-        on(&F32, f)
-    } else {
-        on(&F64, f)
-    }
+    crate::memory::per_element::<A, _, _, _, R>(&F32, &F64, f)
+        .expect("the thread's queue of products is free")
 }
 
 /// Writes `y = M·x` (`transposed`: `y = Mᵀ·x`) for a `y.len() × x.len()`
