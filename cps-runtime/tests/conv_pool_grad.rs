@@ -10,25 +10,10 @@ use cps_runtime::*;
 use ndarray::{Array4, ArrayD, IxDyn, array};
 use proptest::prelude::*;
 
-const TOLERANCE: f64 = 1e-6;
+mod support;
+use support::weighted_sum;
 
-/// `sum(x * weights)`: reduces a tensor to a scalar while giving every
-/// element of `x` its own incoming gradient.
-fn weighted_sum(
-    x: &Var<f64>,
-    weights: &ArrayD<f64>,
-) -> Pending<f64, impl BackwardStep<f64> + use<>> {
-    assert_eq!(x.shape(), weights.shape(), "weighted_sum: shapes differ");
-    let input = x.clone();
-    let weights = weights.clone();
-    let value = ndarray::arr0((x.array() * &weights).sum()).into_dyn();
-    Pending::new(
-        "weighted_sum",
-        value,
-        x.requires_grad(),
-        move |_: &ArrayD<f64>, grad: ArrayD<f64>| input.accumulate(&weights * grad[[]]),
-    )
-}
+const TOLERANCE: f64 = 1e-6;
 
 /// Runs `op` forward only and returns its value.
 fn forward<P: Computation<Output = Var<f64>>>(op: P) -> ArrayD<f64> {

@@ -12,6 +12,9 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+mod support;
+use support::weighted_sum;
+
 const TOLERANCE: f64 = 1e-6;
 
 /// How many standard errors a sample statistic may stray: with a fixed
@@ -44,23 +47,6 @@ fn assert_frequency(count: usize, n: usize, p: f64, what: &str) {
         (frequency - p).abs() <= STANDARD_ERRORS * error,
         "{what}: frequency {frequency} for probability {p} ({count} of {n})"
     );
-}
-
-/// `sum(x * weights)`, a scalar that gives every element its own gradient.
-fn weighted_sum(
-    x: &Var<f64>,
-    weights: &ArrayD<f64>,
-) -> Pending<f64, impl BackwardStep<f64> + use<>> {
-    assert_eq!(x.shape(), weights.shape(), "weighted_sum: shapes differ");
-    let input = x.clone();
-    let weights = weights.clone();
-    let value = ndarray::arr0((x.array() * &weights).sum()).into_dyn();
-    Pending::new(
-        "weighted_sum",
-        value,
-        x.requires_grad(),
-        move |_: &ArrayD<f64>, grad: ArrayD<f64>| input.accumulate(&weights * grad[[]]),
-    )
 }
 
 #[test]

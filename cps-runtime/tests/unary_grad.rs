@@ -11,6 +11,9 @@ use cps_runtime::*;
 use ndarray::{ArrayD, IxDyn, array};
 use proptest::prelude::*;
 
+mod support;
+use support::weighted_sum;
+
 const TOLERANCE: f64 = 1e-6;
 
 /// A unary function under test, with its constant arguments.
@@ -71,24 +74,6 @@ impl Unary {
             _ => (-4.0, 4.0),
         }
     }
-}
-
-/// `sum(x * weights)`: reduces a tensor to a scalar while giving every
-/// element its own incoming gradient.
-fn weighted_sum(
-    x: &Var<f64>,
-    weights: &ArrayD<f64>,
-) -> Pending<f64, impl BackwardStep<f64> + use<>> {
-    assert_eq!(x.shape(), weights.shape(), "weighted_sum: shapes differ");
-    let input = x.clone();
-    let weights = weights.clone();
-    let value = ndarray::arr0((x.array() * &weights).sum()).into_dyn();
-    Pending::new(
-        "weighted_sum",
-        value,
-        x.requires_grad(),
-        move |_: &ArrayD<f64>, grad: ArrayD<f64>| input.accumulate(&weights * grad[[]]),
-    )
 }
 
 /// `f(x)` forward only.
