@@ -126,12 +126,27 @@ where
     A: Element,
     C: Computation<Output = Var<A>>,
 {
+    pull_back(f, inputs, |_| cotangent, "vjp")
+}
+
+/// [`vjp`] with the cotangent made from the output's value, once it is
+/// known (`op` names the caller in the message of a shape mismatch).
+pub(crate) fn pull_back<A, C, const N: usize>(
+    f: impl FnOnce([Var<A>; N]) -> C,
+    inputs: [ArrayD<A>; N],
+    cotangent: impl FnOnce(&ArrayD<A>) -> ArrayD<A>,
+    op: &str,
+) -> Vjp<A, N>
+where
+    A: Element,
+    C: Computation<Output = Var<A>>,
+{
     // Leaves that keep their gradient, as a parameter does: it is read
     // after the computation has returned.
     let leaves = inputs.map(|value| Var::from_parts(value, Role::Param, true, "vjp input"));
     let mut output = None;
     f(leaves.clone()).bind(|out: Var<A>| {
-        seed_with(&out, cotangent, "vjp");
+        seed_with(&out, cotangent(out.array()), op);
         output = Some(out.array().clone());
     });
     let output = output.expect("the computation never called its continuation");

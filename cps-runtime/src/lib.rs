@@ -21,6 +21,7 @@ pub use execution::{second_core, stack};
 // Values: `Var`, `Param` and their gradients; computations and `join`.
 pub mod computation;
 pub mod custom;
+pub mod higher_order;
 pub mod join;
 pub mod param;
 pub mod parameters;
@@ -45,8 +46,9 @@ mod private;
 
 pub use computation::{BackwardStep, Computation, Detach, Lazy, Pending, lazy};
 pub use custom::{Checkpoint, Vjp, checkpoint, checkpoint_with_rng, vjp};
-pub use element::Element;
+pub use element::{Dual, Element};
 pub use gradcheck::{GradcheckReport, gradcheck};
+pub use higher_order::{Hvp, Jvp, hvp, jvp};
 pub use join::join;
 pub use ops::blackbox::{CallCounter, CentralDifferences, ForwardDifferences, JacobianEstimator};
 pub use ops::conv::{Conv1dOptions, Conv2dOptions};

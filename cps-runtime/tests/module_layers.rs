@@ -23,6 +23,7 @@ const LAYERS: [(&str, &[&str]); 8] = [
             "parameters",
             "computation",
             "custom",
+            "higher_order",
             "reversible",
             "join",
         ],

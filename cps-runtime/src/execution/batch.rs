@@ -55,12 +55,17 @@ pub fn set_batch_threshold(elements: usize) -> usize {
     BATCH_THRESHOLD.with(|threshold| threshold.replace(elements))
 }
 
-/// Whether a product with a matrix of `elements` elements, computed here,
-/// waits for a batch: in a side of a join, for a matrix of at least the
-/// thread's [threshold](set_batch_threshold).
+/// Whether a product with a matrix of `elements` elements of `A`,
+/// computed here, waits for a batch: in a side of a join, for a matrix of
+/// at least the thread's [threshold](set_batch_threshold), of an element
+/// type with a queue (`f32`, `f64`; [`Dual`](crate::element::Dual)
+/// products run at once).
 #[inline]
-pub(crate) fn batches(elements: usize) -> bool {
-    elements > 0 && elements >= BATCH_THRESHOLD.with(Cell::get) && inside()
+pub(crate) fn batches<A: Element>(elements: usize) -> bool {
+    elements > 0
+        && elements >= BATCH_THRESHOLD.with(Cell::get)
+        && inside()
+        && crate::memory::keeps_state::<A>()
 }
 
 /// Whether the running code is a side of a join.
@@ -161,7 +166,7 @@ fn with<A: Element, R>(f: impl FnOnce(&mut Vec<Request<A>>) -> R) -> R {
 /// [`batches`] says so.
 #[inline]
 pub(crate) fn batched_product<A: Element>(transposed: bool, m: &[A], x: &[A], y: &mut [A]) {
-    debug_assert!(batches(m.len()) && m.len() == x.len() * y.len());
+    debug_assert!(batches::<A>(m.len()) && m.len() == x.len() * y.len());
     let request = Request {
         transposed,
         m: m.as_ptr(),

@@ -21,6 +21,7 @@
 use ndarray::{ArrayView2, ArrayViewMut2};
 use smallvec::SmallVec;
 
+mod dual;
 pub(crate) mod simd;
 pub(crate) mod vector_math;
 

@@ -48,9 +48,11 @@ fn with<A: Element, R>(f: impl FnOnce(&mut Buffers<A>) -> R) -> Option<R> {
 /// Runs `f` on the thread-local state of `A`, kept in `for_f32` for `f32`
 /// and in `for_f64` for `f64` (each a `RefCell` of the state of its own
 /// element type, `Want` for `A`); `None` while that state is in use or
-/// already destroyed (at thread exit). `Element` is sealed to the two
-/// types, so the check on the type folds away at compile time. Every
-/// per-thread, per-element-type store of the runtime is reached this way.
+/// already destroyed (at thread exit), and for the other element types
+/// ([`Dual`](crate::element::Dual) numbers), which keep no state: their
+/// buffers come from the allocator. The check on the type folds away at
+/// compile time. Every per-thread, per-element-type store of the runtime
+/// is reached this way.
 #[inline]
 pub(crate) fn per_element<A: Element, T32: 'static, T64: 'static, Want: 'static, R>(
     for_f32: &'static LocalKey<RefCell<T32>>,
@@ -72,9 +74,17 @@ pub(crate) fn per_element<A: Element, T32: 'static, T64: 'static, Want: 'static,
     }
     if TypeId::of::<A>() == TypeId::of::<f32>() {
         on(for_f32, f)
-    } else {
+    } else if TypeId::of::<A>() == TypeId::of::<f64>() {
         on(for_f64, f)
+    } else {
+        None
     }
+}
+
+/// Whether `A` has per-thread stores (see [`per_element`]).
+#[inline]
+pub(crate) fn keeps_state<A: Element>() -> bool {
+    TypeId::of::<A>() == TypeId::of::<f32>() || TypeId::of::<A>() == TypeId::of::<f64>()
 }
 
 /// An empty buffer with room for `len` elements: one given back earlier,

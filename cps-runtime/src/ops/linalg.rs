@@ -427,7 +427,7 @@ impl<A: Element> Var<A> {
                 if !(right_vector
                     && !left_vector
                     && right.requires_grad()
-                    && batch::batches(left.len())
+                    && batch::batches::<A>(left.len())
                     && batched_transposed(&left, &grad, &right))
                 {
                     right.accumulate_with(|gb| {
@@ -471,7 +471,7 @@ impl<A: Element> Var<A> {
         // other products with the same matrix, and runs with them.
         let batched = !left_vector
             && right_vector
-            && batch::batches(self.len())
+            && batch::batches::<A>(self.len())
             && match (
                 self.array().as_slice(),
                 other.array().as_slice(),

@@ -1,4 +1,9 @@
-//! The element types a tensor can hold.
+//! The element types a tensor can hold: `f32`, `f64`, and [`Dual`]
+//! numbers of either (forward-mode derivatives, for Hessian-vector
+//! products).
+
+pub mod dual;
+pub use dual::Dual;
 
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
@@ -8,9 +13,11 @@ use ndarray::{LinalgScalar, ScalarOperand};
 use num_traits::{Float, FromPrimitive};
 
 /// A floating-point element type of a [`Var`](crate::Var): `f32` (the
-/// default, for training) or `f64` (for gradient checks).
+/// default, for training), `f64` (for gradient checks), or a [`Dual`]
+/// number of an element type (for [`jvp`](crate::higher_order::jvp) and
+/// [`hvp`](crate::higher_order::hvp)).
 ///
-/// The trait is sealed: it is implemented for exactly those two types.
+/// The trait is sealed: it is implemented for exactly those types.
 /// Everything an operation needs of an element is here: arithmetic
 /// (`Float` and the assignment operators), ndarray's scalar traits,
 /// conversions from and to `f64`, and the special functions `Float` lacks
@@ -86,4 +93,5 @@ mod sealed {
     pub trait Sealed: MatVecKernels + VectorMath {}
     impl Sealed for f32 {}
     impl Sealed for f64 {}
+    impl<A: super::Element> Sealed for super::Dual<A> {}
 }

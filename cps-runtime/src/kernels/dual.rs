@@ -1,0 +1,172 @@
+//! The kernels of [`Dual`] elements: portable loops for the
+//! matrix-vector products and the vector functions, and every other
+//! matrix product as three products of the element type's own, on the
+//! values and tangents laid out apart.
+//!
+//! A product of dual matrices is `(A + A'ε)(B + B'ε) = AB + (AB' + A'B)ε`:
+//! three real products, each on the element type's packing GEMM, where a
+//! loop over dual elements would run ndarray's generic triple loop.
+
+use std::mem::MaybeUninit;
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
+use num_traits::{Float, One, Zero};
+
+use super::vector_math::VectorMath;
+use super::{MatVecKernels, Scratch, portable};
+use crate::element::{Dual, Element};
+
+impl<A: Element> MatVecKernels for Dual<A> {
+    fn mat_vec(alpha: Self, m: &[Self], v: &[Self], beta: Self, y: &mut [Self]) {
+        portable::mat_vec(alpha, m, v, beta, y)
+    }
+
+    fn mat_t_vec(alpha: Self, m: &[Self], g: &[Self], beta: Self, y: &mut [Self]) {
+        portable::mat_t_vec(alpha, m, g, beta, y)
+    }
+
+    /// Every product of dual matrices (not only small ones) as three
+    /// products of the values and the tangents.
+    fn small_product(
+        a: ArrayView2<'_, Self>,
+        b: ArrayView2<'_, Self>,
+        beta: Self,
+        c: &mut ArrayViewMut2<'_, Self>,
+        _scratch: &Scratch<Self>,
+    ) -> bool {
+        let (a_value, a_tangent) = planes(a);
+        let (b_value, b_tangent) = planes(b);
+        let shape = c.raw_dim();
+        let mut value = Array2::zeros(shape);
+        general_mat_mul(A::one(), &a_value, &b_value, A::zero(), &mut value);
+        let mut tangent = Array2::zeros(shape);
+        general_mat_mul(A::one(), &a_value, &b_tangent, A::zero(), &mut tangent);
+        general_mat_mul(A::one(), &a_tangent, &b_value, A::one(), &mut tangent);
+        // With `beta = 0`, `c` is written without being read (it may hold
+        // stale values, even NaN).
+        let accumulate = !beta.is_zero();
+        Zip::from(c)
+            .and(&value)
+            .and(&tangent)
+            .for_each(|out, &v, &t| {
+                let product = Dual::new(v, t);
+                *out = if accumulate {
+                    product + beta * *out
+                } else {
+                    product
+                };
+            });
+        true
+    }
+}
+
+/// The values and the tangents of a dual matrix, as two matrices.
+fn planes<A: Element>(m: ArrayView2<'_, Dual<A>>) -> (Array2<A>, Array2<A>) {
+    (m.mapv(|d| d.value), m.mapv(|d| d.tangent))
+}
+
+/// The logistic function, in the form that cannot overflow.
+fn sigmoid<A: Element>(x: Dual<A>) -> Dual<A> {
+    let one = Dual::<A>::one();
+    if x.value >= A::zero() {
+        one / (one + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (one + e)
+    }
+}
+
+impl<A: Element> VectorMath for Dual<A> {
+    fn sigmoid_in_place(x: &mut [Self]) {
+        x.iter_mut().for_each(|v| *v = sigmoid(*v));
+    }
+    fn tanh_in_place(x: &mut [Self]) {
+        x.iter_mut().for_each(|v| *v = v.tanh());
+    }
+    fn sigmoid_to(x: &[Self], out: &mut [MaybeUninit<Self>]) {
+        assert_eq!(x.len(), out.len(), "sigmoid_to: lengths differ");
+        for (o, &v) in out.iter_mut().zip(x) {
+            o.write(sigmoid(v));
+        }
+    }
+    fn tanh_to(x: &[Self], out: &mut [MaybeUninit<Self>]) {
+        assert_eq!(x.len(), out.len(), "tanh_to: lengths differ");
+        for (o, &v) in out.iter_mut().zip(x) {
+            o.write(v.tanh());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+
+    use super::*;
+
+    fn dual_matrix(rows: usize, cols: usize, seed: f64) -> Array2<Dual<f64>> {
+        Array2::from_shape_fn((rows, cols), |(i, j)| {
+            let k = (i * cols + j) as f64 + seed;
+            Dual::new((k * 0.37).sin(), (k * 0.91).cos())
+        })
+    }
+
+    /// The three-product rule gives the elementwise dual product, with
+    /// and without accumulation, on transposed operands too.
+    #[test]
+    fn a_product_of_planes_equals_the_product_of_duals() {
+        let a = dual_matrix(5, 7, 0.0);
+        let b = dual_matrix(6, 7, 3.0);
+        for beta in [Dual::zero(), Dual::new(1.0, 0.0), Dual::new(0.5, 2.0)] {
+            let old = dual_matrix(5, 6, 9.0);
+            let mut expected = old.clone();
+            for i in 0..5 {
+                for j in 0..6 {
+                    let dot: Dual<f64> = (0..7).map(|k| a[[i, k]] * b[[j, k]]).sum();
+                    expected[[i, j]] = if beta.is_zero() {
+                        dot
+                    } else {
+                        dot + beta * old[[i, j]]
+                    };
+                }
+            }
+            let mut c = old.clone();
+            let scratch = Scratch {
+                take: |n| Vec::with_capacity(n),
+                give: drop,
+            };
+            assert!(Dual::small_product(
+                a.view(),
+                b.t(),
+                beta,
+                &mut c.view_mut(),
+                &scratch
+            ));
+            for (x, y) in c.iter().zip(&expected) {
+                assert!((x.value - y.value).abs() < 1e-12, "{x} vs {y}");
+                assert!((x.tangent - y.tangent).abs() < 1e-12, "{x} vs {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_vector_functions_carry_their_derivatives() {
+        let x = [
+            Dual::new(-30.0f64, 1.0),
+            Dual::new(0.3, 1.0),
+            Dual::new(2.0, -1.0),
+        ];
+        let mut s = x;
+        Dual::sigmoid_in_place(&mut s);
+        let mut t = x;
+        Dual::tanh_in_place(&mut t);
+        for i in 0..3 {
+            let v = x[i].value;
+            let sig = 1.0 / (1.0 + (-v).exp());
+            assert!((s[i].value - sig).abs() < 1e-15);
+            assert!((s[i].tangent - sig * (1.0 - sig) * x[i].tangent).abs() < 1e-15);
+            let th = v.tanh();
+            assert!((t[i].tangent - (1.0 - th * th) * x[i].tangent).abs() < 1e-15);
+        }
+    }
+}
