@@ -229,8 +229,8 @@ pub mod prelude {
     };
     pub use cps_runtime::{
         AxisIndex, BackwardStep, BatchNormStats, Computation, Conv1dOptions, Conv2dOptions, Detach,
-        Element, GradcheckReport, IntoOperand, Lazy, NormOrder, Operand, Param, Parameters,
+        Dual, Element, GradcheckReport, IntoOperand, Lazy, NormOrder, Operand, Param, Parameters,
         Pending, Pool2dOptions, Split, Tap, Value, Var, checkpoint, checkpoint_with_rng, concat,
-        gradcheck, join, lazy, live_result_bytes, reversible, rows_of, stack, vjp,
+        gradcheck, hvp, join, jvp, lazy, live_result_bytes, reversible, rows_of, stack, vjp,
     };
 }

@@ -44,7 +44,10 @@ use super::Element;
 /// assert_eq!(y.value, (2.25f64).sin());
 /// assert!((y.tangent - 3.0 * (2.25f64).cos()).abs() < 1e-15);
 /// ```
+// `repr(C)`: the value, then the tangent, so that the kernels can read a
+// slice of dual numbers as one of values and tangents in turn.
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
 pub struct Dual<A> {
     /// The value.
     pub value: A,

@@ -13,21 +13,48 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
 use num_traits::{Float, One, Zero};
 
+use super::simd::vectorized;
 use super::vector_math::VectorMath;
 use super::{MatVecKernels, Scratch, portable};
 use crate::element::{Dual, Element};
 
 impl<A: Element> MatVecKernels for Dual<A> {
     fn mat_vec(alpha: Self, m: &[Self], v: &[Self], beta: Self, y: &mut [Self]) {
-        portable::mat_vec(alpha, m, v, beta, y)
+        let cols = v.len();
+        super::check_lengths(m.len(), y.len(), cols);
+        if cols == 0 {
+            return portable::scale(beta, y);
+        }
+        // Not through `vectorized`: its closure is not inlined for a loop
+        // this large (the profile of `hvp_cost` shows it apart), and
+        // compiled for AVX2 explicitly it ran no faster there.
+        dots(
+            alpha,
+            values_and_tangents(m),
+            values_and_tangents(v),
+            beta,
+            y,
+        )
     }
 
     fn mat_t_vec(alpha: Self, m: &[Self], g: &[Self], beta: Self, y: &mut [Self]) {
-        portable::mat_t_vec(alpha, m, g, beta, y)
+        let cols = y.len();
+        super::check_lengths(m.len(), g.len(), cols);
+        portable::scale(beta, y);
+        if cols == 0 {
+            return;
+        }
+        let y = values_and_tangents_mut(y);
+        for (&scale, row) in g.iter().zip(m.chunks_exact(cols)) {
+            add_scaled(y, alpha * scale, values_and_tangents(row));
+        }
     }
 
-    /// Every product of dual matrices (not only small ones) as three
-    /// products of the values and the tangents.
+    /// Every product of dual matrices (not only small ones): with a short
+    /// inner dimension (an outer product, a weight's gradient from a few
+    /// rows) as scaled additions of `b`'s rows into `c`'s, one pass over
+    /// `c` per inner index; otherwise as three products of the values and
+    /// the tangents.
     fn small_product(
         a: ArrayView2<'_, Self>,
         b: ArrayView2<'_, Self>,
@@ -35,6 +62,9 @@ impl<A: Element> MatVecKernels for Dual<A> {
         c: &mut ArrayViewMut2<'_, Self>,
         _scratch: &Scratch<Self>,
     ) -> bool {
+        if a.ncols() <= SHORT_INNER && added_rows(a, b, beta, c) {
+            return true;
+        }
         let (a_value, a_tangent) = planes(a);
         let (b_value, b_tangent) = planes(b);
         let shape = c.raw_dim();
@@ -58,6 +88,105 @@ impl<A: Element> MatVecKernels for Dual<A> {
                 };
             });
         true
+    }
+}
+
+/// The longest inner dimension of a product of dual matrices computed as
+/// scaled additions of rows ([`added_rows`]): each inner index is one pass
+/// over the output, where the three real products pass over it twice
+/// more, and copy the operands into planes first.
+const SHORT_INNER: usize = 4;
+
+/// `c = a·b + beta·c` as `c[i] = beta·c[i] + Σₖ a[i, k]·b[k]` over rows,
+/// when `b`'s and `c`'s rows are contiguous; `false` (and `c` untouched)
+/// otherwise.
+fn added_rows<A: Element>(
+    a: ArrayView2<'_, Dual<A>>,
+    b: ArrayView2<'_, Dual<A>>,
+    beta: Dual<A>,
+    c: &mut ArrayViewMut2<'_, Dual<A>>,
+) -> bool {
+    let contiguous = |m: &ArrayView2<'_, Dual<A>>| m.ncols() <= 1 || m.strides()[1] == 1;
+    if !contiguous(&b) || !(c.ncols() <= 1 || c.strides()[1] == 1) {
+        return false;
+    }
+    for (i, mut row) in c.rows_mut().into_iter().enumerate() {
+        let row = row.as_slice_mut().expect("a contiguous row");
+        portable::scale(beta, row);
+        let row = values_and_tangents_mut(row);
+        for (k, b_row) in b.rows().into_iter().enumerate() {
+            let b_row = values_and_tangents(b_row.to_slice().expect("a contiguous row"));
+            add_scaled(row, a[[i, k]], b_row);
+        }
+    }
+    true
+}
+
+/// `y += scale·x` for dual vectors given as [`values_and_tangents`].
+#[inline(always)]
+fn add_scaled<A: Element>(y: &mut [A], scale: Dual<A>, x: &[A]) {
+    vectorized(|| {
+        for (out, r) in y.chunks_exact_mut(2).zip(x.chunks_exact(2)) {
+            out[0] += scale.value * r[0];
+            out[1] += scale.value * r[1] + scale.tangent * r[0];
+        }
+    })
+}
+
+/// Dual numbers as the slice of their values and tangents in turn.
+#[inline(always)]
+fn values_and_tangents<A>(duals: &[Dual<A>]) -> &[A] {
+    // SAFETY: `Dual<A>` is `repr(C)` with two fields of type `A`, so it
+    // has `A`'s alignment, no padding, and the size of two `A`s; the slice
+    // borrows `duals`.
+    unsafe { std::slice::from_raw_parts(duals.as_ptr().cast::<A>(), 2 * duals.len()) }
+}
+
+/// [`values_and_tangents`], mutably.
+#[inline(always)]
+fn values_and_tangents_mut<A>(duals: &mut [Dual<A>]) -> &mut [A] {
+    // SAFETY: as in `values_and_tangents`; the slice borrows `duals`
+    // uniquely, and every `A` written is a valid field of a dual number.
+    unsafe { std::slice::from_raw_parts_mut(duals.as_mut_ptr().cast::<A>(), 2 * duals.len()) }
+}
+
+/// The dot product of two dual vectors given as [`values_and_tangents`]:
+/// eight sums of values and eight of tangents in flight.
+#[inline(always)]
+fn dot<A: Element>(row: &[A], v: &[A]) -> Dual<A> {
+    const LANES: usize = 8;
+    let mut values = [A::zero(); LANES];
+    let mut tangents = [A::zero(); LANES];
+    let body = row.len() - row.len() % (2 * LANES);
+    for (r, x) in row[..body]
+        .chunks_exact(2 * LANES)
+        .zip(v[..body].chunks_exact(2 * LANES))
+    {
+        for lane in 0..LANES {
+            let (rv, rt, xv, xt) = (r[2 * lane], r[2 * lane + 1], x[2 * lane], x[2 * lane + 1]);
+            values[lane] += rv * xv;
+            tangents[lane] += rv * xt + rt * xv;
+        }
+    }
+    let mut sum = Dual::new(values.iter().copied().sum(), tangents.iter().copied().sum());
+    for (r, x) in row[body..].chunks_exact(2).zip(v[body..].chunks_exact(2)) {
+        sum.value += r[0] * x[0];
+        sum.tangent += r[0] * x[1] + r[1] * x[0];
+    }
+    sum
+}
+
+/// `y = alpha·M·v + beta·y`, one [`dot`] per row of `M` (given as
+/// [`values_and_tangents`], rows of `v.len()` elements).
+#[inline(always)]
+fn dots<A: Element>(alpha: Dual<A>, m: &[A], v: &[A], beta: Dual<A>, y: &mut [Dual<A>]) {
+    for (out, row) in y.iter_mut().zip(m.chunks_exact(v.len())) {
+        let product = alpha * dot(row, v);
+        *out = if beta.is_zero() {
+            product
+        } else {
+            product + beta * *out
+        };
     }
 }
 
