@@ -2,8 +2,10 @@
 //! through the same computation (deep chains of blocks, f64 and f32),
 //! random draws replay with `checkpoint_with_rng` (and do not without it,
 //! the negative control), a segment's intermediate values are gone while
-//! the rest of the computation runs, and the segment runs again only when
-//! a gradient reaches its output.
+//! the rest of the computation runs (and the live bytes at the end of the
+//! forward pass count one output per segment, where the plain chain holds
+//! every block's three results), and the segment runs again only when a
+//! gradient reaches its output.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -85,6 +87,23 @@ impl<A: Element> Chain<A> {
     }
 }
 
+impl Chain<f64> {
+    /// The bytes of results alive when the last block has handed on its
+    /// output ([`live_result_bytes`]), beyond those alive before.
+    fn held_at_end_of_forward(&self, checkpointed: bool) -> usize {
+        let before = live_result_bytes();
+        let mut held = 0;
+        lazy(|k: &mut dyn FnMut(Var<f64>)| {
+            blocks(&self.layers, self.x.var().clone(), checkpointed, &mut |h| {
+                held = live_result_bytes() - before;
+                (&h * &self.readout).bind(|p| p.sum().bind(&mut *k))
+            })
+        })
+        .backward();
+        held
+    }
+}
+
 /// `tanh(W h + b)`.
 fn block<A: Element>(
     w: &Param<A>,
@@ -130,6 +149,23 @@ fn a_chain_of_a_hundred_checkpointed_blocks_has_the_plain_gradients() {
     // order 0.1^100: every block passed its gradient on.
     assert!(plain[198].iter().any(|v| v.abs() > 1e-3));
     assert!(plain[200].iter().all(|v| v.abs() < 1e-60));
+}
+
+/// Each block makes three results of `n` elements (`W h`, `+ b`, `tanh`):
+/// a plain chain keeps all three of every block until its backward pass,
+/// a checkpointed one only each segment's output.
+#[test]
+fn checkpointed_segments_keep_one_output_each() {
+    let n = 8;
+    let result_bytes = n * std::mem::size_of::<f64>();
+    for depth in [4, 16, 64, 256] {
+        let chain = Chain::<f64>::new(depth, n, 3);
+        let plain = chain.held_at_end_of_forward(false);
+        let checkpointed = chain.held_at_end_of_forward(true);
+        println!("depth {depth}: plain {plain} bytes, checkpointed {checkpointed} bytes");
+        assert_eq!(plain, 3 * depth * result_bytes, "plain, depth {depth}");
+        assert_eq!(checkpointed, depth * result_bytes, "checkpointed, depth {depth}");
+    }
 }
 
 #[test]
