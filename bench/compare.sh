@@ -5,7 +5,8 @@
 #   bench/compare.sh [SST_DIR] [--quick] [--best-of N]
 #
 # Sections: the per-operation overhead (scalar chain), the MNIST network's
-# convolution and pooling layers (bench/conv.sh), the Tree-LSTM.
+# convolution and pooling layers (bench/conv.sh), Hessian-vector products
+# beside one gradient (bench/hvp.sh), the Tree-LSTM.
 # SST_DIR defaults to ../shared/data/sst (next to the project). --quick
 # trains on the first 1000 trees instead of the full training set.
 # --best-of N runs every Tree-LSTM configuration, ours and PyTorch's,
@@ -160,6 +161,10 @@ run_treelstm() { # name, data dir
 echo
 echo "== convolution and pooling (the MNIST network's layers, batch 100, best of $((30 * best_of)))"
 bench/conv.sh --repeat $((30 * best_of))
+
+echo
+echo "== Hessian-vector products beside one gradient (best of $((40 * best_of)))"
+bench/hvp.sh --repeat $((40 * best_of))
 
 run_treelstm "SST training set" "$sst"
 lantern=$(mktemp -d)
