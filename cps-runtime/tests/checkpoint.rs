@@ -164,7 +164,11 @@ fn checkpointed_segments_keep_one_output_each() {
         let checkpointed = chain.held_at_end_of_forward(true);
         println!("depth {depth}: plain {plain} bytes, checkpointed {checkpointed} bytes");
         assert_eq!(plain, 3 * depth * result_bytes, "plain, depth {depth}");
-        assert_eq!(checkpointed, depth * result_bytes, "checkpointed, depth {depth}");
+        assert_eq!(
+            checkpointed,
+            depth * result_bytes,
+            "checkpointed, depth {depth}"
+        );
     }
 }
 

@@ -25,9 +25,11 @@
 //! of matrices); [`jvp`] on a dozen operations against central differences
 //! of the `f64` output; [`Var::black_box`], whose backward step is an
 //! estimate, against the exact product of the same function written with
-//! operations; and negative controls showing that the check rejects a
-//! product along the wrong direction and an operation whose backward step
-//! is right in `f64` but drops the tangent.
+//! operations; exactly at kinks (ties, clamp bounds, equality masks), the
+//! dual run's value and gradient equal the `f64` run's; and negative
+//! controls showing that the check rejects a product along the wrong
+//! direction and an operation whose backward step is right in `f64` but
+//! drops the tangent.
 
 use cps_runtime::ops::blackbox::{CentralDifferences, ForwardDifferences};
 use cps_runtime::*;
@@ -1098,4 +1100,35 @@ fn the_check_rejects_wrong_products() {
         "{error}"
     );
     assert!(measured.product > 1e-2, "{measured:?}");
+}
+
+/// Exactly at a kink (a tie of a maximum, a clamp bound, an equality
+/// mask, a ReLU at 0) the dual run decides as the `f64` run does, whatever
+/// the tangents: a dual number compares by its value, so the value and the
+/// gradient [`hvp`] returns equal the `f64` ones.
+#[test]
+fn decisions_at_kinks_are_those_of_the_values() {
+    let tied = ndarray::array![[1.0, 1.0, 0.5], [0.2, -0.4, 0.2]].into_dyn();
+    let bounds = ndarray::array![[-1.0, 0.3, 1.0]].into_dyn();
+    let ones = ndarray::array![[1.0, 0.0, 1.0]].into_dyn();
+    let zeros = ndarray::array![[0.0, 0.7, -0.2]].into_dyn();
+    let cases = [
+        case!("max at a tie"; [tied.clone()]; |v| v[0].max()),
+        case!("max_axis at ties"; [tied.clone()]; |v| v[0].max_axis(1)),
+        case!("min_axis at a tie"; [tied]; |v| v[0].min_axis(1)),
+        case!("clamp at its bounds"; [bounds]; |v| v[0].clamp(lit(-1.0), lit(1.0))),
+        case!("eq mask at equality"; [ones]; |v| &v[0].eq(1.0) + &v[0]),
+        case!("relu at 0"; [zeros]; |v| v[0].relu()),
+    ];
+    for case in &cases {
+        let direction: Vec<ArrayD<f64>> = case
+            .inputs
+            .iter()
+            .map(|x| x.mapv(|_| 1.0) - x * 2.0)
+            .collect();
+        let (value, gradient) = real_gradient(case, &case.inputs);
+        let dual = dual_hvp(case, &direction);
+        assert_eq!(dual.value, value, "{}: value", case.name);
+        assert_eq!(dual.gradient, gradient, "{}: gradient", case.name);
+    }
 }

@@ -29,10 +29,12 @@ use super::Element;
 /// quantity and its derivative along one direction. Every function `f`
 /// of the runtime maps `x + t·ε` to `f(x) + f'(x)·t·ε`.
 ///
-/// Comparisons look at the value only (a `max`, a ReLU or a max-pool
-/// chooses by value, and the tangent follows the choice); equality needs
-/// both parts equal, so that code skipping a zero skips only a true zero.
-/// Two numbers with equal values and different tangents are unordered.
+/// Comparisons and equality look at the value only, so that every
+/// decision (a `max`, a ReLU, a clamp, a mask, a tie) is the one the same
+/// code makes on the values alone: the forward values are those of the
+/// plain element type, and the tangent follows the branch taken. Only
+/// [`Zero::is_zero`] reads both parts, so that the kernels' "`beta = 0`
+/// overwrites" shortcut never drops a tangent.
 ///
 /// ```
 /// use cps_runtime::element::Dual;
@@ -115,18 +117,13 @@ pub fn split<A: Element>(duals: &ArrayD<Dual<A>>) -> (ArrayD<A>, ArrayD<A>) {
 
 impl<A: Element> PartialEq for Dual<A> {
     fn eq(&self, other: &Self) -> bool {
-        self.value == other.value && self.tangent == other.tangent
+        self.value == other.value
     }
 }
 
 impl<A: Element> PartialOrd for Dual<A> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        match self.value.partial_cmp(&other.value)? {
-            // Consistent with `==`: equal values with different tangents
-            // are neither equal nor ordered.
-            Ordering::Equal if self.tangent != other.tangent => None,
-            ordering => Some(ordering),
-        }
+        self.value.partial_cmp(&other.value)
     }
 }
 
@@ -295,13 +292,14 @@ mod tests {
     }
 
     #[test]
-    fn equality_needs_both_parts_and_order_reads_the_value() {
+    fn equality_and_order_read_the_value_and_zero_both_parts() {
         let a = Dual::new(1.0f64, 2.0);
-        assert!(a != Dual::constant(1.0));
-        assert!(!Dual::new(0.0f64, 1.0).is_zero());
+        assert!(a == Dual::constant(1.0));
+        assert!(a >= Dual::constant(1.0) && a <= Dual::constant(1.0));
         assert!(a < Dual::new(2.0, -5.0));
-        assert_eq!(a.partial_cmp(&Dual::constant(1.0)), None);
-        assert_eq!(a.partial_cmp(&a), Some(Ordering::Equal));
+        assert_eq!(a.partial_cmp(&Dual::new(1.0, -3.0)), Some(Ordering::Equal));
+        assert!(!Dual::new(0.0f64, 1.0).is_zero());
+        assert!(Dual::new(0.0f64, 0.0).is_zero());
     }
 
     #[test]
