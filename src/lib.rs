@@ -146,11 +146,32 @@
 //! backward pass reaches its block, like everything a running call may
 //! still hold.
 //!
+//! ## Traits
+//!
+//! `#[differentiable]` on a trait makes each of its methods (but those
+//! marked `#[plain]`) return a lazy computation, default bodies rewritten;
+//! on an impl of that trait, it rewrites the impl's methods to match. A
+//! call through a generic parameter (`fn f<L: Layer>(l: &L, ..)`) is
+//! monomorphised and boxes nothing. When the trait can be a trait object
+//! (its methods take `&self` or `&mut self`, have no type parameters and
+//! do not mention `Self` otherwise, and it has no other items),
+//! `Box<dyn Layer>` and `&dyn Layer` implement it too: each call goes
+//! through the vtable and returns a [`BoxedComputation`] (one allocation),
+//! so a `Vec<Box<dyn Layer>>` runs in a differentiable loop and a tree of
+//! `Box<dyn Node>` recurses. A boxed layer keeps its type's overrides of
+//! default methods, and has the trait's supertraits where the box has
+//! them (`Parameters` does). A method of a `&dyn Layer` is called through
+//! a generic function or as `Layer::forward(&layer, x)`: Rust resolves
+//! `layer.forward(x)` on the trait object itself, whose lazy methods need
+//! a sized type. The `tests/traits.rs` file shows each case. An impl of a
+//! trait that is not `#[differentiable]` cannot be rewritten (its
+//! signatures would no longer match: rustc reports E0053).
+//!
 //! What is rejected at compile time, at the offending construct, with what
 //! to write instead: `async`, `unsafe`, `?`, labelled loops, closures
 //! stored in variables whose bodies compute, shadowing a `mut` variable
-//! inside a loop or branch that carries it, trait impls, `impl Trait`
-//! arguments, returning references. The `tests/ui` folder lists each case
+//! inside a loop or branch that carries it, `impl Trait` arguments,
+//! returning references. The `tests/ui` folder lists each case
 //! with its message, and the borrow errors the rewrite can provoke (they
 //! point at the lending `&x` and at the later use).
 //!
@@ -228,9 +249,10 @@ pub mod prelude {
         Adagrad, Adam, AdamW, Optimizer, RmsProp, Sgd, clip_grad_norm, clip_grad_value,
     };
     pub use cps_runtime::{
-        AxisIndex, BackwardStep, BatchNormStats, Computation, Conv1dOptions, Conv2dOptions, Detach,
-        Dual, Element, GradcheckReport, IntoOperand, Lazy, NormOrder, Operand, Param, Parameters,
-        Pending, Pool2dOptions, Split, Tap, Value, Var, checkpoint, checkpoint_with_rng, concat,
-        gradcheck, hvp, join, jvp, lazy, live_result_bytes, reversible, rows_of, stack, vjp,
+        AxisIndex, BackwardStep, BatchNormStats, BoxedComputation, Computation, Conv1dOptions,
+        Conv2dOptions, Detach, Dual, Element, GradcheckReport, IntoOperand, Lazy, NormOrder,
+        Operand, Param, Parameters, Pending, Pool2dOptions, Split, Tap, Value, Var, checkpoint,
+        checkpoint_with_rng, concat, gradcheck, hvp, join, jvp, lazy, live_result_bytes,
+        reversible, rows_of, stack, vjp,
     };
 }

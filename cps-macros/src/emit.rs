@@ -45,11 +45,12 @@ pub fn differentiable(attr: TokenStream, item: TokenStream) -> Result<TokenStrea
             }
             Ok(quote!(#block))
         }
+        Target::Trait(definition) => crate::traits::differentiable_trait(definition),
     }
 }
 
 /// Rewrites one function: its new signature and body.
-fn rewrite(sig: &Signature, block: &syn::Block) -> Result<(Signature, syn::Block)> {
+pub(crate) fn rewrite(sig: &Signature, block: &syn::Block) -> Result<(Signature, syn::Block)> {
     let output: syn::Type = match &sig.output {
         ReturnType::Default => parse_quote!(()),
         ReturnType::Type(_, ty) => (**ty).clone(),
@@ -166,7 +167,7 @@ fn rename_self(tokens: TokenStream, renamed: &Ident) -> TokenStream {
 /// The signature of the wrapper: same name and parameters, every elided
 /// lifetime named `'__cps`, every generic parameter outliving it, and a
 /// lazy computation as the result.
-fn lazy_signature(sig: &Signature, output: &syn::Type) -> Signature {
+pub(crate) fn lazy_signature(sig: &Signature, output: &syn::Type) -> Signature {
     let mut sig = sig.clone();
     let lifetime = Lifetime::new("'__cps", Span::call_site());
     // Every generic parameter outlives the computation; const parameters

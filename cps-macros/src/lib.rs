@@ -9,12 +9,13 @@
 //! the continuation and back-propagates when it returns; any other value is
 //! passed on unchanged. The phases live in separate modules:
 //!
-//! - `target`: parse what the attribute is on (a function, a method or an
-//!   impl block) and reject what cannot be rewritten;
+//! - `target`: parse what the attribute is on (a function, a method, an
+//!   impl block or a trait) and reject what cannot be rewritten;
 //! - `analyse`: syntactic facts about expressions (does it need
 //!   rewriting, which variables does it mention, which does it bind);
 //! - `lower`: the rewrite of statements, expressions and control flow;
 //! - `emit`: the public wrapper returning a lazy computation;
+//! - `traits`: a trait's methods, and the way trait objects call them;
 //! - `derive`: the expansion of `#[derive(Parameters)]`.
 
 mod analyse;
@@ -22,11 +23,13 @@ mod derive;
 mod emit;
 mod lower;
 mod target;
+mod traits;
 
 use proc_macro::TokenStream;
 
-/// Rewrites a function, a method, or every method of an `impl` block into
-/// continuation-passing style, so that it is differentiable.
+/// Rewrites a function, a method, every method of an `impl` block, or
+/// every method of a trait (and of its impls) into continuation-passing
+/// style, so that it is differentiable.
 ///
 /// Calling the function then returns a lazy `cps::Computation`:
 /// `.backward()` runs it and back-propagates from its scalar result,

@@ -90,3 +90,33 @@ fn chain(a: &Param, b: &Param, steps: usize) -> Var {
 "#,
     );
 }
+
+#[test]
+fn trait_with_a_default_method() {
+    check(
+        "layer_trait",
+        r#"
+trait Layer {
+    fn forward(&self, x: &Var) -> Var;
+    fn twice(&self, x: &Var) -> Var {
+        let once = self.forward(x);
+        self.forward(&once)
+    }
+}
+"#,
+    );
+}
+
+#[test]
+fn trait_impl() {
+    check(
+        "layer_impl",
+        r#"
+impl Layer for Dense {
+    fn forward(&self, x: &Var) -> Var {
+        x.matmul(&self.w) + &self.b
+    }
+}
+"#,
+    );
+}

@@ -2,14 +2,21 @@
 
 use proc_macro2::TokenStream;
 use syn::spanned::Spanned;
-use syn::{Error, FnArg, ImplItem, Item, ItemFn, ItemImpl, Result, ReturnType, Signature, Type};
+use syn::{
+    Error, FnArg, ImplItem, Item, ItemFn, ItemImpl, ItemTrait, Result, ReturnType, Signature,
+    TraitItem, Type,
+};
 
 /// The item under the attribute.
 pub enum Target {
     /// A free function, or one method of an impl block.
     Function(ItemFn),
-    /// An inherent impl block: every method not marked `#[plain]` is rewritten.
+    /// An impl block, inherent or of a differentiable trait: every method
+    /// not marked `#[plain]` is rewritten.
     Impl(ItemImpl),
+    /// A trait definition: every method not marked `#[plain]` is
+    /// differentiable (see `traits.rs`).
+    Trait(ItemTrait),
 }
 
 /// Parses the attribute's arguments and item.
@@ -27,14 +34,6 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Target> {
             Ok(Target::Function(function))
         }
         Item::Impl(block) => {
-            if let Some((_, trait_path, _)) = &block.trait_ {
-                return Err(Error::new_spanned(
-                    trait_path,
-                    "#[differentiable] cannot rewrite a trait impl: the rewrite changes each \
-                     method's return type to a lazy computation, which the trait does not allow; \
-                     put the attribute on an inherent `impl` block or on free functions",
-                ));
-            }
             for item in &block.items {
                 if let ImplItem::Fn(method) = item
                     && !is_plain(&method.attrs)
@@ -44,9 +43,19 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Target> {
             }
             Ok(Target::Impl(block))
         }
+        Item::Trait(definition) => {
+            for item in &definition.items {
+                if let TraitItem::Fn(method) = item
+                    && !is_plain(&method.attrs)
+                {
+                    check_signature(&method.sig)?;
+                }
+            }
+            Ok(Target::Trait(definition))
+        }
         other => Err(Error::new(
             other.span(),
-            "#[differentiable] goes on a function, a method or an inherent `impl` block",
+            "#[differentiable] goes on a function, a method, an `impl` block or a trait",
         )),
     }
 }

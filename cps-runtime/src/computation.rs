@@ -130,7 +130,40 @@ pub trait Computation: Sized {
         self.bind(|out| result = Some(out.detached()));
         result.expect("the computation never called its continuation")
     }
+
+    /// This computation behind a box: one type, [`BoxedComputation`], for
+    /// every computation of the same output, at the cost of one
+    /// allocation. What a trait object's differentiable method returns
+    /// (see the `cps` crate documentation on traits), and what a `match`
+    /// whose arms are different computations can return.
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let x = Param::new(array![1.0f64, -2.0]);
+    /// let squared = true;
+    /// let y: BoxedComputation<'_, Var<f64>> = if squared {
+    ///     x.square().boxed()
+    /// } else {
+    ///     x.abs().boxed()
+    /// };
+    /// let z = lazy(|k: &mut dyn FnMut(Var<f64>)| y.bind(|y| y.sum().bind(|s| k(s))));
+    /// assert_eq!(z.backward(), 5.0);
+    /// assert_eq!(x.grad(), array![2.0, -4.0].into_dyn());
+    /// ```
+    fn boxed<'a>(self) -> BoxedComputation<'a, Self::Output>
+    where
+        Self: Sized + 'a,
+    {
+        lazy(Box::new(move |k: &mut dyn FnMut(Self::Output)| {
+            self.bind(k)
+        }))
+    }
 }
+
+/// A computation of output `T` behind a box (see [`Computation::boxed`]).
+pub type BoxedComputation<'a, T> = Lazy<T, Box<dyn FnOnce(&mut dyn FnMut(T)) + 'a>>;
 
 /// Adds `cotangent` into the gradient of `out`, the result of a computation
 /// about to run its backward pass (`op` names the caller in the message of
