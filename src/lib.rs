@@ -118,7 +118,10 @@
 //! tuples, `if`/`else`, `if let`, `match` (bindings, guards), `for`,
 //! `while`, `while let` and `loop` (with `break value`, `continue`, and
 //! state carried in `mut` variables of any type, `Clone` or not), early
-//! `return` (also from inside a loop), `&mut` arguments used inside loops
+//! `return` (also from inside a loop), `?` in a function returning
+//! `Result` (errors converted with `From`) or `Option` (an early return:
+//! the caller gets the error, and `.try_backward()` runs such a function,
+//! seeding no gradient when it fails), `&mut` arguments used inside loops
 //! (a random generator for dropout) and `&mut self` methods updating their
 //! receiver there, assignment and compound assignment to
 //! places computed by calls (`*counts.entry(w).or_insert(0) += 1`), and
@@ -168,7 +171,7 @@
 //! signatures would no longer match: rustc reports E0053).
 //!
 //! What is rejected at compile time, at the offending construct, with what
-//! to write instead: `async`, `unsafe`, `?`, labelled loops, closures
+//! to write instead: `async`, `unsafe`, labelled loops, closures
 //! stored in variables whose bodies compute, shadowing a `mut` variable
 //! inside a loop or branch that carries it, `impl Trait` arguments,
 //! returning references. The `tests/ui` folder lists each case

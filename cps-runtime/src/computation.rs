@@ -73,16 +73,43 @@ pub trait Computation: Sized {
         Self: Computation<Output = Var<A>>,
     {
         let mut result = None;
-        self.bind(|out: Var<A>| {
-            assert_eq!(
-                out.len(),
-                1,
-                "backward: the result must have exactly one element (a loss), got shape {:?}",
-                out.shape()
-            );
-            out.seed();
-            result = Some(out.item());
-        });
+        self.bind(|out: Var<A>| result = Some(seed_one(&out, "backward")));
+        result.expect("the computation never called its continuation")
+    }
+
+    /// [`backward`](Computation::backward) for a computation that may fail:
+    /// its output is `Result<Var, E>` or `Option<Var>` (a differentiable
+    /// function using `?`). With a loss, runs the backward pass from it and
+    /// returns its value (`Ok(value)`, `Some(value)`); with an error, every
+    /// frame unwinds with no gradient seeded, so no parameter's gradient
+    /// changes, and the error is returned.
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use ndarray::array;
+    ///
+    /// let w = Param::new(array![3.0f64]);
+    /// let loss = |scale: Option<f64>| {
+    ///     let w = w.var().clone();
+    ///     lazy(move |k: &mut dyn FnMut(Option<Var<f64>>)| match scale {
+    ///         Some(s) => (&w * s).bind(|y| y.sum().bind(|l| k(Some(l)))),
+    ///         None => k(None),
+    ///     })
+    /// };
+    /// assert_eq!(loss(None).try_backward(), None);
+    /// assert_eq!(w.grad(), array![0.0].into_dyn());
+    /// assert_eq!(loss(Some(2.0)).try_backward(), Some(6.0));
+    /// assert_eq!(w.grad(), array![2.0].into_dyn());
+    /// ```
+    ///
+    /// # Panics
+    /// When a loss does not have exactly one element.
+    fn try_backward<A: Element>(self) -> <Self::Output as FallibleLoss<A>>::Value
+    where
+        Self::Output: FallibleLoss<A>,
+    {
+        let mut result = None;
+        self.bind(|out| result = Some(out.seed_loss()));
         result.expect("the computation never called its continuation")
     }
 
@@ -365,6 +392,42 @@ impl<T, F: FnOnce(&mut dyn FnMut(T))> Computation for Lazy<T, F> {
     }
 }
 
+/// The output of a computation that may fail, `Result<Var, E>` or
+/// `Option<Var>`, as [`Computation::try_backward`] runs it.
+pub trait FallibleLoss<A: Element> {
+    /// What `try_backward` returns: `Result<A, E>` or `Option<A>`.
+    type Value;
+    /// Seeds the loss's gradient with 1 when there is a loss, and returns
+    /// its value, or the error.
+    fn seed_loss(self) -> Self::Value;
+}
+
+/// Seeds a one-element loss and reads it.
+fn seed_one<A: Element>(loss: &Var<A>, op: &str) -> A {
+    assert_eq!(
+        loss.len(),
+        1,
+        "{op}: the result must have exactly one element (a loss), got shape {:?}",
+        loss.shape()
+    );
+    loss.seed();
+    loss.item()
+}
+
+impl<A: Element, E> FallibleLoss<A> for Result<Var<A>, E> {
+    type Value = Result<A, E>;
+    fn seed_loss(self) -> Result<A, E> {
+        self.map(|loss| seed_one(&loss, "try_backward"))
+    }
+}
+
+impl<A: Element> FallibleLoss<A> for Option<Var<A>> {
+    type Value = Option<A>;
+    fn seed_loss(self) -> Option<A> {
+        self.map(|loss| seed_one(&loss, "try_backward"))
+    }
+}
+
 /// Values that can leave a computation: every [`Var`] in them is replaced
 /// by a detached constant copy (see [`Computation::eval`]).
 pub trait Detach {
@@ -385,6 +448,13 @@ impl<T: Detach> Detach for Vec<T> {
 }
 
 impl<T: Detach> Detach for Option<T> {
+    fn detached(self) -> Self {
+        self.map(Detach::detached)
+    }
+}
+
+/// The value detached; the error as it is.
+impl<T: Detach, E> Detach for Result<T, E> {
     fn detached(self) -> Self {
         self.map(Detach::detached)
     }

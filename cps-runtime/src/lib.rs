@@ -44,7 +44,9 @@ pub mod __private {
 }
 mod private;
 
-pub use computation::{BackwardStep, BoxedComputation, Computation, Detach, Lazy, Pending, lazy};
+pub use computation::{
+    BackwardStep, BoxedComputation, Computation, Detach, FallibleLoss, Lazy, Pending, lazy,
+};
 pub use custom::{Checkpoint, Vjp, checkpoint, checkpoint_with_rng, vjp};
 pub use element::{Dual, Element};
 pub use gradcheck::{GradcheckReport, gradcheck};

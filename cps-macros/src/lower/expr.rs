@@ -204,11 +204,6 @@ impl Lowerer {
                 ),
             },
             Expr::Break(_) | Expr::Continue(_) => self.loop_jump(expr),
-            Expr::Try(question) => Err(Error::new_spanned(
-                question,
-                "#[differentiable] does not support the `?` operator; use `match` with an early \
-                 `return`",
-            )),
             Expr::Let(expr_let) => Err(Error::new_spanned(
                 expr_let,
                 "#[differentiable] supports `if let` and `while let` with one pattern only; \

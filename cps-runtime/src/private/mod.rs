@@ -3,10 +3,12 @@
 
 mod control;
 mod lend;
+mod question_mark;
 mod stage;
 
 pub use control::*;
 pub use lend::*;
+pub use question_mark::*;
 pub use stage::*;
 
 pub use crate::computation::lazy;
