@@ -2,6 +2,7 @@
 //! operations ([`Pending`]) and of differentiable functions ([`Lazy`]), and
 //! running a computation forward and backward.
 
+use std::cell::Cell;
 use std::marker::PhantomData;
 
 use ndarray::ArrayD;
@@ -72,6 +73,7 @@ pub trait Computation: Sized {
     where
         Self: Computation<Output = Var<A>>,
     {
+        let _with_gradients = ForwardOnly::set(false);
         let mut result = None;
         self.bind(|out: Var<A>| result = Some(seed_one(&out, "backward")));
         result.expect("the computation never called its continuation")
@@ -108,6 +110,7 @@ pub trait Computation: Sized {
     where
         Self::Output: FallibleLoss<A>,
     {
+        let _with_gradients = ForwardOnly::set(false);
         let mut result = None;
         self.bind(|out| result = Some(out.seed_loss()));
         result.expect("the computation never called its continuation")
@@ -139,6 +142,7 @@ pub trait Computation: Sized {
     where
         Self: Computation<Output = Var<A>>,
     {
+        let _with_gradients = ForwardOnly::set(false);
         let mut result = None;
         self.bind(|out: Var<A>| {
             seed_with(&out, cotangent, "backward_with");
@@ -153,6 +157,7 @@ pub trait Computation: Sized {
     where
         Self::Output: Detach,
     {
+        let _forward_only = ForwardOnly::set(true);
         let mut result = None;
         self.bind(|out| result = Some(out.detached()));
         result.expect("the computation never called its continuation")
@@ -378,6 +383,16 @@ impl<T, F: FnOnce(&mut dyn FnMut(T))> Computation for Lazy<T, F> {
 
     #[inline]
     fn bind<K: FnOnce(T)>(self, k: K) {
+        if forward_only() {
+            // Forward only, nothing comes back through this computation:
+            // it runs to its end, its frames go, and then the rest runs,
+            // as after a plain function call (so a long run's memory is
+            // that of one call, not of every call so far).
+            let mut output = None;
+            let run = self.run;
+            stack::grow(|| run(&mut |value| output = Some(value)));
+            return k(output.expect("the computation never called its continuation"));
+        }
         let mut k = Some(k);
         let run = self.run;
         stack::grow(move || {
@@ -389,6 +404,41 @@ impl<T, F: FnOnce(&mut dyn FnMut(T))> Computation for Lazy<T, F> {
                 None => panic!("a differentiable computation called its continuation twice"),
             })
         })
+    }
+}
+
+thread_local! {
+    /// Whether the computations running on this thread are run forward
+    /// only ([`Computation::eval`]): then a [`Lazy`] computation (a
+    /// differentiable function's) ends before its continuation runs, and a
+    /// loop's iterations run one after another, so that memory is that of
+    /// plain Rust, not that of a tape.
+    static FORWARD_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether computations on this thread run forward only (see
+/// [`FORWARD_ONLY`]); the loops of differentiable code then run one
+/// iteration after another instead of each inside the previous one.
+#[inline]
+pub(crate) fn forward_only() -> bool {
+    FORWARD_ONLY.with(Cell::get)
+}
+
+/// Sets whether computations run forward only until dropped, then puts
+/// back what was set before: `eval` sets it, and every run that wants
+/// gradients (`backward`, a vector-Jacobian product inside a backward
+/// step) clears it for its own duration.
+pub(crate) struct ForwardOnly(bool);
+
+impl ForwardOnly {
+    pub(crate) fn set(on: bool) -> Self {
+        ForwardOnly(FORWARD_ONLY.with(|flag| flag.replace(on)))
+    }
+}
+
+impl Drop for ForwardOnly {
+    fn drop(&mut self) {
+        FORWARD_ONLY.with(|flag| flag.set(self.0));
     }
 }
 

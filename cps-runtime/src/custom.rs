@@ -141,6 +141,7 @@ where
     A: Element,
     C: Computation<Output = Var<A>>,
 {
+    let _with_gradients = crate::computation::ForwardOnly::set(false);
     // Leaves that keep their gradient, as a parameter does: it is read
     // after the computation has returned.
     let leaves = inputs.map(|value| Var::from_parts(value, Role::Param, true, "vjp input"));

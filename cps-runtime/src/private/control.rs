@@ -74,12 +74,30 @@ where
     F: Fn(S, &mut dyn FnMut(Step<S, B, R>)),
     E: FnOnce(Exit<S, B, R>),
 {
+    if crate::computation::forward_only() {
+        return exit(iterate_forward_only(state, &body));
+    }
     let mut exit = Some(exit);
     let mut leave = |how: Exit<S, B, R>| match exit.take() {
         Some(exit) => exit(how),
         None => panic!("a loop was left twice"),
     };
     iterate(state, &body, &mut leave);
+}
+
+/// A loop run forward only (see [`forward_only`](crate::computation::forward_only)):
+/// each iteration ends, its frames gone, before the next one starts, as
+/// in a plain loop; no backward step will need them.
+fn iterate_forward_only<S, B, R>(mut state: S, body: LoopBody<'_, S, B, R>) -> Exit<S, B, R> {
+    loop {
+        let mut step = None;
+        stack::grow(|| body(state, &mut |how| step = Some(how)));
+        match step.expect("an iteration ends once") {
+            Step::Continue(next) => state = next,
+            Step::Break(state, value) => return Exit::Break(state, value),
+            Step::Return(value) => return Exit::Return(value),
+        }
+    }
 }
 
 /// One iteration of a loop: the state, and where the iteration ends.
