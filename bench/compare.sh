@@ -6,7 +6,8 @@
 #
 # Sections: the per-operation overhead (scalar chain), the MNIST network's
 # convolution and pooling layers (bench/conv.sh), Hessian-vector products
-# beside one gradient (bench/hvp.sh), the Tree-LSTM.
+# beside one gradient (bench/hvp.sh), a GRU forward only over long
+# sequences (bench/gru_forward.sh), the Tree-LSTM.
 # SST_DIR defaults to ../shared/data/sst (next to the project). --quick
 # trains on the first 1000 trees instead of the full training set.
 # --best-of N runs every Tree-LSTM configuration, ours and PyTorch's,
@@ -165,6 +166,10 @@ bench/conv.sh --repeat $((30 * best_of))
 echo
 echo "== Hessian-vector products beside one gradient (best of $((40 * best_of)))"
 bench/hvp.sh --repeat $((40 * best_of))
+
+echo
+echo "== a GRU forward only (eval) over long sequences"
+bench/gru_forward.sh
 
 run_treelstm "SST training set" "$sst"
 lantern=$(mktemp -d)
