@@ -118,7 +118,13 @@
 //! tuples, `if`/`else`, `if let`, `match` (bindings, guards), `for`,
 //! `while`, `while let` and `loop` (with `break value`, `continue`, and
 //! state carried in `mut` variables of any type, `Clone` or not), early
-//! `return` (also from inside a loop), `?` in a function returning
+//! `return` (also from inside a loop), iterator chains whose closures
+//! compute (`xs.iter().map(|x| f(x)).collect::<Vec<Var>>()` or with a typed
+//! `let`, `.map(..).sum()` over `Var`s of one shape, `.fold(init, |acc, x|
+//! ..)`, with `zip`, `enumerate` or any adapter before the `map`: each is
+//! written out as the `for` loop it means; other shapes, such as a
+//! computing closure passed on to `filter_map` or `max_by`, are ordinary
+//! code and need that loop written by hand), `?` in a function returning
 //! `Result` (errors converted with `From`) or `Option` (an early return:
 //! the caller gets the error, and `.try_backward()` runs such a function,
 //! seeding no gradient when it fails), `&mut` arguments used inside loops

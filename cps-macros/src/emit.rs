@@ -79,6 +79,7 @@ pub(crate) fn rewrite(sig: &Signature, block: &syn::Block) -> Result<(Signature,
     let take_self = renamed_self
         .as_ref()
         .map(|renamed| quote!(let #renamed = self;));
+    let block = crate::lower::iterators::desugar(&block);
     let block = crate::lower::question_mark::desugar(&block, &output);
     let mut lowerer = Lowerer::new(params, k.clone());
     let body = lowerer.function_body(&block.stmts, Terminal::Function)?;

@@ -23,6 +23,7 @@
 mod control;
 mod drops;
 mod expr;
+pub mod iterators;
 pub mod question_mark;
 mod stack_checks;
 mod staged;

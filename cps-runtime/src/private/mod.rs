@@ -5,11 +5,13 @@ mod control;
 mod lend;
 mod question_mark;
 mod stage;
+mod sum_items;
 
 pub use control::*;
 pub use lend::*;
 pub use question_mark::*;
 pub use stage::*;
+pub use sum_items::*;
 
 pub use crate::computation::lazy;
 
