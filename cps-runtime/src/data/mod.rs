@@ -1,5 +1,6 @@
 //! Data readers: sentiment treebanks in bracketed (PTB) form, vocabularies,
-//! pretrained word vectors, and a synthetic treebank with known rules.
+//! pretrained word vectors, scikit-learn's handwritten digits (8×8, with a
+//! seeded train/test split), and a synthetic treebank with known rules.
 //!
 //! ```
 //! use cps_runtime::data::{parse_treebank, Vocab};
@@ -10,11 +11,13 @@
 //! assert_eq!(vocab.indices(&train[1]), [1, 4]);
 //! ```
 
+pub mod digits;
 pub mod glove;
 pub mod synthetic;
 pub mod tree;
 pub mod vocab;
 
+pub use digits::{Digits, DigitsError, DigitsLineError, parse_digits, read_digits};
 pub use glove::{GloveError, GloveLineError, GloveOptions, GloveReport, load_glove, read_glove};
 pub use tree::{
     MAX_LABEL, Node, ParseError, ParseErrorKind, Tree, TreebankError, parse_treebank, read_treebank,
