@@ -3,28 +3,12 @@
 //! copied). Peak bytes are counted by a global allocator of this test
 //! binary's own.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
+use common::counting::{Counting, peak_bytes_of};
 
 use cps::prelude::*;
 use ndarray::array;
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -46,22 +30,16 @@ fn collected(m: &Scalar, x: &Var<f64>, steps: usize) -> Var<f64> {
     concat(&parts, 0).sum()
 }
 
-/// The peak of live heap bytes during one forward and backward pass, above
-/// what was live before it, on a thread of its own (whose buffer pools
-/// start empty, so that what the pass keeps alive is all counted).
+/// The peak of live heap bytes during one forward and backward pass.
 fn peak_bytes(steps: usize) -> usize {
-    std::thread::spawn(move || {
+    peak_bytes_of(move || {
         let m = Scalar {
             w: Param::new(array![0.9f64].into_dyn()),
         };
         let x = Var::constant(array![0.5f64].into_dyn());
-        let before = LIVE.load(Ordering::Relaxed);
-        PEAK.store(before, Ordering::Relaxed);
         collected(&m, &x, steps).backward();
-        PEAK.load(Ordering::Relaxed) - before
     })
-    .join()
-    .expect("the measured run finishes")
+    .0
 }
 
 #[test]

@@ -5,28 +5,12 @@
 //! pass (the negative control: linear growth). The values agree. Peak
 //! bytes are counted by a global allocator of this test binary's own.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
+use common::counting::{Counting, peak_bytes_of};
 
 use cps::prelude::*;
 use ndarray::{Array1, Array2};
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -69,22 +53,17 @@ fn cell() -> Cell {
     }
 }
 
-/// The peak of live heap bytes during one run, above what was live before
-/// it, on a thread of its own (whose pools start empty); and its value.
+/// The peak of live heap bytes during one run (the model's parameters
+/// included), and its value.
 fn peak_bytes(steps: usize, backward: bool) -> (usize, f64) {
-    std::thread::spawn(move || {
+    peak_bytes_of(move || {
         let m = cell();
-        let before = LIVE.load(Ordering::Relaxed);
-        PEAK.store(before, Ordering::Relaxed);
-        let value = if backward {
+        if backward {
             run(&m, steps).backward()
         } else {
             run(&m, steps).eval().item()
-        };
-        (PEAK.load(Ordering::Relaxed) - before, value)
+        }
     })
-    .join()
-    .expect("the measured run finishes")
 }
 
 #[test]

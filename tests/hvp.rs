@@ -55,19 +55,23 @@ fn relative_error(actual: &[ArrayD<f64>], expected: &[ArrayD<f64>]) -> f64 {
     worst / scale
 }
 
+/// The program's parameters as dual numbers along `direction`.
+fn lifted(program: &impl Program, direction: &[ArrayD<f64>]) -> Vec<ArrayD<Dual<f64>>> {
+    program
+        .parameters()
+        .iter()
+        .zip(direction)
+        .map(|(x, v)| dual::lift(x, v))
+        .collect()
+}
+
 /// The Hessian-vector product of `program` along `direction`, on dual
 /// numbers: value, gradients and products.
 fn dual_hvp(
     program: &impl Program,
     direction: &[ArrayD<f64>],
 ) -> (f64, Vec<ArrayD<f64>>, Vec<ArrayD<f64>>) {
-    let lifted = program
-        .parameters()
-        .iter()
-        .zip(direction)
-        .map(|(x, v)| dual::lift(x, v))
-        .collect();
-    let (value, gradients) = program.run::<Dual<f64>>(lifted);
+    let (value, gradients) = program.run::<Dual<f64>>(lifted(program, direction));
     let (gradients, products) = gradients.iter().map(dual::split).unzip();
     (value.value, gradients, products)
 }
@@ -362,13 +366,7 @@ fn a_quadratic_has_its_exact_hessian() {
 /// returns the derivative.
 fn assert_jvp(program: &impl Program, direction: &[ArrayD<f64>]) -> f64 {
     // The value's tangent, from the dual run's forward pass alone.
-    let lifted = program
-        .parameters()
-        .iter()
-        .zip(direction)
-        .map(|(x, v)| dual::lift(x, v))
-        .collect();
-    let (value, _) = program.run::<Dual<f64>>(lifted);
+    let (value, _) = program.run::<Dual<f64>>(lifted(program, direction));
     let x = program.parameters();
     let (plus, _) = program.run::<f64>(shifted(&x, STEP, direction));
     let (minus, _) = program.run::<f64>(shifted(&x, -STEP, direction));

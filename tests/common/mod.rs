@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod counting;
+
 use cps::prelude::*;
 use ndarray::{ArrayD, IxDyn};
 use rand::rngs::StdRng;
