@@ -292,6 +292,37 @@ fn adagrad_matches_reference() {
     );
 }
 
+/// min-char-rnn's rule: ε under the square root. Against the
+/// reference with that one change; the PyTorch rule (`√s + ε`) with the
+/// same large ε is the negative control.
+#[test]
+fn adagrad_with_eps_inside_the_root() {
+    let reference = |eps: f64| {
+        let mut p = INIT.to_vec();
+        let mut sum = vec![0.0; p.len()];
+        for grad in GRADS {
+            for i in 0..p.len() {
+                sum[i] += grad[i] * grad[i];
+                p[i] -= 0.1 * grad[i] / (sum[i] + eps).sqrt();
+            }
+        }
+        p
+    };
+    check_both_precisions!(
+        |c| Adagrad::new(c(0.1)).eps(c(0.25)).eps_inside_root(),
+        reference(0.25)
+    );
+    let pytorch_rule = run::<f64>(&mut Adagrad::new(0.1).eps(0.25), INIT, GRADS);
+    let inside = reference(0.25);
+    assert!(
+        pytorch_rule
+            .iter()
+            .zip(&inside)
+            .any(|(a, b)| (a - b).abs() > 1e-3),
+        "the two placements of ε should differ with ε = 0.25"
+    );
+}
+
 // ---------------------------------------------------------------- RMSprop
 
 #[test]

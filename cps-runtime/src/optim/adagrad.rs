@@ -26,6 +26,8 @@ use crate::parameters::Parameters;
 /// ```
 ///
 /// Defaults: `η = 0`, `wd = 0`, initial accumulator 0, `ε = 1e-10`.
+/// With [`eps_inside_root`](Adagrad::eps_inside_root), the last line is
+/// `p ← p − lr_t · g / √(s + ε)`, the rule of Karpathy's min-char-rnn.
 ///
 /// [`step`](Optimizer::step) updates an `f32` weight matrix whose gradient
 /// comes from products deferred by the backward pass (a weight used one
@@ -54,6 +56,7 @@ pub struct Adagrad<A: Element = f32> {
     weight_decay: A,
     initial_accumulator_value: A,
     eps: A,
+    eps_inside_root: bool,
     states: HashMap<u64, AdagradState<A>>,
 }
 
@@ -77,6 +80,7 @@ impl<A: Element> Adagrad<A> {
             weight_decay: A::zero(),
             initial_accumulator_value: A::zero(),
             eps: A::from_f64_lossy(1e-10),
+            eps_inside_root: false,
             states: HashMap::new(),
         }
     }
@@ -123,6 +127,29 @@ impl<A: Element> Adagrad<A> {
         self.eps = eps;
         self
     }
+
+    /// Adds `ε` under the square root, `p ← p − lr_t · g / √(s + ε)`,
+    /// instead of PyTorch's `√s + ε`: the update of Karpathy's
+    /// min-char-rnn and of the character models of Lantern's evaluation
+    /// (with `ε = 1e-8`, after clipping the gradients to `[−5, 5]` with
+    /// [`clip_grad_value`](crate::optim::clip_grad_value)).
+    ///
+    /// ```
+    /// use cps_runtime::*;
+    /// use cps_runtime::optim::{Adagrad, Optimizer};
+    /// use ndarray::array;
+    ///
+    /// let mut w = Param::new(array![1.0f64]);
+    /// let mut adagrad = Adagrad::new(0.5).eps(5.0).eps_inside_root();
+    /// w.var().accumulate(array![2.0].into_dyn());
+    /// adagrad.step(&mut w);
+    /// // s = 4: w = 1 − 0.5 · 2 / √(4 + 5)
+    /// assert!((w.value()[0] - (1.0 - 1.0 / 3.0)).abs() < 1e-15);
+    /// ```
+    pub fn eps_inside_root(mut self) -> Self {
+        self.eps_inside_root = true;
+        self
+    }
 }
 
 impl<A: Element> Adagrad<A> {
@@ -159,6 +186,7 @@ impl<A: Element> Adagrad<A> {
         // Where the plain step's product would run the same tiles, so that
         // both give the same bits.
         let fits = param.is_trainable()
+            && !self.eps_inside_root
             && fused::fits::<A>(k)
             && crate::execution::products::deferred_product_uses_tiles(rows, cols, k)
             && param.array().is_standard_layout()
@@ -214,12 +242,17 @@ impl<A: Element> Optimizer<A> for Adagrad<A> {
 
     fn update(&mut self, id: u64, value: &mut ArrayD<A>, grad: &mut ArrayD<A>) {
         check_shapes("Adagrad", value, grad, self.states.get(&id).map(|s| &s.sum));
-        let (wd, eps) = (self.weight_decay, self.eps);
+        let (wd, eps, inside) = (self.weight_decay, self.eps, self.eps_inside_root);
         let (state, lr) = self.advance(id, value.shape());
         let update = |p: &mut A, g: A, s: &mut A| {
             let g = g + wd * *p;
             *s += g * g;
-            *p -= lr * g / (s.sqrt() + eps);
+            let root = if inside {
+                (*s + eps).sqrt()
+            } else {
+                s.sqrt() + eps
+            };
+            *p -= lr * g / root;
         };
         // Split like the matrix kernels' rows when on a second core.
         let rows = value.shape().first().copied().unwrap_or(1).max(1);
