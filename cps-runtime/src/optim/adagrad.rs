@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use ndarray::{ArrayD, IxDyn, Zip};
 
-use super::{Optimizer, check_non_negative, check_shapes};
+use super::{Optimizer, ParamState, check_non_negative, check_shapes};
 use crate::element::Element;
 use crate::execution::second_core;
 use crate::kernels::simd::vectorized;
@@ -290,6 +290,19 @@ impl<A: Element> Optimizer<A> for Adagrad<A> {
 
     fn learning_rate(&self) -> A {
         self.lr
+    }
+
+    fn param_state(&self, id: u64) -> Option<ParamState<A>> {
+        let state = self.states.get(&id)?;
+        Some(ParamState::of(state.step, [("sum", Some(&state.sum))]))
+    }
+
+    fn set_param_state(&mut self, id: u64, state: ParamState<A>) -> Result<(), String> {
+        let step = state.step;
+        let (mut required, _) = state.take("Adagrad", &["sum"], &[])?;
+        let sum = required.pop().expect("one buffer asked for");
+        self.states.insert(id, AdagradState { step, sum });
+        Ok(())
     }
 
     fn set_learning_rate(&mut self, lr: A) {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use ndarray::{ArrayD, IxDyn, Zip};
 
-use super::{Optimizer, check_non_negative, check_shapes, check_unit_interval};
+use super::{Optimizer, ParamState, check_non_negative, check_shapes, check_unit_interval};
 use crate::element::Element;
 
 /// Adam (Kingma and Ba, 2015), as `torch.optim.Adam`.
@@ -93,6 +93,43 @@ impl<A: Element> AdamCore<A> {
     pub(super) fn set_eps(&mut self, optimizer: &str, eps: A) {
         check_non_negative(optimizer, "eps", eps);
         self.eps = eps;
+    }
+
+    /// The state of `id`, for [`Optimizer::param_state`].
+    pub(super) fn param_state(&self, id: u64) -> Option<ParamState<A>> {
+        let state = self.states.get(&id)?;
+        Some(ParamState::of(
+            state.step,
+            [
+                ("exp_avg", Some(&state.exp_avg)),
+                ("exp_avg_sq", Some(&state.exp_avg_sq)),
+                ("max_exp_avg_sq", state.max_exp_avg_sq.as_ref()),
+            ],
+        ))
+    }
+
+    /// Sets the state of `id`, for [`Optimizer::set_param_state`].
+    pub(super) fn set_param_state(
+        &mut self,
+        optimizer: &str,
+        id: u64,
+        state: ParamState<A>,
+    ) -> Result<(), String> {
+        let step = state.step;
+        let (mut required, mut optional) =
+            state.take(optimizer, &["exp_avg", "exp_avg_sq"], &["max_exp_avg_sq"])?;
+        let exp_avg_sq = required.pop().expect("two buffers asked for");
+        let exp_avg = required.pop().expect("two buffers asked for");
+        self.states.insert(
+            id,
+            AdamState {
+                step,
+                exp_avg,
+                exp_avg_sq,
+                max_exp_avg_sq: optional.pop().flatten(),
+            },
+        );
+        Ok(())
     }
 
     pub(super) fn set_amsgrad(&mut self, amsgrad: bool) {
@@ -224,6 +261,14 @@ impl<A: Element> Optimizer<A> for Adam<A> {
 
     fn learning_rate(&self) -> A {
         self.core.lr
+    }
+
+    fn param_state(&self, id: u64) -> Option<ParamState<A>> {
+        self.core.param_state(id)
+    }
+
+    fn set_param_state(&mut self, id: u64, state: ParamState<A>) -> Result<(), String> {
+        self.core.set_param_state("Adam", id, state)
     }
 
     fn set_learning_rate(&mut self, lr: A) {

@@ -3,7 +3,7 @@
 use ndarray::ArrayD;
 
 use super::adam::AdamCore;
-use super::{Optimizer, check_non_negative};
+use super::{Optimizer, ParamState, check_non_negative};
 use crate::element::Element;
 
 /// AdamW (Loshchilov and Hutter, 2019), as `torch.optim.AdamW`.
@@ -103,6 +103,14 @@ impl<A: Element> Optimizer<A> for AdamW<A> {
 
     fn learning_rate(&self) -> A {
         self.core.lr
+    }
+
+    fn param_state(&self, id: u64) -> Option<ParamState<A>> {
+        self.core.param_state(id)
+    }
+
+    fn set_param_state(&mut self, id: u64, state: ParamState<A>) -> Result<(), String> {
+        self.core.set_param_state("AdamW", id, state)
     }
 
     fn set_learning_rate(&mut self, lr: A) {

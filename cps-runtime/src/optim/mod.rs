@@ -32,6 +32,7 @@ pub mod adamw;
 pub mod clip;
 pub mod rmsprop;
 pub mod sgd;
+pub mod state;
 
 pub use adagrad::Adagrad;
 pub use adam::Adam;
@@ -39,6 +40,7 @@ pub use adamw::AdamW;
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use rmsprop::RmsProp;
 pub use sgd::Sgd;
+pub use state::ParamState;
 
 /// An optimization algorithm: turns the gradients accumulated on a model's
 /// parameters into updates of their values.
@@ -73,6 +75,22 @@ pub trait Optimizer<A: Element = f32> {
     /// # Panics
     /// When `lr` is negative or NaN.
     fn set_learning_rate(&mut self, lr: A);
+
+    /// The state kept for the parameter `id` (step count and buffers), or
+    /// `None` when it has none yet: what a checkpoint saves
+    /// ([`crate::io::save_checkpoint`]).
+    fn param_state(&self, id: u64) -> Option<ParamState<A>>;
+
+    /// Replaces the state kept for the parameter `id` with `state`, as
+    /// [`param_state`](Optimizer::param_state) returned it (read back from
+    /// a checkpoint), so that the next step is the one the saved optimizer
+    /// would have taken.
+    ///
+    /// # Errors
+    /// When `state` lacks a buffer this optimizer needs, or has one it
+    /// does not keep (a state saved by another optimizer or with other
+    /// options); the state of `id` is then unchanged.
+    fn set_param_state(&mut self, id: u64, state: ParamState<A>) -> Result<(), String>;
 
     /// Applies one update to every trainable parameter of `model` that has
     /// a gradient, and consumes those gradients (they are zero afterwards).

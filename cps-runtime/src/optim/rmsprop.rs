@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use ndarray::{ArrayD, IxDyn, Zip};
 
-use super::{Optimizer, check_non_negative, check_shapes, check_unit_interval};
+use super::{Optimizer, ParamState, check_non_negative, check_shapes, check_unit_interval};
 use crate::element::Element;
 
 /// RMSprop (Hinton, Lecture 6e of "Neural Networks for Machine Learning"),
@@ -201,6 +201,35 @@ impl<A: Element> Optimizer<A> for RmsProp<A> {
 
     fn learning_rate(&self) -> A {
         self.lr
+    }
+
+    fn param_state(&self, id: u64) -> Option<ParamState<A>> {
+        let state = self.states.get(&id)?;
+        Some(ParamState::of(
+            0,
+            [
+                ("square_avg", Some(&state.square_avg)),
+                ("grad_avg", state.grad_avg.as_ref()),
+                ("momentum_buffer", state.momentum_buffer.as_ref()),
+            ],
+        ))
+    }
+
+    fn set_param_state(&mut self, id: u64, state: ParamState<A>) -> Result<(), String> {
+        let (mut required, mut optional) =
+            state.take("RmsProp", &["square_avg"], &["grad_avg", "momentum_buffer"])?;
+        let momentum_buffer = optional.pop().flatten();
+        let grad_avg = optional.pop().flatten();
+        let square_avg = required.pop().expect("one buffer asked for");
+        self.states.insert(
+            id,
+            RmsPropState {
+                square_avg,
+                grad_avg,
+                momentum_buffer,
+            },
+        );
+        Ok(())
     }
 
     fn set_learning_rate(&mut self, lr: A) {

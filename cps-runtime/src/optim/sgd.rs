@@ -6,7 +6,7 @@ use std::collections::hash_map::Entry;
 
 use ndarray::{ArrayD, Zip};
 
-use super::{Optimizer, check_non_negative, check_shapes};
+use super::{Optimizer, ParamState, check_non_negative, check_shapes};
 use crate::element::Element;
 
 /// Stochastic gradient descent, as `torch.optim.SGD`.
@@ -171,6 +171,20 @@ impl<A: Element> Optimizer<A> for Sgd<A> {
 
     fn learning_rate(&self) -> A {
         self.lr
+    }
+
+    fn param_state(&self, id: u64) -> Option<ParamState<A>> {
+        let buffer = self.momentum_buffers.get(&id)?;
+        Some(ParamState::of(0, [("momentum_buffer", Some(buffer))]))
+    }
+
+    fn set_param_state(&mut self, id: u64, state: ParamState<A>) -> Result<(), String> {
+        let (_, mut optional) = state.take("Sgd", &[], &["momentum_buffer"])?;
+        match optional.pop().flatten() {
+            Some(buffer) => self.momentum_buffers.insert(id, buffer),
+            None => self.momentum_buffers.remove(&id),
+        };
+        Ok(())
     }
 
     fn set_learning_rate(&mut self, lr: A) {

@@ -3,6 +3,10 @@
 //! byte range, then the raw little-endian, row-major data. PyTorch and the
 //! `safetensors` Python package read and write the same files.
 //!
+//! [`save_checkpoint`] and [`load_checkpoint`] keep, beside the
+//! parameters, an optimizer's state and the training loop's own, so that a
+//! resumed run continues exactly where the saved one was.
+//!
 //! Saving is atomic: the file is written beside its final path, flushed to
 //! disk, then renamed over it, so a crash or a failed save never leaves a
 //! half-written file where a good one was.
@@ -19,6 +23,10 @@ use safetensors::tensor::{Dtype, SafeTensors, View};
 
 use crate::element::Element;
 use crate::parameters::Parameters;
+
+mod checkpoint;
+
+pub use checkpoint::{TrainingState, load_checkpoint, save_checkpoint};
 
 /// Reading or writing a parameter file failed.
 #[derive(Debug)]
@@ -82,6 +90,14 @@ pub enum ParamFileError {
         /// Why it cannot be used.
         reason: &'static str,
     },
+    /// A checkpoint's contents do not fit the model or the optimizer
+    /// they are loaded into (or the file is not a checkpoint).
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What does not fit.
+        detail: String,
+    },
 }
 
 impl fmt::Display for ParamFileError {
@@ -133,6 +149,9 @@ impl fmt::Display for ParamFileError {
             }
             ParamFileError::InvalidName { name, reason } => {
                 write!(f, "parameter name `{name}`: {reason}")
+            }
+            ParamFileError::Checkpoint { path, detail } => {
+                write!(f, "{}: {detail}", path.display())
             }
         }
     }
@@ -205,7 +224,21 @@ where
     M: Parameters<A> + ?Sized,
 {
     let path = path.as_ref();
-    let mut tensors = read_tensors::<A>(path)?;
+    set_parameters(model, read_tensors::<A>(path)?, path)
+}
+
+/// Sets every parameter of `model` from the tensor of its name in
+/// `tensors` (read from `path`), which must hold exactly the model's
+/// parameters; otherwise nothing changes.
+fn set_parameters<A, M>(
+    model: &mut M,
+    mut tensors: BTreeMap<String, ArrayD<A>>,
+    path: &Path,
+) -> Result<(), ParamFileError>
+where
+    A: Element,
+    M: Parameters<A> + ?Sized,
+{
     let mut problem: Option<ParamFileError> = None;
     let mut seen: HashSet<String> = HashSet::new();
     model.visit(&mut |name, param| {
@@ -273,7 +306,11 @@ where
 pub fn read_tensors<A: Element>(
     path: impl AsRef<Path>,
 ) -> Result<BTreeMap<String, ArrayD<A>>, ParamFileError> {
-    let path = path.as_ref();
+    read_file(path.as_ref()).map(|(tensors, _)| tensors)
+}
+
+/// The tensors of a safetensors file, by name, and its metadata.
+fn read_file<A: Element>(path: &Path) -> Result<(Tensors<A>, Metadata), ParamFileError> {
     let bytes = std::fs::read(path).map_err(|source| ParamFileError::Io {
         path: path.to_path_buf(),
         source,
@@ -283,6 +320,14 @@ pub fn read_tensors<A: Element>(
         detail,
     };
     let file = SafeTensors::deserialize(&bytes).map_err(|error| corrupt(error.to_string()))?;
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|error| corrupt(error.to_string()))?;
+    let metadata = header
+        .metadata()
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let wanted = dtype_of::<A>();
     let mut tensors = BTreeMap::new();
     let mut views = file.tensors();
@@ -301,8 +346,13 @@ pub fn read_tensors<A: Element>(
             .map_err(|error| corrupt(format!("tensor `{name}`: {error}")))?;
         tensors.insert(name, array);
     }
-    Ok(tensors)
+    Ok((tensors, metadata))
 }
+
+/// Tensors by name.
+type Tensors<A> = BTreeMap<String, ArrayD<A>>;
+/// A safetensors file's `__metadata__`: text by name.
+type Metadata = BTreeMap<String, String>;
 
 /// Replaces the file at `path` with what `write` writes, atomically: the
 /// data goes to a new file in the same directory, is flushed to disk
@@ -372,6 +422,14 @@ pub fn write_atomically(
 }
 
 fn write_encoded(tensors: Vec<(String, Encoded)>, path: &Path) -> Result<(), ParamFileError> {
+    write_with_metadata(tensors, Metadata::new(), path)
+}
+
+fn write_with_metadata(
+    tensors: Vec<(String, Encoded)>,
+    metadata: Metadata,
+    path: &Path,
+) -> Result<(), ParamFileError> {
     let mut names = HashSet::new();
     for (name, _) in &tensors {
         if name == "__metadata__" {
@@ -387,11 +445,14 @@ fn write_encoded(tensors: Vec<(String, Encoded)>, path: &Path) -> Result<(), Par
             });
         }
     }
-    let bytes =
-        safetensors::tensor::serialize(tensors, None).map_err(|error| ParamFileError::Corrupt {
-            path: path.to_path_buf(),
-            detail: error.to_string(),
-        })?;
+    let bytes = safetensors::tensor::serialize(
+        tensors,
+        (!metadata.is_empty()).then(|| metadata.into_iter().collect()),
+    )
+    .map_err(|error| ParamFileError::Corrupt {
+        path: path.to_path_buf(),
+        detail: error.to_string(),
+    })?;
     write_atomically(path, |file| std::io::Write::write_all(file, &bytes)).map_err(|source| {
         ParamFileError::Io {
             path: path.to_path_buf(),
