@@ -207,6 +207,125 @@ fn data_parallel_steps_apply_the_summed_gradients_of_their_trees() {
     });
 }
 
+/// The committed parity fixture (see its README).
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/treelstm")
+}
+
+/// Reads a loss log: one loss per line.
+fn read_losses(path: &Path) -> Vec<f64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| l.trim().parse().expect("a loss per line"))
+        .collect()
+}
+
+/// The largest relative difference between our losses and `theirs`, and
+/// where.
+fn worst_difference(ours: &[f32], theirs: &[f64]) -> (f64, usize) {
+    assert_eq!(ours.len(), theirs.len(), "as many losses on both sides");
+    let mut worst = (0.0f64, 0usize);
+    for (i, (&a, &b)) in ours.iter().zip(theirs).enumerate() {
+        let error = (f64::from(a) - b).abs() / b.abs().max(1e-6);
+        if error > worst.0 {
+            worst = (error, i);
+        }
+    }
+    worst
+}
+
+/// Trains two epochs on the fixture's trees from `init` (when given; our
+/// own initialisation otherwise) and returns every step's loss.
+fn fixture_losses(init: Option<&Path>) -> Vec<f32> {
+    let mut trees = read_treebank(fixture_dir().join("train.txt")).expect("the fixture parses");
+    trees.truncate(60);
+    let vocab = Vocab::from_trees(&trees);
+    let train = model::encode(&vocab, trees);
+    let mut model = TreeLstm::new(vocab.len(), 24, 32, 0.3, 7);
+    if let Some(init) = init {
+        reference_init::load(&mut model, init).expect("the reference's parameters load");
+    }
+    let mut optimizer = Adagrad::new(0.05);
+    let mut losses = train_epoch(&mut model, &mut optimizer, &train);
+    losses.extend(train_epoch(&mut model, &mut optimizer, &train));
+    losses
+}
+
+/// From the reference's initial parameters, on the same trees, the same
+/// per-tree losses as the reference's, step by step (the committed
+/// fixture: no PyTorch needed). Our own initialisation is the negative
+/// control.
+#[test]
+fn same_losses_as_the_committed_reference_run() {
+    let dir = fixture_dir();
+    let theirs = read_losses(&dir.join("losses.txt"));
+    assert_eq!(theirs.len(), 120);
+    let (worst, at) = worst_difference(
+        &fixture_losses(Some(&dir.join("init.safetensors"))),
+        &theirs,
+    );
+    assert!(worst < 1e-3, "step {at}: relative difference {worst:.2e}");
+    let (control, _) = worst_difference(&fixture_losses(None), &theirs);
+    assert!(
+        control > 1e-2,
+        "another initialisation should give other losses (largest difference {control:.2e})"
+    );
+}
+
+/// The committed fixture is what the reference computes today: run it
+/// again (when python3 with torch is present) and compare.
+#[test]
+fn the_committed_reference_run_is_current() {
+    let reference =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/baselines/treelstm_torch.py");
+    if !reference.is_file() || !python_with_torch() {
+        println!(
+            "SKIPPED the_committed_reference_run_is_current: needs python3 with torch, safetensors and numpy, and {}",
+            reference.display()
+        );
+        return;
+    }
+    let scratch = std::env::temp_dir().join(format!("cps-fixture-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch directory");
+    let (init, log) = (scratch.join("init.safetensors"), scratch.join("losses.txt"));
+    let status = Command::new("python3")
+        .arg(&reference)
+        .args(["--data".as_ref(), fixture_dir().as_os_str()])
+        .args([
+            "--limit",
+            "60",
+            "--epochs",
+            "2",
+            "--no-dev",
+            "--threads",
+            "1",
+        ])
+        .args(["--hidden", "32", "--emb", "24"])
+        .args(["--save-init".as_ref(), init.as_os_str()])
+        .args(["--loss-log".as_ref(), log.as_os_str()])
+        .status()
+        .expect("the reference runs");
+    assert!(status.success(), "the PyTorch reference failed");
+    let committed = read_losses(&fixture_dir().join("losses.txt"));
+    let fresh = read_losses(&log);
+    assert_eq!(fresh.len(), committed.len());
+    for (i, (a, b)) in fresh.iter().zip(&committed).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-6 * b.abs(),
+            "step {i}: {a} now, {b} committed"
+        );
+    }
+    let fresh_init = cps::io::read_tensors::<f32>(&init).expect("the new init");
+    let committed_init =
+        cps::io::read_tensors::<f32>(fixture_dir().join("init.safetensors")).expect("the fixture");
+    assert_eq!(
+        fresh_init, committed_init,
+        "the reference's initial parameters changed"
+    );
+    std::fs::remove_dir_all(&scratch).ok();
+}
+
 fn sst_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("SST_DIR")
         .map(PathBuf::from)
@@ -278,19 +397,9 @@ fn same_losses_as_the_pytorch_reference() {
     let mut optimizer = Adagrad::new(0.05);
     let ours = train_epoch(&mut model, &mut optimizer, &train);
 
-    let theirs: Vec<f64> = std::fs::read_to_string(&torch_log)
-        .expect("the reference's loss log")
-        .lines()
-        .map(|l| l.trim().parse().expect("a loss per line"))
-        .collect();
+    let theirs = read_losses(&torch_log);
     assert_eq!(theirs.len(), TREES);
-    let mut worst = (0.0f64, 0usize);
-    for (i, (&a, &b)) in ours.iter().zip(&theirs).enumerate() {
-        let error = (f64::from(a) - b).abs() / b.abs().max(1e-6);
-        if error > worst.0 {
-            worst = (error, i);
-        }
-    }
+    let worst = worst_difference(&ours, &theirs);
     println!(
         "largest relative difference in per-tree loss over {TREES} trees: {:.2e} (tree {})",
         worst.0, worst.1

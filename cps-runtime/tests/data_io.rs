@@ -610,7 +610,7 @@ fn glove_can_skip_malformed_lines() {
     // A bad line does not write part of a row.
     let mut table = Array2::<f32>::zeros((3, 2));
     read_glove(
-        "bad 9 oops\n".as_bytes(),
+        "good 1 2\nbad 9 oops\n".as_bytes(),
         &vocab,
         &mut table,
         GloveOptions {
@@ -619,6 +619,28 @@ fn glove_can_skip_malformed_lines() {
     )
     .unwrap();
     assert_eq!(table.row(2).to_vec(), [0.0, 0.0]);
+}
+
+/// Vectors of another length than the table's are an error even when
+/// skipping malformed lines: otherwise every line would be skipped.
+#[test]
+fn glove_of_the_wrong_length_fails_at_the_first_line() {
+    let vocab = vocab(&["good", "bad"]);
+    let mut table = Array2::<f32>::zeros((3, 2));
+    let error = read_glove(
+        "good 1 2 3\nbad 4 5 6\n".as_bytes(),
+        &vocab,
+        &mut table,
+        GloveOptions {
+            skip_malformed: true,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "line 1: expected a word and 2 values, found 3"
+    );
+    assert_eq!(table, Array2::<f32>::zeros((3, 2)));
 }
 
 proptest! {

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::common::flags::{Args, TRAINING_USAGE, TrainingFlags};
+
 /// What to train on and how.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
@@ -12,12 +14,8 @@ pub struct Options {
     pub limit: Option<usize>,
     pub train_embeddings: bool,
     pub glove: Option<PathBuf>,
-    pub save: Option<PathBuf>,
-    pub load: Option<PathBuf>,
-    /// Start from the PyTorch reference's `--save-init` file.
-    pub init: Option<PathBuf>,
-    pub loss_log: Option<PathBuf>,
-    pub plot: Option<PathBuf>,
+    /// Output files, checkpoints and the starting point.
+    pub training: TrainingFlags,
     pub seed: u64,
     pub learning_rate: f32,
     /// Embedding and hidden sizes (defaults depend on the data).
@@ -58,11 +56,7 @@ impl Default for Options {
             limit: None,
             train_embeddings: false,
             glove: None,
-            save: None,
-            load: None,
-            init: None,
-            loss_log: None,
-            plot: Some(PathBuf::from("treelstm-loss.svg")),
+            training: TrainingFlags::new("treelstm"),
             seed: 7,
             learning_rate: 0.05,
             embedding: None,
@@ -75,18 +69,18 @@ impl Default for Options {
     }
 }
 
-pub const USAGE: &str = "\
+/// The options' descriptions (`--help`).
+pub fn usage() -> String {
+    format!("{USAGE}\n{TRAINING_USAGE}")
+}
+
+const USAGE: &str = "\
 usage: treelstm [options]
   --data DIR            train.txt, dev.txt and test.txt in PTB form (default: a synthetic treebank)
   --epochs N            passes over the training set (default: 1 on --data, 6 on synthetic data)
   --limit N             use the first N training trees
   --train-embeddings    train the word vectors too (frozen by default)
   --glove FILE          word vectors in 'word v1 ... vN' text form
-  --save FILE           write the parameters (safetensors) after training
-  --load FILE           start from parameters written by --save
-  --init FILE           start from the PyTorch reference's --save-init file
-  --loss-log FILE       write each training tree's loss, one per line
-  --plot FILE           the loss curve, as SVG (default: treelstm-loss.svg; 'none' to skip)
   --embedding N         embedding size (default: 300 on --data, 32 on synthetic data)
   --hidden N            hidden size (default: 150 on --data, 48 on synthetic data)
   --lr X                Adagrad learning rate (default: 0.05)
@@ -104,40 +98,26 @@ usage: treelstm [options]
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut options = Options::default();
     let mut epochs = None;
-    let mut args = args.into_iter();
-    while let Some(flag) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+    let mut args = Args::new(args);
+    while let Some(flag) = args.next_flag() {
+        if options.training.read(&flag, &mut args)? {
+            continue;
+        }
+        let whole = "a non-negative integer";
         match flag.as_str() {
-            "--data" => options.data = Some(value("--data")?.into()),
-            "--epochs" => epochs = Some(number(&value("--epochs")?, "--epochs")?),
-            "--limit" => options.limit = Some(number(&value("--limit")?, "--limit")?),
+            "--data" => options.data = Some(args.path(&flag)?),
+            "--epochs" => epochs = Some(args.parsed(&flag, whole)?),
+            "--limit" => options.limit = Some(args.parsed(&flag, whole)?),
             "--train-embeddings" => options.train_embeddings = true,
-            "--glove" => options.glove = Some(value("--glove")?.into()),
-            "--save" => options.save = Some(value("--save")?.into()),
-            "--load" => options.load = Some(value("--load")?.into()),
-            "--init" => options.init = Some(value("--init")?.into()),
-            "--loss-log" => options.loss_log = Some(value("--loss-log")?.into()),
-            "--plot" => {
-                let path = value("--plot")?;
-                options.plot = (path != "none").then(|| path.into());
-            }
-            "--embedding" => {
-                options.embedding = Some(number(&value("--embedding")?, "--embedding")?)
-            }
-            "--hidden" => options.hidden = Some(number(&value("--hidden")?, "--hidden")?),
-            "--lr" => {
-                let text = value("--lr")?;
-                options.learning_rate = text
-                    .parse()
-                    .ok()
-                    .filter(|lr: &f32| lr.is_finite() && *lr > 0.0)
-                    .ok_or_else(|| format!("--lr expects a positive number, got '{text}'"))?;
-            }
-            "--seed" => options.seed = number(&value("--seed")?, "--seed")? as u64,
-            "--threads" => options.threads = number(&value("--threads")?, "--threads")?.max(1),
+            "--glove" => options.glove = Some(args.path(&flag)?),
+            "--embedding" => options.embedding = Some(args.positive(&flag)?),
+            "--hidden" => options.hidden = Some(args.positive(&flag)?),
+            "--lr" => options.learning_rate = args.positive_real(&flag)?,
+            "--seed" => options.seed = args.parsed(&flag, whole)?,
+            "--threads" => options.threads = args.positive(&flag)?,
             "--second-core" => options.second_core = true,
             "--mode" => {
-                options.mode = match value("--mode")?.as_str() {
+                options.mode = match args.value(&flag)?.as_str() {
                     "node" => Mode::Node,
                     "joined" => Mode::Joined,
                     "level" => Mode::Level,
@@ -149,8 +129,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
                 }
             }
             "--no-eval" => options.no_eval = true,
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown option '{other}'\n{USAGE}")),
+            "-h" | "--help" => return Err(usage()),
+            other => return Err(format!("unknown option '{other}'\n{}", usage())),
         }
     }
     options.epochs = epochs.unwrap_or(if options.data.is_some() { 1 } else { 6 });
@@ -162,15 +142,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
     if options.mode != Mode::Node && options.threads > 1 {
         return Err("--threads N trains node by node; drop --mode or --threads".to_string());
     }
-    if options.init.is_some() && options.load.is_some() {
-        return Err("--init and --load both set the parameters; give one of them".to_string());
-    }
+    options.training.check()?;
     Ok(options)
-}
-
-fn number(text: &str, flag: &str) -> Result<usize, String> {
-    text.parse()
-        .map_err(|_| format!("{flag} expects a non-negative integer, got '{text}'"))
 }
 
 #[cfg(test)]
@@ -207,7 +180,7 @@ mod tests {
                 o.epochs,
                 o.limit,
                 o.train_embeddings,
-                o.plot,
+                o.training.plot,
                 o.learning_rate
             ),
             (3, Some(10), true, None, 0.1)

@@ -7,6 +7,10 @@
 //! cargo run --release --example treelstm -- --data path/to/sst   # the Stanford Sentiment Treebank
 //! ```
 
+#[path = "../common/mod.rs"]
+#[macro_use]
+mod common;
+
 mod cli;
 mod evaluate;
 mod flops;
@@ -15,45 +19,40 @@ mod levels;
 mod memory;
 mod model;
 mod parallel;
-mod plot;
 mod reference_init;
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::time::Instant;
 
 use cli::Mode;
+use common::training::{Training, require_data};
 use cps::data::synthetic::{SyntheticConfig, generate};
 use cps::data::{GloveOptions, Vocab, load_glove, read_treebank};
 use cps::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
 use model::TreeLstm;
 
-/// Prints a line of the report. A reader that went away (`| head`) ends the
-/// run quietly instead of panicking, as command-line tools do.
-macro_rules! report {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
-            std::process::exit(0);
-        }
-    }};
-}
+#[cfg(test)]
+mod tests;
 
 fn main() {
-    if let Err(message) = run() {
+    if let Err(message) = cli::parse(std::env::args().skip(1)).and_then(|o| run(&o)) {
         eprintln!("error: {message}");
         std::process::exit(1);
     }
 }
 
-fn run() -> Result<(), String> {
-    let options = cli::parse(std::env::args().skip(1))?;
+/// Trains and evaluates as `options` say.
+fn run(options: &cli::Options) -> Result<(), String> {
     let (mut train, dev, test, source) = match &options.data {
         Some(dir) => {
             let read = |name: &str| read_treebank(dir.join(name)).map_err(|e| e.to_string());
+            let train = read("train.txt")?;
+            require_data(
+                train.len(),
+                "trees",
+                &dir.join("train.txt").display().to_string(),
+            )?;
             (
-                read("train.txt")?,
+                train,
                 read("dev.txt")?,
                 read("test.txt")?,
                 dir.display().to_string(),
@@ -77,6 +76,7 @@ fn run() -> Result<(), String> {
     };
     if let Some(limit) = options.limit {
         train.truncate(limit);
+        require_data(train.len(), "trees", "--limit 0")?;
     }
     let vocab = Vocab::from_trees(&train);
     let synthetic = options.data.is_none();
@@ -87,7 +87,10 @@ fn run() -> Result<(), String> {
 
     let mut model = TreeLstm::new(vocab.len(), embedding, hidden, 0.3, options.seed);
     if let Some(path) = &options.glove {
-        let report = load_glove(
+        // Words with spaces in GloVe 840B make a few lines malformed; they
+        // are skipped, as the reference does. Vectors of another length
+        // than the embedding fail at the first line.
+        let read = load_glove(
             path,
             &vocab,
             model.emb.value_mut(),
@@ -95,15 +98,31 @@ fn run() -> Result<(), String> {
                 skip_malformed: true,
             },
         )
-        .map_err(|e| e.to_string())?;
-        report!("word vectors: {report:?}");
+        .map_err(|e| format!("{e} (the embedding size is {embedding}; see --embedding)"))?;
+        report!(
+            "word vectors: {} of the {} vocabulary words found in {} ({} lines{})",
+            read.found,
+            vocab.len(),
+            path.display(),
+            read.lines,
+            if read.skipped > 0 {
+                format!(", {} malformed lines skipped", read.skipped)
+            } else {
+                String::new()
+            }
+        );
     }
-    if let Some(path) = &options.init {
+    if let Some(path) = &options.training.init {
         reference_init::load(&mut model, path)?;
     }
-    if let Some(path) = &options.load {
-        cps::io::load_parameters(&mut model, path).map_err(|e| e.to_string())?;
-    }
+    let mut optimizer = Adagrad::new(options.learning_rate);
+    let (mut training, _) = Training::start(
+        "Tree-LSTM",
+        "trees",
+        &options.training,
+        &mut model,
+        &mut optimizer,
+    )?;
     model.emb.set_trainable(options.train_embeddings);
 
     let encode = |trees| model::encode(&vocab, trees);
@@ -122,24 +141,15 @@ fn run() -> Result<(), String> {
         }
     );
 
-    let mut optimizer = Adagrad::new(options.learning_rate);
-    let mut loss_log = match &options.loss_log {
-        Some(path) => Some(BufWriter::new(
-            File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
-        )),
-        None => None,
-    };
     let flops_per_epoch: f64 = train
         .iter()
         .map(|(t, _)| flops::training_flops(t, embedding, hidden, options.train_embeddings))
         .sum();
-    let mut losses = Vec::with_capacity(train.len() * options.epochs);
-    // Every tree's loss is kept for the plot. The record is written once
-    // up front, so that its pages are resident from the start and the
-    // memory reported after each epoch measures the training, not the
-    // record filling up (a page per thousand trees).
-    losses.resize(losses.capacity(), 0.0);
-    losses.clear();
+    // Every tree's loss is kept for the plot, in room reserved up front,
+    // so that the memory reported after each epoch measures the training,
+    // not the record filling up.
+    let first_epoch = training.epochs_done() + 1;
+    training.reserve(train.len() * (options.epochs + 1).saturating_sub(first_epoch));
     // Helper threads build their replicas from a copy of the word vectors
     // (trained ones are refreshed at every step like the other parameters).
     let model_embedding = if options.threads > 1 {
@@ -155,27 +165,15 @@ fn run() -> Result<(), String> {
             .collect(),
     };
     let _second_core = options.second_core.then(cps::SecondCore::start);
-    for epoch in 1..=options.epochs {
-        let bar = ProgressBar::new(train.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "epoch {prefix} {bar:30} {pos}/{len} trees, {per_sec}, loss {msg}",
-            )
-            .expect("a valid template"),
-        );
-        bar.set_prefix(epoch.to_string());
+    for epoch in first_epoch..=options.epochs {
+        let bar = training.progress_bar(epoch, train.len());
         let start = Instant::now();
         let mut total = 0.0f64;
-        let mut log_error = None;
+        let mut done = 0;
         let mut record = |loss: f32| {
             total += f64::from(loss);
-            losses.push(loss);
-            if let Some(log) = &mut loss_log
-                && let Err(e) = writeln!(log, "{loss:.9}")
-            {
-                log_error.get_or_insert(e.to_string());
-            }
-            let done = losses.len() % train.len().max(1);
+            training.record(loss);
+            done += 1;
             if done % 64 == 0 {
                 bar.set_position(done as u64);
                 bar.set_message(format!("{:.3}", total / (done.max(1)) as f64));
@@ -207,9 +205,7 @@ fn run() -> Result<(), String> {
                 record(loss);
             }
         }
-        if let Some(e) = log_error {
-            return Err(e);
-        }
+        training.end_epoch(&model, &optimizer, Default::default())?;
         bar.finish_and_clear();
         let seconds = start.elapsed().as_secs_f64();
         report!(
@@ -230,9 +226,6 @@ fn run() -> Result<(), String> {
             );
         }
     }
-    if let Some(mut log) = loss_log {
-        log.flush().map_err(|e| e.to_string())?;
-    }
     if !options.no_eval && !test.is_empty() {
         let (root, all) = evaluate::accuracy(&model, &test);
         report!(
@@ -244,15 +237,5 @@ fn run() -> Result<(), String> {
     if let Some(peak) = memory::status("VmHWM:") {
         report!("peak memory: {peak}");
     }
-    if let Some(path) = &options.save {
-        cps::io::save_parameters(&model, path).map_err(|e| e.to_string())?;
-        report!("parameters saved to {}", path.display());
-    }
-    if let Some(path) = &options.plot
-        && !losses.is_empty()
-    {
-        plot::loss_curve(&losses, (train.len() / 20).clamp(1, 500), path)?;
-        report!("loss curve: {}", path.display());
-    }
-    Ok(())
+    training.finish(&model, (train.len() / 20).clamp(1, 500))
 }

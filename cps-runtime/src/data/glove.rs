@@ -16,7 +16,10 @@ use crate::element::Element;
 pub struct GloveOptions {
     /// Skip lines with the wrong number of values or a value that is not a
     /// number, instead of failing. The PyTorch baseline skips lines of the
-    /// wrong length (GloVe 840B has a few words containing spaces).
+    /// wrong length (GloVe 840B has a few words containing spaces). The
+    /// first line is never skipped: when it has the wrong length, the
+    /// file's vectors are not the table's width and every line would be
+    /// skipped, so the read fails there.
     pub skip_malformed: bool,
 }
 
@@ -247,7 +250,7 @@ where
                 report.found += 1;
             }
             Ok(None) => {}
-            Err(_) if options.skip_malformed => report.skipped += 1,
+            Err(_) if options.skip_malformed && report.lines > 1 => report.skipped += 1,
             Err(kind) => {
                 return Err(GloveError::Line {
                     path: path.map(Path::to_path_buf),

@@ -4,8 +4,16 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-/// Draws the running mean of the per-tree loss (over `window` trees).
-pub fn loss_curve(losses: &[f32], window: usize, path: &Path) -> Result<(), String> {
+/// Draws the running mean of the per-step loss over `window` steps;
+/// `model` titles the picture and `unit` names a step (`trees`, `batches`,
+/// `iterations`).
+pub fn loss_curve(
+    losses: &[f32],
+    window: usize,
+    model: &str,
+    unit: &str,
+    path: &Path,
+) -> Result<(), String> {
     let smoothed = running_mean(losses, window.max(1));
     let top = smoothed.iter().copied().fold(0.0f32, f32::max) * 1.05 + 1e-3;
     let failed =
@@ -14,7 +22,7 @@ pub fn loss_curve(losses: &[f32], window: usize, path: &Path) -> Result<(), Stri
     root.fill(&WHITE).map_err(|e| failed(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("Tree-LSTM training loss (mean over {window} trees)"),
+            format!("{model} training loss (mean over {window} {unit})"),
             ("sans-serif", 20),
         )
         .margin(12)
@@ -24,8 +32,8 @@ pub fn loss_curve(losses: &[f32], window: usize, path: &Path) -> Result<(), Stri
         .map_err(|e| failed(&e))?;
     chart
         .configure_mesh()
-        .x_desc("training trees")
-        .y_desc("loss per tree")
+        .x_desc(format!("training {unit}"))
+        .y_desc("loss")
         .draw()
         .map_err(|e| failed(&e))?;
     chart

@@ -1,0 +1,17 @@
+//! What every training example shares, in one place: the flags for output
+//! files and checkpoints and their checks before training (`flags`,
+//! `outputs`), the training loop's progress, loss record, checkpoints and
+//! resuming (`training`), the loss curve (`plot`), and output that ends
+//! quietly when its reader goes away (`report`).
+//!
+//! An example includes it with `#[path = "../common/mod.rs"] mod common;`.
+
+// Each example uses the parts it needs.
+#![allow(dead_code)]
+
+pub mod flags;
+pub mod outputs;
+pub mod plot;
+#[macro_use]
+pub mod report;
+pub mod training;
