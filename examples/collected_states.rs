@@ -8,6 +8,10 @@
 //! cargo run --release --example collected_states -- --short 4000 --long 64000
 //! ```
 
+#[path = "common/report.rs"]
+#[macro_use]
+mod report;
+
 use std::time::Instant;
 
 use cps::prelude::*;
@@ -58,7 +62,7 @@ fn main() {
     let w = Param::new(array![0.9f64]);
     let at_short = ns_per_step(&w, short, 9);
     let at_long = ns_per_step(&w, long, 9);
-    println!(
+    report!(
         "collected states: {at_short:.0} ns/step at {short} steps, {at_long:.0} ns/step at {long} steps, ratio {:.2}",
         at_long / at_short
     );

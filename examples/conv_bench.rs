@@ -14,6 +14,10 @@
 //! convolution's input is data (no gradient, as in training); every other
 //! layer's input takes a gradient.
 
+#[path = "common/report.rs"]
+#[macro_use]
+mod report;
+
 use std::time::Instant;
 
 use cps_runtime::ops::conv::Conv2dOptions;
@@ -80,7 +84,7 @@ fn time_layer<P: Computation<Output = Var<f32>>>(
             .backward();
         reset();
     });
-    println!("{name} {forward:.4} {both:.4}");
+    report!("{name} {forward:.4} {both:.4}");
     (forward, both)
 }
 
@@ -93,9 +97,7 @@ fn main() {
     let batch = 100;
     let conv = Conv2dOptions::default();
     let pool = Pool2dOptions::new(2);
-    println!(
-        "# cps, batch {batch}, best of {repeat}, milliseconds: layer forward forward+backward"
-    );
+    report!("# cps, batch {batch}, best of {repeat}, milliseconds: layer forward forward+backward");
 
     let images = Var::constant(values(&[batch, 1, 28, 28], 1));
     let (w1, b1) = (
@@ -153,7 +155,7 @@ fn main() {
     );
 
     let layers = [conv1, pool1, conv2, pool2];
-    println!(
+    report!(
         "total {:.4} {:.4}",
         layers.iter().map(|l| l.0).sum::<f64>(),
         layers.iter().map(|l| l.1).sum::<f64>()

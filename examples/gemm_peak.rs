@@ -13,6 +13,10 @@
 //! cargo run --release --example gemm_peak
 //! ```
 
+#[path = "common/report.rs"]
+#[macro_use]
+mod report;
+
 use std::time::Instant;
 
 use ndarray::Array2;
@@ -30,16 +34,16 @@ fn main() {
         best = best.min(start.elapsed().as_secs_f64());
     }
     let flops = 2.0 * (n as f64).powi(3);
-    println!(
+    report!(
         "sgemm {n}x{n}x{n}, one thread, best of 7: {:.1} GFLOP/s (checksum {:.3})",
         flops / best / 1e9,
         c.sum()
     );
     match fma_peak() {
         Some((width, gflops)) => {
-            println!("fma peak, {width}, one thread, best of 7: {gflops:.1} GFLOP/s")
+            report!("fma peak, {width}, one thread, best of 7: {gflops:.1} GFLOP/s")
         }
-        None => println!("fma peak: no AVX2 and FMA on this processor"),
+        None => report!("fma peak: no AVX2 and FMA on this processor"),
     }
 }
 

@@ -11,6 +11,10 @@
 //! `/proc/self/clear_refs`; where those files do not exist (not Linux), the
 //! column says so.
 
+#[path = "common/report.rs"]
+#[macro_use]
+mod report;
+
 use std::time::Instant;
 
 use cps::prelude::*;
@@ -123,7 +127,7 @@ fn main() {
     let mut rng = StdRng::seed_from_u64(11);
     let longest = lengths.iter().copied().max().unwrap_or(0);
     let tokens: Vec<usize> = (0..longest).map(|_| rng.random_range(0..VOCAB)).collect();
-    println!("# GRU, hidden {hidden}, forward only (eval); one line per length");
+    report!("# GRU, hidden {hidden}, forward only (eval); one line per length");
     for &steps in &lengths {
         reset_peak();
         let start = Instant::now();
@@ -133,7 +137,7 @@ fn main() {
             || "peak memory not reported".to_string(),
             |m| format!("peak {m:.1} MiB"),
         );
-        println!(
+        report!(
             "steps {steps:>7}   {:>8.0} ns/step   {peak}   (output {output:.4})",
             elapsed.as_nanos() as f64 / steps as f64
         );

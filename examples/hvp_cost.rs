@@ -13,6 +13,10 @@
 //! program and element type: the two times and their ratio (used by
 //! `bench/hvp.sh`).
 
+#[path = "common/report.rs"]
+#[macro_use]
+mod report;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -207,7 +211,7 @@ fn report<A: Element>(program: &impl Program, element: &str, repeat: usize, only
         return;
     }
     let (gradient, product) = best_times::<A>(program, repeat);
-    println!(
+    report!(
         "{:<34} {element:<4} gradient {:>9.3} ms   hvp {:>9.3} ms   ratio {:.2}",
         program.name(),
         gradient.as_secs_f64() * 1e3,
@@ -239,7 +243,7 @@ fn main() {
             }
         }
     }
-    println!("# the best of {repeat} runs each; ratio = hvp / gradient");
+    report!("# the best of {repeat} runs each; ratio = hvp / gradient");
     let tree_lstm = TreeLstm { tree: tree(20, 0) };
     report::<f64>(&Mlp, "f64", repeat, &only);
     report::<f32>(&Mlp, "f32", repeat, &only);

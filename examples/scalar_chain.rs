@@ -8,6 +8,10 @@
 //! cargo run --release --example scalar_chain -- --ops 300000
 //! ```
 
+#[path = "common/report.rs"]
+#[macro_use]
+mod report;
+
 use std::time::Instant;
 
 use cps::prelude::*;
@@ -43,7 +47,7 @@ fn main() {
         best = best.min(start.elapsed().as_secs_f64());
     }
     let ops = steps * 3;
-    println!(
+    report!(
         "cps: {ops} ops, best of {repeat}: {best:.3} s, {:.0} ns/op (forward+backward), grad a={:.6} b={:.6}",
         best / ops as f64 * 1e9,
         a.grad()[0],

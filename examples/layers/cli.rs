@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::common::flags::{Args, TRAINING_USAGE, TrainingFlags};
+
 /// What to train on and how.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
@@ -14,6 +16,8 @@ pub struct Options {
     pub learning_rate: f32,
     /// Seeds the initial parameters, the batch order and dropout.
     pub seed: u64,
+    /// Output files, checkpoints and the starting point.
+    pub training: TrainingFlags,
 }
 
 impl Default for Options {
@@ -24,11 +28,17 @@ impl Default for Options {
             batch: 32,
             learning_rate: 2e-3,
             seed: 0,
+            training: TrainingFlags::new("layers"),
         }
     }
 }
 
-pub const USAGE: &str = "\
+/// The options' descriptions (`--help`).
+pub fn usage() -> String {
+    format!("{USAGE}\n{TRAINING_USAGE}")
+}
+
+const USAGE: &str = "\
 usage: layers [options]
   --data DIR     scikit-learn's digits: DIR/digits.csv.gz (or the file itself);
                  default: generated 8x8 images of shapes
@@ -48,39 +58,26 @@ pub enum Command {
 /// Parses the arguments after the program name.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut options = Options::default();
-    let mut args = args.into_iter();
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+    let mut args = Args::new(args);
+    while let Some(flag) = args.next_flag() {
+        if options.training.read(&flag, &mut args)? {
+            continue;
+        }
         match flag.as_str() {
-            "--data" => options.data = Some(value()?.into()),
-            "--epochs" => options.epochs = Some(positive(&flag, &value()?)?),
-            "--batch" => options.batch = positive(&flag, &value()?)?,
-            "--lr" => {
-                let text = value()?;
-                options.learning_rate = text
-                    .parse()
-                    .ok()
-                    .filter(|lr: &f32| lr.is_finite() && *lr > 0.0)
-                    .ok_or_else(|| format!("--lr expects a positive number, got '{text}'"))?;
-            }
-            "--seed" => {
-                let text = value()?;
-                options.seed = text
-                    .parse()
-                    .map_err(|_| format!("--seed expects a whole number, got '{text}'"))?;
-            }
+            "--data" => options.data = Some(args.path(&flag)?),
+            "--epochs" => options.epochs = Some(args.positive(&flag)?),
+            "--batch" => options.batch = args.positive(&flag)?,
+            "--lr" => options.learning_rate = args.positive_real(&flag)?,
+            "--seed" => options.seed = args.parsed(&flag, "a whole number")?,
             "--help" | "-h" => return Ok(Command::Help),
             other => return Err(format!("unknown option '{other}'")),
         }
     }
+    if options.training.init.is_some() {
+        return Err("--init: this example has no reference run to start from".to_string());
+    }
+    options.training.check()?;
     Ok(Command::Train(options))
-}
-
-fn positive(flag: &str, text: &str) -> Result<usize, String> {
-    text.parse()
-        .ok()
-        .filter(|&n: &usize| n > 0)
-        .ok_or_else(|| format!("{flag} expects a positive whole number, got '{text}'"))
 }
 
 #[cfg(test)]
@@ -100,6 +97,7 @@ mod tests {
             batch: 64,
             learning_rate: 0.01,
             seed: 9,
+            training: TrainingFlags::new("layers"),
         };
         let args = [
             "--data",

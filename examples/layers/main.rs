@@ -15,6 +15,10 @@
 //! seed, whatever `--seed` is, so that runs with different seeds are
 //! measured on the same test set. `--help` lists the options.
 
+#[path = "../common/mod.rs"]
+#[macro_use]
+mod common;
+
 mod cli;
 mod model;
 mod shapes;
@@ -22,25 +26,14 @@ mod shapes;
 use std::path::Path;
 use std::time::Instant;
 
+use common::training::{Training, require_data};
 use cps::data::{Digits, read_digits};
 use cps::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
 use model::{Layer, Mode, Sequential};
 use ndarray::{Array2, Axis};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-
-/// Prints a line of the report. A reader that went away (`| head`) ends the
-/// run quietly instead of panicking, as command-line tools do.
-macro_rules! report {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
-            std::process::exit(0);
-        }
-    }};
-}
 
 /// The seed of the digits' train/test split: fixed, so that every run is
 /// tested on the same 360 images.
@@ -82,11 +75,11 @@ fn main() {
     let options = match cli::parse(std::env::args().skip(1)) {
         Ok(cli::Command::Train(options)) => options,
         Ok(cli::Command::Help) => {
-            println!("{}", cli::USAGE);
+            report!("{}", cli::usage());
             return;
         }
         Err(message) => {
-            eprintln!("error: {message}\n\n{}", cli::USAGE);
+            eprintln!("error: {message}\n\n{}", cli::usage());
             std::process::exit(2);
         }
     };
@@ -101,6 +94,7 @@ fn run(options: &cli::Options) -> Result<(), String> {
         Some(path) => digits(path)?,
         None => generated_shapes(),
     };
+    require_data(data.train.labels.len(), "images", &data.name)?;
     let epochs = options.epochs.unwrap_or(data.default_epochs);
     let mut model = model::cnn(data.side, data.classes, DROPOUT, options.seed);
     report!(
@@ -112,47 +106,73 @@ fn run(options: &cli::Options) -> Result<(), String> {
         model.parameter_count()
     );
     let mut optimizer = Adam::new(options.learning_rate);
-    let mut rng = StdRng::seed_from_u64(options.seed);
-    let mut order: Vec<usize> = (0..data.train.labels.len()).collect();
-    let mut accuracy = 0.0;
+    let (mut training, _) = Training::start(
+        "CNN",
+        "batches",
+        &options.training,
+        &mut model,
+        &mut optimizer,
+    )?;
+    let images = data.train.labels.len();
+    let mut accuracy = evaluate(&model, &data.test, data.side);
     let mut seconds = 0.0;
-    for epoch in 1..=epochs {
-        let bar = ProgressBar::new(order.len() as u64).with_style(
-            ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} images, {per_sec}")
-                .expect("a valid template"),
-        );
-        bar.set_prefix(epoch.to_string());
+    let first_epoch = training.epochs_done() + 1;
+    for epoch in first_epoch..=epochs {
+        let batches = images.div_ceil(options.batch);
+        let bar = training.progress_bar(epoch, batches);
         optimizer.set_learning_rate(cosine(options.learning_rate, epoch, epochs));
-        order.shuffle(&mut rng);
+        // The order and the dropout masks of an epoch come from the seed
+        // and the epoch alone, so that a resumed run draws the same.
+        let mut order: Vec<usize> = (0..images).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(step_seed(
+            options.seed,
+            epoch,
+            0,
+        )));
         let start = Instant::now();
         let mut total = 0.0f64;
-        for indices in order.chunks(options.batch) {
-            let (images, labels) = data.train.batch(indices, data.side);
-            let loss = model::batch_loss(&model, &images, &labels).backward();
+        for (step, indices) in order.chunks(options.batch).enumerate() {
+            let (batch, labels) = data.train.batch(indices, data.side);
+            let seed = step_seed(options.seed, epoch, step + 1);
+            let loss = model::batch_loss(&model, &batch, &labels, seed).backward();
             optimizer.step(&mut model);
             total += f64::from(loss) * indices.len() as f64;
-            bar.inc(indices.len() as u64);
+            training.record(loss);
+            bar.inc(1);
         }
         let elapsed = start.elapsed().as_secs_f64();
         seconds += elapsed;
         bar.finish_and_clear();
+        training.end_epoch(&model, &optimizer, Default::default())?;
         accuracy = evaluate(&model, &data.test, data.side);
         report!(
             "epoch {epoch:>2}: loss {:.4}, test accuracy {:.2}%, {:.2} s, {:.0} images/s",
-            total / order.len() as f64,
+            total / images as f64,
             100.0 * accuracy,
             elapsed,
-            order.len() as f64 / elapsed
+            images as f64 / elapsed
         );
     }
+    let trained = epochs.saturating_sub(first_epoch - 1);
     report!(
         "final test accuracy: {:.2}% of {} images; training {:.1} s, {:.0} images/s",
         100.0 * accuracy,
         data.test.labels.len(),
         seconds,
-        (epochs * order.len()) as f64 / seconds
+        (trained * images) as f64 / seconds.max(1e-9)
     );
-    Ok(())
+    training.finish(&model, 20)
+}
+
+/// The seed of step `step` of `epoch` (step 0: the epoch's order): a mix
+/// of the three, so that nearby seeds give unrelated streams.
+fn step_seed(seed: u64, epoch: usize, step: usize) -> u64 {
+    let mut z = seed
+        .wrapping_add((epoch as u64) << 32)
+        .wrapping_add(step as u64)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z ^ (z >> 27)
 }
 
 /// The learning rate of `epoch` (from 1) of `epochs`: `lr` annealed along

@@ -1,8 +1,6 @@
 //! Layers behind one differentiable trait, and a `Sequential` of boxed
 //! layers whose forward pass is a loop over them.
 
-use std::cell::RefCell;
-
 use cps::prelude::*;
 use ndarray::{ArrayD, IxDyn};
 use rand::rngs::StdRng;
@@ -11,8 +9,13 @@ use rand::{Rng, SeedableRng};
 /// Whether a forward pass trains the model (dropout drops) or evaluates it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Training: dropout zeroes units at random.
-    Train,
+    /// Training: dropout zeroes units at random, drawn from `seed` (one
+    /// per step), so that a step's masks depend on the step alone and a
+    /// run resumed from a checkpoint draws the same ones.
+    Train {
+        /// The step's seed.
+        seed: u64,
+    },
     /// Evaluation: every layer is deterministic.
     Eval,
 }
@@ -138,22 +141,19 @@ impl Layer for Flatten {
 }
 
 /// Inverted dropout while training, the identity while evaluating. The
-/// layer draws its masks from its own seeded generator, so a run is
-/// reproducible.
+/// masks come from the step's seed (`Mode::Train`) mixed with the layer's
+/// own, so that two dropout layers draw different masks in one step.
 #[derive(Parameters)]
 pub struct Dropout {
     #[parameters(skip)]
     p: f32,
     #[parameters(skip)]
-    rng: RefCell<StdRng>,
+    salt: u64,
 }
 
 impl Dropout {
-    pub fn new(p: f32, seed: u64) -> Self {
-        Dropout {
-            p,
-            rng: RefCell::new(StdRng::seed_from_u64(seed)),
-        }
+    pub fn new(p: f32, salt: u64) -> Self {
+        Dropout { p, salt }
     }
 }
 
@@ -161,14 +161,7 @@ impl Dropout {
 impl Layer for Dropout {
     fn forward(&self, x: &Var, mode: Mode) -> Var {
         match mode {
-            Mode::Train => {
-                // What an operation is lent stays lent until its backward
-                // step, a `RefCell` guard too: so the guard is taken in a
-                // plain statement, which ends it, and the operation is
-                // lent a generator of its own.
-                let seed: u64 = self.rng.borrow_mut().random();
-                x.dropout(self.p, &mut StdRng::seed_from_u64(seed))
-            }
+            Mode::Train { seed } => x.dropout(self.p, &mut StdRng::seed_from_u64(seed ^ self.salt)),
             Mode::Eval => x.clone(),
         }
     }
@@ -217,11 +210,12 @@ pub fn cnn(side: usize, classes: usize, dropout: f32, seed: u64) -> Sequential {
     ])
 }
 
-/// The mean cross-entropy of a training batch.
+/// The mean cross-entropy of a training batch; `seed` draws the step's
+/// dropout masks.
 #[differentiable]
-pub fn batch_loss(model: &Sequential, images: &Var, labels: &[usize]) -> Var {
+pub fn batch_loss(model: &Sequential, images: &Var, labels: &[usize], seed: u64) -> Var {
     model
-        .forward(images, Mode::Train)
+        .forward(images, Mode::Train { seed })
         .cross_entropy_mean(labels)
 }
 
@@ -229,13 +223,11 @@ pub fn batch_loss(model: &Sequential, images: &Var, labels: &[usize]) -> Var {
 mod tests {
     use super::*;
 
-    /// The same dropout layer twice in one computation: the second pass
-    /// borrows the generator again while the first is still running (it
-    /// is, until the backward pass reaches it).
+    /// The same dropout layer twice in one computation, with two seeds.
     #[differentiable]
     fn dropout_twice(layer: &Dropout, x: &Var) -> Var {
-        let once = layer.forward(x, Mode::Train);
-        layer.forward(&once, Mode::Train).sum()
+        let once = layer.forward(x, Mode::Train { seed: 1 });
+        layer.forward(&once, Mode::Train { seed: 2 }).sum()
     }
 
     #[test]
@@ -243,9 +235,17 @@ mod tests {
         let layer = Dropout::new(0.5, 3);
         let x = Var::constant(ArrayD::<f32>::ones(ndarray::IxDyn(&[4, 8])));
         assert_eq!(layer.forward(&x, Mode::Eval).eval().array(), x.array());
-        let trained = layer.forward(&x, Mode::Train).eval();
+        let trained = layer.forward(&x, Mode::Train { seed: 1 }).eval();
         assert!(trained.array().iter().all(|&v| v == 0.0 || v == 2.0));
         assert!(trained.array().iter().any(|&v| v == 0.0));
+        let again = layer.forward(&x, Mode::Train { seed: 1 }).eval();
+        assert_eq!(
+            again.array(),
+            trained.array(),
+            "a step's masks come from its seed"
+        );
+        let other = layer.forward(&x, Mode::Train { seed: 9 }).eval();
+        assert_ne!(other.array(), trained.array());
         let w = Param::new(ArrayD::<f32>::ones(ndarray::IxDyn(&[4, 8])));
         let total = dropout_twice(&layer, &w).backward();
         // Each element is kept twice (scaled by 4) or dropped; the gradient
