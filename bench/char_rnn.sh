@@ -45,7 +45,7 @@ echo "(cps $iters iterations per run, torch $torch_iters)"
 for cell in rnn lstm; do
   ours_all="" theirs_all=""
   for round in $(seq "$rounds"); do
-    ours=$(target/release/examples/char_rnn --cell "$cell" --data "$data" --iters "$iters" | rate)
+    ours=$(target/release/examples/char_rnn --cell "$cell" --data "$data" --iters "$iters" --checkpoint none --plot none | rate)
     ours_all="$ours_all $ours"
     line="$cell round $round: cps $ours iterations/s"
     if [ $have_torch = 1 ]; then
