@@ -7,7 +7,8 @@
 # Sections: the per-operation overhead (scalar chain), the MNIST network's
 # convolution and pooling layers (bench/conv.sh), Hessian-vector products
 # beside one gradient (bench/hvp.sh), a GRU forward only over long
-# sequences (bench/gru_forward.sh), the Tree-LSTM.
+# sequences (bench/gru_forward.sh), Lantern's character RNN and LSTM
+# (bench/char_rnn.sh), the Tree-LSTM.
 # SST_DIR defaults to ../shared/data/sst (next to the project). --quick
 # trains on the first 1000 trees instead of the full training set.
 # --best-of N runs every Tree-LSTM configuration, ours and PyTorch's,
@@ -86,7 +87,7 @@ cps_epoch() { # data dir, options...
   local dir=$1
   shift
   local out
-  out=$(target/release/examples/treelstm --data "$dir" --epochs 1 "${limit[@]}" --no-eval --plot none "$@")
+  out=$(target/release/examples/treelstm --data "$dir" --epochs 1 "${limit[@]}" --no-eval --plot none --checkpoint none "$@")
   echo "$out" | grep -E "^epoch|^peak" | sed 's/^/    /' >&2
   echo "$out" | sed -n 's/.* \([0-9]*\) trees\/s, .* \([0-9.]*\) GFLOP\/s.*/\1 \2/p'
 }
@@ -170,6 +171,10 @@ bench/hvp.sh --repeat $((40 * best_of))
 echo
 echo "== a GRU forward only (eval) over long sequences"
 bench/gru_forward.sh
+
+echo
+echo "== Lantern's character RNN and LSTM (min-char-rnn), one thread"
+bench/char_rnn.sh --rounds $((2 + best_of))
 
 run_treelstm "SST training set" "$sst"
 lantern=$(mktemp -d)

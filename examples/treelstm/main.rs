@@ -205,9 +205,10 @@ fn run(options: &cli::Options) -> Result<(), String> {
                 record(loss);
             }
         }
-        training.end_epoch(&model, &optimizer, Default::default())?;
         bar.finish_and_clear();
         let seconds = start.elapsed().as_secs_f64();
+        // The checkpoint is not part of the epoch's time.
+        training.end_epoch(&model, &optimizer, Default::default())?;
         report!(
             "epoch {epoch}: mean loss {:.4} per tree, {:.1} s, {:.0} trees/s, {:.0} nodes/s, {:.2} GFLOP/s, memory {}",
             total / train.len().max(1) as f64,
