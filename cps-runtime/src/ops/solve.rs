@@ -44,7 +44,7 @@ fn square<'a, A: Element>(op: &str, array: &'a ArrayD<A>) -> ArrayView2<'a, A> {
 /// When that matrix is not positive definite: the message names `op`, the
 /// shape and the first pivot that is not positive.
 #[track_caller]
-fn factor<A: Element>(op: &str, a: ArrayView2<'_, A>) -> Array2<A> {
+pub(crate) fn factor<A: Element>(op: &str, a: ArrayView2<'_, A>) -> Array2<A> {
     let n = a.nrows();
     let half = A::from_f64_lossy(0.5);
     let mut l: Array2<A> = memory::zeros(Ix2(n, n));
@@ -103,7 +103,7 @@ fn solve_lower_transposed<A: Element>(l: ArrayView2<'_, A>, mut y: ArrayViewMut2
 }
 
 /// Solves `L·Lᵀ·X = B` in place (`b` becomes `X`).
-fn solve_factored<A: Element>(l: ArrayView2<'_, A>, mut b: ArrayViewMut2<'_, A>) {
+pub(crate) fn solve_factored<A: Element>(l: ArrayView2<'_, A>, mut b: ArrayViewMut2<'_, A>) {
     solve_lower(l, b.view_mut());
     solve_lower_transposed(l, b);
 }
