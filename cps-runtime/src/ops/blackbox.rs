@@ -5,12 +5,55 @@
 //! How the estimate is made is a strategy, a [`JacobianEstimator`]: it is
 //! handed the function, the input, the output there and the output's
 //! gradient, and may call the function on whatever inputs it chooses.
-//! [`ForwardDifferences`] (n calls for an input of n elements, reusing the
-//! forward pass's output) and [`CentralDifferences`] (2n calls, an error
-//! of the order of the step squared) are the first two; strategies that
-//! perturb along a few random directions fit the same trait, owning their
-//! random number generator. [`CallCounter`] counts the calls a function
-//! receives.
+//!
+//! | strategy | calls (input of n elements) | knows |
+//! |---|---|---|
+//! | [`ForwardDifferences`] | n (the forward pass's output reused) | nothing |
+//! | [`CentralDifferences`] | 2n, an error of the order of the step squared | nothing |
+//! | [`RandomSensing`] with [`LeastSquares`] | n along random directions (fewer: the least-norm estimate) | nothing |
+//! | [`RandomSensing`] with [`L1`] | 2n, exact when a minority of calls return garbage | nothing |
+//! | [`RandomSensing::with_independent_rows`] | the calls of one row for a whole batch | rows are independent |
+//! | [`ColouredDifferences`] | one per colour of the columns: 3 for any tridiagonal Jacobian | the sparsity pattern |
+//!
+//! The sensing strategies follow Choromanski and Sindhwani, "On Blackbox
+//! Backpropagation and Jacobian Sensing" (NeurIPS 2017): each call along a
+//! direction `δᵢ` gives a linear equation in `Jᵀg`
+//! ([`Measurements`]), and a [`Decoder`] solves them, by least squares or
+//! by L1 minimisation, which recovers the product exactly when a minority
+//! of the calls are corrupted. Known structure cuts the calls: a sparsity
+//! pattern through graph colouring ([`SparsityPattern`], [`Colouring`],
+//! Curtis, Powell and Reid 1974) or through decoding fewer unknowns per
+//! output, which L1 keeps robust ([`Measurements::decode_sparse`]);
+//! symmetry through sharing the unknowns of mirrored positions
+//! ([`Measurements::decode_symmetric`]: an arrowhead Hessian from 2 calls,
+//! where colouring needs one per input); a batch of independent samples
+//! through measuring them all in each call. The same strategies recover
+//! whole Jacobians ([`RandomSensing::jacobian`],
+//! [`RandomSensing::sparse_jacobian`], [`ColouredDifferences::jacobian`])
+//! to linearise a simulator.
+//!
+//! [`CallCounter`] counts the calls a function receives, and
+//! [`CorruptedCalls`] makes a seeded fraction of them return garbage.
+
+mod coloured;
+mod colouring;
+mod decoders;
+mod dense;
+mod faults;
+mod l1;
+mod measurements;
+mod sensing;
+mod sparsity;
+mod structured;
+
+pub use coloured::{ColouredDifferences, SparseJacobian};
+pub use colouring::{Colouring, ColumnOrder};
+pub use decoders::{Decoder, LeastSquares};
+pub use faults::CorruptedCalls;
+pub use l1::L1;
+pub use measurements::{Measurements, random_directions};
+pub use sensing::{MeasurementCount, RandomSensing};
+pub use sparsity::SparsityPattern;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
