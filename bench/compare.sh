@@ -7,8 +7,9 @@
 # Sections: the per-operation overhead (scalar chain), the MNIST network's
 # convolution and pooling layers (bench/conv.sh), Hessian-vector products
 # beside one gradient (bench/hvp.sh), a GRU forward only over long
-# sequences (bench/gru_forward.sh), Lantern's character RNN and LSTM
-# (bench/char_rnn.sh), the Tree-LSTM.
+# sequences (bench/gru_forward.sh), Lantern's MNIST CNN
+# (bench/cnn_mnist.sh) and character RNN and LSTM (bench/char_rnn.sh),
+# the Tree-LSTM.
 # SST_DIR defaults to ../shared/data/sst (next to the project). --quick
 # trains on the first 1000 trees instead of the full training set.
 # --best-of N runs every Tree-LSTM configuration, ours and PyTorch's,
@@ -171,6 +172,10 @@ bench/hvp.sh --repeat $((40 * best_of))
 echo
 echo "== a GRU forward only (eval) over long sequences"
 bench/gru_forward.sh
+
+echo
+echo "== Lantern's MNIST CNN, one thread, one epoch of MNIST"
+bench/cnn_mnist.sh --rounds $((2 + best_of))
 
 echo
 echo "== Lantern's character RNN and LSTM (min-char-rnn), one thread"

@@ -212,3 +212,17 @@ pub fn require_data(count: usize, what: &str, source: &str) -> Result<(), String
     }
     Ok(())
 }
+
+/// The seed of step `step` of `epoch` of a run seeded with `seed` (step 0
+/// for the epoch's own draws, such as its order): a mix of the three
+/// (SplitMix64's finaliser), so that nearby seeds give unrelated streams.
+/// Drawing each step's randomness (dropout masks) from its own seed makes
+/// a resumed run draw what an uninterrupted one draws.
+pub fn step_seed(seed: u64, epoch: usize, step: usize) -> u64 {
+    let mut z = seed
+        .wrapping_add((epoch as u64) << 32)
+        .wrapping_add(step as u64)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z ^ (z >> 27)
+}

@@ -51,7 +51,7 @@ usage: layers [options]
 /// What the arguments ask for.
 #[derive(Debug, PartialEq)]
 pub enum Command {
-    Train(Options),
+    Train(Box<Options>),
     Help,
 }
 
@@ -77,7 +77,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         return Err("--init: this example has no reference run to start from".to_string());
     }
     options.training.check()?;
-    Ok(Command::Train(options))
+    Ok(Command::Train(Box::new(options)))
 }
 
 #[cfg(test)]
@@ -90,7 +90,7 @@ mod tests {
 
     #[test]
     fn defaults_and_every_flag() {
-        assert_eq!(parse_args(&[]), Ok(Command::Train(Options::default())));
+        assert_eq!(parse_args(&[]), Ok(Command::Train(Box::default())));
         let expected = Options {
             data: Some("../shared/data/digits".into()),
             epochs: Some(3),
@@ -111,7 +111,7 @@ mod tests {
             "--seed",
             "9",
         ];
-        assert_eq!(parse_args(&args), Ok(Command::Train(expected)));
+        assert_eq!(parse_args(&args), Ok(Command::Train(Box::new(expected))));
         assert_eq!(parse_args(&["--seed", "1", "--help"]), Ok(Command::Help));
     }
 

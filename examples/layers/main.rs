@@ -26,7 +26,7 @@ mod shapes;
 use std::path::Path;
 use std::time::Instant;
 
-use common::training::{Training, require_data};
+use common::training::{Training, require_data, step_seed};
 use cps::data::{Digits, read_digits};
 use cps::prelude::*;
 use model::{Layer, Mode, Sequential};
@@ -162,17 +162,6 @@ fn run(options: &cli::Options) -> Result<(), String> {
         (trained * images) as f64 / seconds.max(1e-9)
     );
     training.finish(&model, 20)
-}
-
-/// The seed of step `step` of `epoch` (step 0: the epoch's order): a mix
-/// of the three, so that nearby seeds give unrelated streams.
-fn step_seed(seed: u64, epoch: usize, step: usize) -> u64 {
-    let mut z = seed
-        .wrapping_add((epoch as u64) << 32)
-        .wrapping_add(step as u64)
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z ^ (z >> 27)
 }
 
 /// The learning rate of `epoch` (from 1) of `epochs`: `lr` annealed along

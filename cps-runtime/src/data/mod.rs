@@ -1,6 +1,7 @@
 //! Data readers: sentiment treebanks in bracketed (PTB) form, vocabularies,
 //! pretrained word vectors, scikit-learn's handwritten digits (8×8, with a
-//! seeded train/test split), and a synthetic treebank with known rules.
+//! seeded train/test split), MNIST's IDX files, and a synthetic treebank
+//! with known rules.
 //!
 //! ```
 //! use cps_runtime::data::{parse_treebank, Vocab};
@@ -13,12 +14,17 @@
 
 pub mod digits;
 pub mod glove;
+pub mod mnist;
 pub mod synthetic;
 pub mod tree;
 pub mod vocab;
 
 pub use digits::{Digits, DigitsError, DigitsLineError, parse_digits, read_digits};
 pub use glove::{GloveError, GloveLineError, GloveOptions, GloveReport, load_glove, read_glove};
+pub use mnist::{
+    IdxImages, IdxKind, IdxPart, LabelledImages, Mnist, MnistError, read_idx_images,
+    read_idx_labels, read_labelled_images, read_mnist,
+};
 pub use tree::{
     MAX_LABEL, Node, ParseError, ParseErrorKind, Tree, TreebankError, parse_treebank, read_treebank,
 };

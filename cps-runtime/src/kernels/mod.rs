@@ -22,6 +22,7 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 use smallvec::SmallVec;
 
 mod dual;
+pub(crate) mod pool;
 pub(crate) mod simd;
 pub(crate) mod vector_math;
 

@@ -9,6 +9,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use crate::computation::{BackwardStep, Pending};
 use crate::element::Element;
+use crate::kernels::pool::max_pool_2x2;
 use crate::memory;
 use crate::ops::conv::{accumulate_flat, row_major, standard};
 use crate::var::Var;
@@ -144,6 +145,20 @@ impl Windows {
         )
     }
 
+    /// Whether the windows are 2×2 and side by side (stride 2, no
+    /// padding): the pooling of most convolutional networks, which
+    /// [`max_pool_2x2`] computes with the same choices as the general
+    /// rule, vectorised (`bench/conv.sh`, the pooling layers of the MNIST
+    /// network).
+    fn side_by_side_2x2(&self) -> bool {
+        self.options
+            == Pool2dOptions {
+                kernel: [2, 2],
+                stride: [2, 2],
+                padding: [0, 0],
+            }
+    }
+
     /// For each kernel column `j`, the windows `low..high` (along the
     /// width) whose column `j` is in the input, and the input column of
     /// window `low`'s.
@@ -236,48 +251,10 @@ impl<A: Element> Var<A> {
         let out = value.as_slice_mut().expect("a new buffer is standard");
         // Where each output came from, within its plane.
         let mut argmax = vec![0u32; w.planes * outputs];
-        let rows = w.spans(0);
-        let taps = w.taps();
-        let out_w = w.out[1];
-        for ((source, out), argmax) in input
-            .chunks_exact(plane)
-            .zip(out.chunks_exact_mut(outputs))
-            .zip(argmax.chunks_exact_mut(outputs))
-        {
-            for ((&(top, bottom), maxes), bests) in rows
-                .iter()
-                .zip(out.chunks_exact_mut(out_w))
-                .zip(argmax.chunks_exact_mut(out_w))
-            {
-                // A row of windows at once, tap by tap in row-major order
-                // within the window: the outputs are independent lanes,
-                // so each comparison is a select, not a branch (on real
-                // data the winner is unpredictable, and a mispredicted
-                // branch per element cost more than all the rest).
-                maxes.fill(A::neg_infinity());
-                bests.fill(UNSET);
-                let plane_values = source;
-                for row in top..bottom {
-                    for tap in &taps {
-                        let start = row * w.width + tap.start;
-                        let source = source[start..].iter().step_by(w.options.stride[1]);
-                        let lanes = maxes[tap.low..tap.high]
-                            .iter_mut()
-                            .zip(&mut bests[tap.low..tap.high]);
-                        for ((max, best), (at, &v)) in
-                            lanes.zip((start as u32..).step_by(w.options.stride[1]).zip(source))
-                        {
-                            // `|` and `&`, not `||` and `&&`: no branches.
-                            let take = (*best == UNSET) | (v > *max) | (v.is_nan() & !max.is_nan());
-                            let mask = 0u32.wrapping_sub(u32::from(take));
-                            *best = (at & mask) | (*best & !mask);
-                            // Read back by index: a select of floats
-                            // is compiled to a branch.
-                            *max = plane_values[*best as usize];
-                        }
-                    }
-                }
-            }
+        if w.side_by_side_2x2() {
+            max_pool_2x2(&input, w.height, w.width, out, &mut argmax);
+        } else {
+            max_by_rows(&w, &input, out, &mut argmax);
         }
         let x = self.clone();
         Pending::new(
@@ -376,5 +353,56 @@ impl<A: Element> Var<A> {
                 memory::recycle(grad);
             },
         )
+    }
+}
+
+/// Max pooling by the rule of [`Var::max_pool2d`], for any windows: into
+/// `out` the maximum of each window of each plane of `input`, into
+/// `argmax` where it lies within its plane.
+fn max_by_rows<A: Element>(w: &Windows, input: &[A], out: &mut [A], argmax: &mut [u32]) {
+    let plane = w.height * w.width;
+    let outputs = w.out[0] * w.out[1];
+    let rows = w.spans(0);
+    let taps = w.taps();
+    let out_w = w.out[1];
+    for ((source, out), argmax) in input
+        .chunks_exact(plane)
+        .zip(out.chunks_exact_mut(outputs))
+        .zip(argmax.chunks_exact_mut(outputs))
+    {
+        for ((&(top, bottom), maxes), bests) in rows
+            .iter()
+            .zip(out.chunks_exact_mut(out_w))
+            .zip(argmax.chunks_exact_mut(out_w))
+        {
+            // A row of windows at once, tap by tap in row-major order
+            // within the window: the outputs are independent lanes,
+            // so each comparison is a select, not a branch (on real
+            // data the winner is unpredictable, and a mispredicted
+            // branch per element cost more than all the rest).
+            maxes.fill(A::neg_infinity());
+            bests.fill(UNSET);
+            let plane_values = source;
+            for row in top..bottom {
+                for tap in &taps {
+                    let start = row * w.width + tap.start;
+                    let source = source[start..].iter().step_by(w.options.stride[1]);
+                    let lanes = maxes[tap.low..tap.high]
+                        .iter_mut()
+                        .zip(&mut bests[tap.low..tap.high]);
+                    for ((max, best), (at, &v)) in
+                        lanes.zip((start as u32..).step_by(w.options.stride[1]).zip(source))
+                    {
+                        // `|` and `&`, not `||` and `&&`: no branches.
+                        let take = (*best == UNSET) | (v > *max) | (v.is_nan() & !max.is_nan());
+                        let mask = 0u32.wrapping_sub(u32::from(take));
+                        *best = (at & mask) | (*best & !mask);
+                        // Read back by index: a select of floats
+                        // is compiled to a branch.
+                        *max = plane_values[*best as usize];
+                    }
+                }
+            }
+        }
     }
 }
