@@ -179,7 +179,7 @@ fn mean_and_sum_losses_agree_when_said_so() {
         let mut optimizer = Consequential::new(Sgd::new(0.1)).loss_scale(scale);
         optimizer.layer(&w, Some(&b));
         backward(&w, &b, &x, &targets, mean);
-        let (w, b) = stepped(&mut optimizer, w, b);
+        let (w, _) = stepped(&mut optimizer, w, b);
         w.array().clone()
     };
     let mean = run(true, LossScale::Mean);
@@ -244,5 +244,5 @@ fn a_singular_batch_without_damping_is_refused() {
     let mut optimizer = Consequential::new(Sgd::new(0.1)).damping(Damping::Fixed(0.0));
     optimizer.layer(&w, Some(&b));
     backward(&w, &b, &x, &targets, true);
-    let (w, b) = stepped(&mut optimizer, w, b);
+    stepped(&mut optimizer, w, b);
 }
