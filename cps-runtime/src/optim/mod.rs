@@ -31,6 +31,7 @@ pub mod adam;
 pub mod adamw;
 pub mod clip;
 pub mod consequential;
+pub mod hessian_free;
 pub mod rmsprop;
 pub mod sgd;
 pub mod state;
