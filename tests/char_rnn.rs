@@ -4,6 +4,7 @@
 //! `tests/fixtures/char_rnn/`, regenerated and compared when python3 with
 //! torch is at hand), and their gradients are those of finite differences.
 
+mod common;
 #[path = "../examples/char_rnn/model.rs"]
 mod model;
 #[path = "../examples/char_rnn/reference_init.rs"]
@@ -18,6 +19,7 @@ mod train;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::reference::{python_with_torch, read_losses, worst_difference};
 use cps::prelude::*;
 use model::{Cell, CharModel, State};
 use ndarray::{Array, ArrayD, Axis, Slice};
@@ -54,15 +56,6 @@ fn text() -> Text {
     Text::new(&bytes[..BYTES])
 }
 
-/// The reference's per-iteration losses, one per line.
-fn read_losses(path: &Path) -> Vec<f64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| l.trim().parse().expect("a loss per line"))
-        .collect()
-}
-
 /// A model of `cell` starting from the reference's initial parameters.
 fn from_reference_init(cell: Cell, text: &Text) -> CharModel {
     let mut rng = StdRng::seed_from_u64(0);
@@ -93,20 +86,6 @@ fn train_losses(
             loss
         })
         .collect()
-}
-
-/// The largest relative difference between our losses and the
-/// reference's, and the iteration where it occurs.
-fn worst_difference(ours: &[f32], theirs: &[f64]) -> (f64, usize) {
-    assert_eq!(ours.len(), theirs.len(), "as many losses on both sides");
-    ours.iter()
-        .zip(theirs)
-        .map(|(&a, &b)| (f64::from(a) - b).abs() / b.abs())
-        .enumerate()
-        .fold(
-            (0.0, 0),
-            |worst, (i, e)| if e > worst.0 { (e, i) } else { worst },
-        )
 }
 
 /// Trains `cell` from the reference's start with `optimizer` and compares
@@ -235,11 +214,7 @@ fn a_start_read_with_a_layout_mistake_is_detectably_off() {
 #[test]
 fn the_fixtures_are_what_the_reference_writes() {
     let reference = project().join("../shared/baselines/char_rnn_torch.py");
-    let python_ready = Command::new("python3")
-        .args(["-c", "import torch, safetensors.torch, numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !reference.is_file() || !python_ready {
+    if !reference.is_file() || !python_with_torch() {
         println!(
             "SKIPPED the_fixtures_are_what_the_reference_writes: needs python3 with torch, safetensors and numpy, and {}",
             reference.display()

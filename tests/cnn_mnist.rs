@@ -3,6 +3,7 @@
 //! reference's per-batch losses; the committed fixture is what the
 //! reference writes; and the IDX reader reads the real MNIST.
 
+mod common;
 #[path = "../examples/cnn_mnist/data.rs"]
 mod data;
 #[path = "../examples/cnn_mnist/model.rs"]
@@ -12,6 +13,7 @@ mod model;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::reference::{python_with_torch, read_losses, worst_difference};
 use cps::data::{Mnist, read_mnist};
 use cps::prelude::*;
 use data::Examples;
@@ -35,15 +37,6 @@ fn fixture_init() -> PathBuf {
     project("tests/fixtures/cnn_mnist/init.safetensors")
 }
 
-/// The losses of a loss log, one per line.
-fn read_losses(path: &Path) -> Vec<f64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| l.trim().parse().expect("a loss per line"))
-        .collect()
-}
-
 /// The first `count` per-batch losses of training `net` without dropout
 /// with the reference's settings (batches of 100 in file order, SGD at
 /// 0.05), epoch after epoch.
@@ -61,21 +54,6 @@ fn train_losses(mut net: Net, train: &Examples, count: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The largest relative difference between two series, and where.
-fn worst_relative(ours: &[f32], theirs: &[f64]) -> (f64, usize) {
-    assert_eq!(ours.len(), theirs.len());
-    ours.iter()
-        .zip(theirs)
-        .map(|(&a, &b)| (f64::from(a) - b).abs() / b.abs().max(1e-6))
-        .enumerate()
-        .fold(
-            (0.0, 0),
-            |worst, (i, e)| {
-                if e > worst.0 { (e, i) } else { worst }
-            },
-        )
-}
-
 #[test]
 fn same_losses_as_the_pytorch_reference() {
     let theirs = read_losses(&project("tests/fixtures/cnn_mnist/losses.txt"));
@@ -88,7 +66,7 @@ fn same_losses_as_the_pytorch_reference() {
     let mut net = Net::new(0);
     cps::io::load_parameters(&mut net, fixture_init()).expect("the reference's parameters load");
     let ours = train_losses(net, &train, BATCHES);
-    let (worst, at) = worst_relative(&ours, &theirs);
+    let (worst, at) = worst_difference(&ours, &theirs);
     println!(
         "largest relative difference in per-batch loss over {BATCHES} batches: {worst:.2e} (batch {at})"
     );
@@ -109,18 +87,9 @@ fn same_losses_as_the_pytorch_reference() {
         .value_mut()
         .mapv_inplace(|w| w * 1.05);
     let off = train_losses(perturbed, &train, 20);
-    let (control, _) = worst_relative(&off, &theirs[..20]);
+    let (control, _) = worst_difference(&off, &theirs[..20]);
     println!("the same from conv1's weights × 1.05: {control:.2e}");
     assert!(control > 1e-3, "the perturbed start is off by {control}");
-}
-
-/// Whether python3 has what the reference needs to run and to write its
-/// parameters (recent `safetensors.torch` writes through numpy).
-fn python_with_torch() -> bool {
-    Command::new("python3")
-        .args(["-c", "import torch, safetensors.torch, numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 #[test]

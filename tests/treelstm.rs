@@ -2,6 +2,7 @@
 //! synthetic treebank, and from the same start on the same trees it
 //! computes the same per-tree losses as the PyTorch reference.
 
+mod common;
 #[path = "../examples/treelstm/evaluate.rs"]
 mod evaluate;
 // The modes' `train_step`s are the binary's; the tests call the losses.
@@ -21,6 +22,7 @@ mod reference_init;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::reference::{python_with_torch, read_losses, worst_difference};
 use cps::data::synthetic::{SyntheticConfig, generate};
 use cps::data::{Tree, Vocab, read_treebank};
 use cps::prelude::*;
@@ -212,29 +214,6 @@ fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/treelstm")
 }
 
-/// Reads a loss log: one loss per line.
-fn read_losses(path: &Path) -> Vec<f64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| l.trim().parse().expect("a loss per line"))
-        .collect()
-}
-
-/// The largest relative difference between our losses and `theirs`, and
-/// where.
-fn worst_difference(ours: &[f32], theirs: &[f64]) -> (f64, usize) {
-    assert_eq!(ours.len(), theirs.len(), "as many losses on both sides");
-    let mut worst = (0.0f64, 0usize);
-    for (i, (&a, &b)) in ours.iter().zip(theirs).enumerate() {
-        let error = (f64::from(a) - b).abs() / b.abs().max(1e-6);
-        if error > worst.0 {
-            worst = (error, i);
-        }
-    }
-    worst
-}
-
 /// Trains two epochs on the fixture's trees from `init` (when given; our
 /// own initialisation otherwise) and returns every step's loss.
 fn fixture_losses(init: Option<&Path>) -> Vec<f32> {
@@ -331,15 +310,6 @@ fn sst_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/sst"));
     dir.join("train.txt").is_file().then_some(dir)
-}
-
-/// Whether python3 has what the reference needs to run and to write its
-/// parameters (recent `safetensors.torch` writes through numpy).
-fn python_with_torch() -> bool {
-    Command::new("python3")
-        .args(["-c", "import torch, safetensors.torch, numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
