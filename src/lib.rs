@@ -179,7 +179,7 @@
 //! them (`Parameters` does). A method of a `&dyn Layer` is called through
 //! a generic function or as `Layer::forward(&layer, x)`: Rust resolves
 //! `layer.forward(x)` on the trait object itself, whose lazy methods need
-//! a sized type. The `tests/traits.rs` file shows each case. An impl of a
+//! a sized type. The `tests/programs/traits.rs` file shows each case. An impl of a
 //! trait that is not `#[differentiable]` cannot be rewritten (its
 //! signatures would no longer match: rustc reports E0053).
 //!

@@ -15,7 +15,7 @@ pub enum Target {
     /// not marked `#[plain]` is rewritten.
     Impl(ItemImpl),
     /// A trait definition: every method not marked `#[plain]` is
-    /// differentiable (see `traits.rs`).
+    /// differentiable (see `tests/programs/traits.rs`).
     Trait(ItemTrait),
 }
 

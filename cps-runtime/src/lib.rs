@@ -7,7 +7,7 @@
 //! Users normally reach this crate through `cps::prelude`.
 
 // The layers, lowest first; each module uses only the layers above it in
-// this list (checked by `tests/module_layers.rs`; see docs/architecture.md).
+// this list (checked by `tests/components/module_layers.rs`; see docs/architecture.md).
 // Kernels: pure functions on slices, and the element types.
 pub mod element;
 mod flat;

@@ -28,6 +28,8 @@ mod data;
 mod experiment;
 mod hfsgvi;
 mod model;
+#[cfg(test)]
+mod model_tests;
 mod monitor;
 mod plot;
 mod sgvi;

@@ -15,6 +15,8 @@ mod common;
 
 mod cli;
 mod model;
+#[cfg(test)]
+mod model_tests;
 mod reference_init;
 mod sample;
 mod text;

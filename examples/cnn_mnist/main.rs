@@ -22,6 +22,8 @@ mod common;
 mod cli;
 mod data;
 mod model;
+#[cfg(test)]
+mod model_tests;
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -12,6 +12,9 @@
 pub mod flags;
 pub mod outputs;
 pub mod plot;
+/// The PyTorch references the examples' model tests compare with.
+#[cfg(test)]
+pub mod reference;
 #[macro_use]
 pub mod report;
 pub mod training;

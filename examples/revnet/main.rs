@@ -24,6 +24,8 @@ mod cli;
 mod data;
 mod memory;
 mod model;
+#[cfg(test)]
+mod model_tests;
 mod plot;
 mod timing;
 

@@ -31,6 +31,8 @@ use cps::prelude::*;
 use model::TreeLstm;
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
 
 fn main() {

@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 pub mod counting;
-pub mod reference;
 
 use cps::prelude::*;
 use ndarray::{ArrayD, IxDyn};

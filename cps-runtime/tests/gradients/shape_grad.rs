@@ -12,8 +12,7 @@ use cps_runtime::*;
 use ndarray::{ArrayD, Axis, Dimension, IxDyn, NewAxis, SliceInfoElem, array, s};
 use proptest::prelude::*;
 
-mod support;
-use support::weighted_sum;
+use crate::support::weighted_sum;
 
 const TOLERANCE: f64 = 1e-6;
 

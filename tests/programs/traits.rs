@@ -6,9 +6,7 @@
 //! through a trait object (a tree whose nodes are `Box<dyn Node>`). Every
 //! gradient is checked against finite differences (f64).
 
-mod common;
-
-use common::{assert_gradients, constant, param};
+use crate::common::{assert_gradients, constant, param};
 use cps::prelude::*;
 
 /// A layer of a network: a differentiable map from inputs to outputs, with

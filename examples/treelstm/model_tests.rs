@@ -2,27 +2,12 @@
 //! synthetic treebank, and from the same start on the same trees it
 //! computes the same per-tree losses as the PyTorch reference.
 
-mod common;
-#[path = "../examples/treelstm/evaluate.rs"]
-mod evaluate;
-// The modes' `train_step`s are the binary's; the tests call the losses.
-#[path = "../examples/treelstm/joined.rs"]
-#[allow(dead_code)]
-mod joined;
-#[path = "../examples/treelstm/levels.rs"]
-#[allow(dead_code)]
-mod levels;
-#[path = "../examples/treelstm/model.rs"]
-mod model;
-#[path = "../examples/treelstm/parallel.rs"]
-mod parallel;
-#[path = "../examples/treelstm/reference_init.rs"]
-mod reference_init;
+use crate::{evaluate, joined, levels, model, parallel, reference_init};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::reference::{python_with_torch, read_losses, worst_difference};
+use crate::common::reference::{python_with_torch, read_losses, worst_difference};
 use cps::data::synthetic::{SyntheticConfig, generate};
 use cps::data::{Tree, Vocab, read_treebank};
 use cps::prelude::*;

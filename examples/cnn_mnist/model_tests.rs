@@ -3,17 +3,12 @@
 //! reference's per-batch losses; the committed fixture is what the
 //! reference writes; and the IDX reader reads the real MNIST.
 
-mod common;
-#[path = "../examples/cnn_mnist/data.rs"]
-mod data;
-#[path = "../examples/cnn_mnist/model.rs"]
-#[allow(dead_code)]
-mod model;
+use crate::{data, model};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::reference::{python_with_torch, read_losses, worst_difference};
+use crate::common::reference::{python_with_torch, read_losses, worst_difference};
 use cps::data::{Mnist, read_mnist};
 use cps::prelude::*;
 use data::Examples;

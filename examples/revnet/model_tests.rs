@@ -4,9 +4,7 @@
 //! tiny instance); and at the end of its forward pass it holds the same
 //! bytes whatever its depth, where the ResNet's grow with every block.
 
-#[path = "../examples/revnet/model.rs"]
-#[allow(dead_code)]
-mod model;
+use crate::model;
 
 use cps::prelude::*;
 use model::{Architecture, Net, loss_and_gradients};

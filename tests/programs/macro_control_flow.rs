@@ -3,9 +3,7 @@
 //! over a user's own tree, mutual recursion. Gradients are checked against
 //! finite differences.
 
-mod common;
-
-use common::{Cell, assert_gradients, cell, constant, param};
+use crate::common::{Cell, assert_gradients, cell, constant, param};
 use cps::prelude::*;
 
 #[differentiable]
@@ -31,7 +29,7 @@ fn branchy(m: &Cell, x: &Var<f64>, mode: u8) -> Var<f64> {
 #[test]
 fn if_and_match_gradients() {
     for (mode, sign) in [(0u8, 1.0), (1, -1.0), (2, 1.0), (3, -1.0)] {
-        let x = Var::constant(common::random(&[2, 3], 20 + mode as u64) * sign);
+        let x = Var::constant(crate::common::random(&[2, 3], 20 + mode as u64) * sign);
         let mut m = cell(30);
         assert_gradients(&mut m, |m| branchy(m, &x, mode).backward());
     }

@@ -11,8 +11,7 @@ use cps_runtime::*;
 use ndarray::{Array4, ArrayD, IxDyn};
 use proptest::prelude::*;
 
-mod support;
-use support::weighted_sum;
+use crate::support::weighted_sum;
 
 const TOLERANCE: f64 = 1e-6;
 

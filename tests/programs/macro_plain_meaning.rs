@@ -5,12 +5,10 @@
 //! gradient checked against finite differences and its side effects
 //! against the same code run without the macro.
 
-mod common;
-
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use common::{Cell, assert_gradients, cell, constant};
+use crate::common::{Cell, assert_gradients, cell, constant};
 use cps::prelude::*;
 use ndarray::array;
 use rand::SeedableRng;

@@ -2,11 +2,9 @@
 //! expressions, method calls, `let` patterns, tuples, evaluation order and
 //! plain code mixed in. Gradients are checked against finite differences.
 
-mod common;
-
 use std::cell::RefCell;
 
-use common::{assert_gradients, constant, param};
+use crate::common::{assert_gradients, constant, param};
 use cps::prelude::*;
 
 #[derive(Parameters)]

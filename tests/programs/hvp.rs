@@ -6,9 +6,7 @@
 //! direction; and the exact Hessian of a quadratic. A wrong direction is
 //! caught (the negative control).
 
-mod common;
-
-use common::random;
+use crate::common::random;
 use cps::element::dual;
 use cps::prelude::*;
 use ndarray::{Array2, ArrayD, IxDyn};

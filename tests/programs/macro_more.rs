@@ -3,9 +3,7 @@
 //! passed to iterator adaptors, struct literals, `vec!`, field and index
 //! receivers. Gradients are checked against finite differences.
 
-mod common;
-
-use common::{assert_gradients, constant, param};
+use crate::common::{assert_gradients, constant, param};
 use cps::prelude::*;
 
 #[derive(Parameters)]

@@ -12,8 +12,7 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-mod support;
-use support::weighted_sum;
+use crate::support::weighted_sum;
 
 const TOLERANCE: f64 = 1e-6;
 

@@ -5,11 +5,9 @@
 //! path no parameter's gradient changes and nothing panics; a caller that
 //! handles a callee's `Err` and goes on back-propagates its own operations.
 
-mod common;
-
 use std::num::ParseFloatError;
 
-use common::{assert_gradients, param};
+use crate::common::{assert_gradients, param};
 use cps::prelude::*;
 
 /// Why a computation failed.

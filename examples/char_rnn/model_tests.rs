@@ -4,22 +4,12 @@
 //! `tests/fixtures/char_rnn/`, regenerated and compared when python3 with
 //! torch is at hand), and their gradients are those of finite differences.
 
-mod common;
-#[path = "../examples/char_rnn/model.rs"]
-mod model;
-#[path = "../examples/char_rnn/reference_init.rs"]
-mod reference_init;
-#[path = "../examples/char_rnn/sample.rs"]
-mod sample;
-#[path = "../examples/char_rnn/text.rs"]
-mod text;
-#[path = "../examples/char_rnn/train.rs"]
-mod train;
+use crate::{model, reference_init, sample, text, train};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::reference::{python_with_torch, read_losses, worst_difference};
+use crate::common::reference::{python_with_torch, read_losses, worst_difference};
 use cps::prelude::*;
 use model::{Cell, CharModel, State};
 use ndarray::{Array, ArrayD, Axis, Slice};

@@ -3,9 +3,7 @@
 //! `#[differentiable]` code like any operation: gradients against finite
 //! differences and against the same model written plainly.
 
-mod common;
-
-use common::{assert_gradients, constant, param};
+use crate::common::{assert_gradients, constant, param};
 use cps::prelude::*;
 use cps::{checkpoint, vjp};
 use ndarray::{ArrayD, Zip};

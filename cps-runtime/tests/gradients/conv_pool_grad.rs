@@ -10,8 +10,7 @@ use cps_runtime::*;
 use ndarray::{Array4, ArrayD, IxDyn, array};
 use proptest::prelude::*;
 
-mod support;
-use support::weighted_sum;
+use crate::support::weighted_sum;
 
 const TOLERANCE: f64 = 1e-6;
 

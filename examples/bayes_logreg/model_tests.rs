@@ -7,15 +7,7 @@
 //! the differentiable estimate on the same draws, and the table reader
 //! names the file and line of what it cannot read.
 
-#[path = "../examples/bayes_logreg/data.rs"]
-#[allow(dead_code)]
-mod data;
-#[path = "../examples/bayes_logreg/model.rs"]
-#[allow(dead_code)]
-mod model;
-#[path = "../examples/bayes_logreg/monitor.rs"]
-#[allow(dead_code)]
-mod monitor;
+use crate::{data, model, monitor};
 
 use std::path::Path;
 

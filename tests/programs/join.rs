@@ -3,9 +3,7 @@
 //! model over trees: finite differences, the same values as the sequential
 //! program and gradients equal to rounding, deep sides, panics.
 
-mod common;
-
-use common::{assert_gradients, param};
+use crate::common::{assert_gradients, param};
 use cps::prelude::*;
 
 /// A user's own tree type.
@@ -162,8 +160,8 @@ fn two_long_chains(w: &Param<f64>, x: &Var<f64>, y: &Var<f64>, steps: usize) -> 
 fn deep_sides_run_on_stack_segments() {
     batch_everything();
     let w = param(&[WIDTH, WIDTH], 30);
-    let x = common::constant(&[WIDTH], 31);
-    let y = common::constant(&[WIDTH], 32);
+    let x = crate::common::constant(&[WIDTH], 31);
+    let y = crate::common::constant(&[WIDTH], 32);
     let steps = 100_000;
     let joined = two_long_chains(&w, &x, &y, steps).backward();
     let joined_grad = w.take_grad().expect("a gradient");
@@ -196,7 +194,7 @@ fn join_with_a_failing_side(w: &Param<f64>, x: &Var<f64>) -> Var<f64> {
 fn a_panic_in_a_side_reaches_the_caller() {
     batch_everything();
     let w = param(&[WIDTH, WIDTH], 40);
-    let x = common::constant(&[WIDTH], 41);
+    let x = crate::common::constant(&[WIDTH], 41);
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         join_with_a_failing_side(&w, &x).backward()
     }));

@@ -5,9 +5,7 @@
 //! against finite differences (f64); plain numeric chains keep their plain
 //! meaning.
 
-mod common;
-
-use common::{assert_gradients, constant, param};
+use crate::common::{assert_gradients, constant, param};
 use cps::prelude::*;
 
 #[derive(Parameters)]
