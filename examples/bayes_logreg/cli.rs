@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::common::command::Command;
 use crate::common::flags::Args;
 use crate::model::Family;
 
@@ -47,21 +48,12 @@ pub struct Options {
     pub plot: Option<PathBuf>,
 }
 
-/// What the command line asks for.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Command {
-    /// Run with these options.
-    Run(Options),
-    /// Print [`USAGE`].
-    Help,
-}
-
 /// First-order iterations by default, and with `--long`.
 const QUICK_ITERATIONS: usize = 100;
 const LONG_ITERATIONS: usize = 2000;
 
 /// Reads the arguments after the program's name.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Options>, String> {
     let mut args = Args::new(args);
     let mut options = Options {
         data: None,

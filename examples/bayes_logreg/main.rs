@@ -36,6 +36,7 @@ mod sgvi;
 mod table;
 mod trace;
 
+use common::command;
 use std::path::PathBuf;
 
 use experiment::Plan;
@@ -51,21 +52,8 @@ const BUNDLED: &str = concat!(
 const SPLIT_SEED: u64 = 0;
 
 fn main() {
-    let options = match cli::parse(std::env::args().skip(1)) {
-        Ok(cli::Command::Run(options)) => options,
-        Ok(cli::Command::Help) => {
-            report!("{}", cli::USAGE);
-            return;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n\n{}", cli::USAGE);
-            std::process::exit(2);
-        }
-    };
-    if let Err(message) = run(&options) {
-        eprintln!("error: {message}");
-        std::process::exit(1);
-    }
+    let options = command::options_or_exit(cli::parse, cli::USAGE);
+    command::exit_on_error(run(&options));
 }
 
 fn run(options: &cli::Options) -> Result<(), String> {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::common::command::Command;
 use crate::common::flags::{Args, TRAINING_USAGE, TrainingFlags};
 
 /// What to train on and how.
@@ -63,17 +64,8 @@ usage: cnn_mnist [options]
   --help           this message
   (parameter files use PyTorch's names, so --init reads the reference's file)";
 
-/// What the arguments ask for.
-#[derive(Debug, PartialEq)]
-pub enum Command {
-    /// Train (and test) with these options.
-    Train(Box<Options>),
-    /// Print the usage message.
-    Help,
-}
-
 /// Parses the arguments after the program name.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Box<Options>>, String> {
     let mut options = Options::default();
     let mut args = Args::new(args);
     while let Some(flag) = args.next_flag() {
@@ -94,20 +86,20 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         }
     }
     options.training.check()?;
-    Ok(Command::Train(Box::new(options)))
+    Ok(Command::Run(Box::new(options)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse_args(args: &[&str]) -> Result<Command, String> {
+    fn parse_args(args: &[&str]) -> Result<Command<Box<Options>>, String> {
         parse(args.iter().map(|a| a.to_string()))
     }
 
     #[test]
     fn defaults_are_the_references() {
-        let Ok(Command::Train(options)) = parse_args(&[]) else {
+        let Ok(Command::Run(options)) = parse_args(&[]) else {
             panic!("no arguments train");
         };
         assert_eq!(
@@ -160,8 +152,8 @@ mod tests {
                 ..TrainingFlags::new("cnn_mnist")
             },
         };
-        assert_eq!(parse_args(&args), Ok(Command::Train(Box::new(expected))));
-        let Ok(Command::Train(loaded)) = parse_args(&["--load", "a.safetensors"]) else {
+        assert_eq!(parse_args(&args), Ok(Command::Run(Box::new(expected))));
+        let Ok(Command::Run(loaded)) = parse_args(&["--load", "a.safetensors"]) else {
             panic!("--load parses");
         };
         assert_eq!(loaded.training.load, Some("a.safetensors".into()));

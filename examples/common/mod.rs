@@ -1,4 +1,5 @@
-//! What every training example shares, in one place: the flags for output
+//! What every training example shares, in one place: the entry point
+//! (`command`), the flags for output
 //! files and checkpoints and their checks before training (`flags`,
 //! `outputs`), the training loop's progress, loss record, checkpoints and
 //! resuming (`training`), the loss curve (`plot`), and output that ends
@@ -17,4 +18,6 @@ pub mod plot;
 pub mod reference;
 #[macro_use]
 pub mod report;
+// After `report`, whose macro it uses.
+pub mod command;
 pub mod training;

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::common::command::Command;
 use crate::common::flags::Args;
 use crate::optimizers::Kind;
 
@@ -96,15 +97,8 @@ usage: consequential [options]
                        (default: consequential-results)
   --help               this message";
 
-/// What the arguments ask for.
-#[derive(Debug, PartialEq)]
-pub enum Command {
-    Run(Box<Options>),
-    Help,
-}
-
 /// Parses the arguments after the program name.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Box<Options>>, String> {
     let mut options = Options::default();
     let mut args = Args::new(args);
     let mut batch = None;
@@ -200,7 +194,7 @@ fn positive_list(flag: &str, text: &str) -> Result<Vec<usize>, String> {
 mod tests {
     use super::*;
 
-    fn parse_args(args: &[&str]) -> Result<Command, String> {
+    fn parse_args(args: &[&str]) -> Result<Command<Box<Options>>, String> {
         parse(args.iter().map(|a| a.to_string()))
     }
 

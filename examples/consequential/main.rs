@@ -42,6 +42,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+use common::command;
 use std::path::PathBuf;
 
 use data::DataSet;
@@ -51,17 +52,7 @@ use optimizers::Variant;
 const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cnn_mnist/data");
 
 fn main() {
-    let options = match cli::parse(std::env::args().skip(1)) {
-        Ok(cli::Command::Run(options)) => options,
-        Ok(cli::Command::Help) => {
-            report!("{}", cli::USAGE);
-            return;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n\n{}", cli::USAGE);
-            std::process::exit(2);
-        }
-    };
+    let options = command::options_or_exit(cli::parse, cli::USAGE);
     let done = if !options.tables_from.is_empty() {
         grid::tables_only(&options.tables_from, &options.out)
     } else {

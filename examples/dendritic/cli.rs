@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::common::command::Command;
 use crate::common::flags::Args;
 
 /// `--help`.
@@ -51,15 +52,8 @@ impl Default for Options {
     }
 }
 
-/// What the command line asks for.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Command {
-    Run(Options),
-    Help,
-}
-
 /// Reads the arguments after the program's name.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Options>, String> {
     let mut args = Args::new(args);
     let mut options = Options::default();
     while let Some(flag) = args.next_flag() {

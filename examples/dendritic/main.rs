@@ -76,6 +76,7 @@ mod rate_model;
 #[cfg(test)]
 mod tests;
 
+use common::command;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
@@ -84,21 +85,8 @@ use experiment::{Apical, Interneurons, Plan, Run, summarize};
 use microcircuit::{Constants, TopDown};
 
 fn main() {
-    let options = match cli::parse(std::env::args().skip(1)) {
-        Ok(cli::Command::Run(options)) => options,
-        Ok(cli::Command::Help) => {
-            report!("{}", cli::USAGE);
-            return;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n\n{}", cli::USAGE);
-            std::process::exit(2);
-        }
-    };
-    if let Err(message) = run(&options) {
-        eprintln!("error: {message}");
-        std::process::exit(1);
-    }
+    let options = command::options_or_exit(cli::parse, cli::USAGE);
+    command::exit_on_error(run(&options));
 }
 
 /// The files `--out DIR` writes.

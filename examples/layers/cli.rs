@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::common::command::Command;
 use crate::common::flags::{Args, TRAINING_USAGE, TrainingFlags};
 
 /// What to train on and how.
@@ -48,15 +49,8 @@ usage: layers [options]
   --seed N       seed of the initial parameters, the batch order and dropout (default: 0)
   --help         this message";
 
-/// What the arguments ask for.
-#[derive(Debug, PartialEq)]
-pub enum Command {
-    Train(Box<Options>),
-    Help,
-}
-
 /// Parses the arguments after the program name.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Box<Options>>, String> {
     let mut options = Options::default();
     let mut args = Args::new(args);
     while let Some(flag) = args.next_flag() {
@@ -77,20 +71,20 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         return Err("--init: this example has no reference run to start from".to_string());
     }
     options.training.check()?;
-    Ok(Command::Train(Box::new(options)))
+    Ok(Command::Run(Box::new(options)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse_args(args: &[&str]) -> Result<Command, String> {
+    fn parse_args(args: &[&str]) -> Result<Command<Box<Options>>, String> {
         parse(args.iter().map(|a| a.to_string()))
     }
 
     #[test]
     fn defaults_and_every_flag() {
-        assert_eq!(parse_args(&[]), Ok(Command::Train(Box::default())));
+        assert_eq!(parse_args(&[]), Ok(Command::Run(Box::default())));
         let expected = Options {
             data: Some("../shared/data/digits".into()),
             epochs: Some(3),
@@ -111,7 +105,7 @@ mod tests {
             "--seed",
             "9",
         ];
-        assert_eq!(parse_args(&args), Ok(Command::Train(Box::new(expected))));
+        assert_eq!(parse_args(&args), Ok(Command::Run(Box::new(expected))));
         assert_eq!(parse_args(&["--seed", "1", "--help"]), Ok(Command::Help));
     }
 

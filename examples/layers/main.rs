@@ -26,6 +26,7 @@ mod shapes;
 use std::path::Path;
 use std::time::Instant;
 
+use common::command;
 use common::training::{Training, require_data, step_seed};
 use cps::data::{Digits, read_digits};
 use cps::prelude::*;
@@ -72,21 +73,8 @@ struct DataSet {
 }
 
 fn main() {
-    let options = match cli::parse(std::env::args().skip(1)) {
-        Ok(cli::Command::Train(options)) => options,
-        Ok(cli::Command::Help) => {
-            report!("{}", cli::usage());
-            return;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n\n{}", cli::usage());
-            std::process::exit(2);
-        }
-    };
-    if let Err(message) = run(&options) {
-        eprintln!("error: {message}");
-        std::process::exit(2);
-    }
+    let options = command::options_or_exit(cli::parse, &cli::usage());
+    command::exit_on_error(run(&options));
 }
 
 fn run(options: &cli::Options) -> Result<(), String> {

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::common::command::Command;
 use crate::common::flags::{Args, TRAINING_USAGE, TrainingFlags};
 use crate::cores::Architecture;
 
@@ -99,17 +100,8 @@ usage: neuromorphic [options]
   --seed N         seed of the initial network, the order and the copies (default: 1)
   --help           this message";
 
-/// What the arguments ask for.
-#[derive(Debug, PartialEq)]
-pub enum Command {
-    /// Train, deploy and test with these options.
-    Train(Box<Options>),
-    /// Print the usage message.
-    Help,
-}
-
 /// Parses the arguments after the program name.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Box<Options>>, String> {
     let mut options = Options::default();
     let mut args = Args::new(args);
     while let Some(flag) = args.next_flag() {
@@ -144,20 +136,20 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     if options.epochs == 0 && options.training.load.is_none() {
         return Err("--epochs 0 evaluates a trained network: give it with --load".to_string());
     }
-    Ok(Command::Train(Box::new(options)))
+    Ok(Command::Run(Box::new(options)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse_args(args: &[&str]) -> Result<Command, String> {
+    fn parse_args(args: &[&str]) -> Result<Command<Box<Options>>, String> {
         parse(args.iter().map(|a| a.to_string()))
     }
 
     #[test]
     fn flags_set_options() {
-        let Ok(Command::Train(options)) = parse_args(&[
+        let Ok(Command::Run(options)) = parse_args(&[
             "--digits", "d", "--net", "large", "--epochs", "3", "--lr", "0.1", "--scale", "4",
             "--copies", "16", "--seed", "9",
         ]) else {
@@ -175,7 +167,7 @@ mod tests {
             ),
             (3, 0.1, 4.0, 16, 9)
         );
-        let Ok(Command::Train(defaults)) = parse_args(&[]) else {
+        let Ok(Command::Run(defaults)) = parse_args(&[]) else {
             panic!("no flags parse");
         };
         assert_eq!(defaults.architecture(), Architecture::mnist_small());

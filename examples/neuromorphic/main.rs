@@ -41,6 +41,7 @@ mod model;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use common::command;
 use common::training::{Training, require_data, step_seed};
 use cps::prelude::*;
 use rand::SeedableRng;
@@ -55,21 +56,8 @@ use model::Net;
 const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cnn_mnist/data");
 
 fn main() {
-    let options = match cli::parse(std::env::args().skip(1)) {
-        Ok(cli::Command::Train(options)) => options,
-        Ok(cli::Command::Help) => {
-            report!("{}", cli::usage());
-            return;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n\n{}", cli::usage());
-            std::process::exit(2);
-        }
-    };
-    if let Err(message) = run(&options) {
-        eprintln!("error: {message}");
-        std::process::exit(1);
-    }
+    let options = command::options_or_exit(cli::parse, &cli::usage());
+    command::exit_on_error(run(&options));
 }
 
 /// Trains, deploys and tests as `options` say.

@@ -262,8 +262,7 @@ mod tests {
         let x = images(1, 64, 4);
         let inputs = Var::constant(x.clone().into_shape_with_order((1, 1, 64)).unwrap());
         let (mean, variance) =
-            lazy(|k: &mut dyn FnMut((Var<f64>, Var<f64>))| moments(layer, &inputs).bind(k))
-                .eval();
+            lazy(|k: &mut dyn FnMut((Var<f64>, Var<f64>))| moments(layer, &inputs).bind(k)).eval();
         let (p, s) = (layer.probability.value(), layer.sign.value());
         let mut rng = StdRng::seed_from_u64(5);
         let draws = 10_000;

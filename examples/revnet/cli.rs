@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use crate::model::Architecture;
 
+use crate::common::command::Command;
+
 /// What a run does.
 pub struct Options {
     /// A folder holding MNIST's four IDX files; without it, the bundled
@@ -33,14 +35,6 @@ pub struct Options {
     pub plot: PathBuf,
 }
 
-/// What the command line asks for.
-pub enum Command {
-    /// Train, or print a report.
-    Run(Options),
-    /// Print the usage.
-    Help,
-}
-
 /// The usage text.
 pub fn usage() -> String {
     "usage: revnet [options]
@@ -61,7 +55,7 @@ pub fn usage() -> String {
 }
 
 /// Parses the arguments after the program's name.
-pub fn parse(args: impl Iterator<Item = String>) -> Result<Command, String> {
+pub fn parse(args: impl Iterator<Item = String>) -> Result<Command<Options>, String> {
     let mut options = Options {
         data: None,
         limit: None,

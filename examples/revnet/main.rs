@@ -29,6 +29,7 @@ mod model_tests;
 mod plot;
 mod timing;
 
+use common::command;
 use std::time::Instant;
 
 use cps::prelude::*;
@@ -47,17 +48,7 @@ const TABLE_DEPTHS: [usize; 3] = [4, 16, 64];
 const TABLE_BATCH: usize = 32;
 
 fn main() {
-    let options = match cli::parse(std::env::args().skip(1)) {
-        Ok(cli::Command::Run(options)) => options,
-        Ok(cli::Command::Help) => {
-            report!("{}", cli::usage());
-            return;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n\n{}", cli::usage());
-            std::process::exit(2);
-        }
-    };
+    let options = command::options_or_exit(cli::parse, &cli::usage());
     // The ResNet's continuations nest a few frames per operation: a deep
     // one needs more than the main thread's stack.
     let run = std::thread::Builder::new()
