@@ -109,6 +109,7 @@ fn run(options: &cli::Options) -> Result<(), String> {
         sizes: [30, 20, 10],
         constants: Constants {
             noise: options.noise,
+            tau_w: std::env::var("DTAU").ok().and_then(|v| v.parse().ok()).unwrap_or(Constants::PAPER.tau_w),
             ..Constants::PAPER
         },
         presentation: options.presentation,

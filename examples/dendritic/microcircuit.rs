@@ -64,6 +64,10 @@ pub struct Constants {
     pub tau_input: f64,
     /// Intensity of the white noise on every somatic potential (per √ms).
     pub noise: f64,
+    /// Time constant of the low-pass filter through which every plastic
+    /// pathway's update reaches its weights (ms); 0 applies each step's
+    /// update as it comes.
+    pub tau_w: f64,
 }
 
 impl Constants {
@@ -78,6 +82,7 @@ impl Constants {
         dt: 0.1,
         tau_input: 3.0,
         noise: 0.1,
+        tau_w: 30.0,
     };
 
     /// The hidden layer's dendritic prediction factor `g_B / (g_lk + g_B + g_A)`.
@@ -212,6 +217,37 @@ pub fn euler_step(u: f64, drives: &[(f64, f64)], dt: f64, capacitance: f64) -> f
     u + dt / capacitance * current
 }
 
+/// Adds `scale · post preᵀ` into `w` (and into `changes`), or, if `filter`
+/// (`dt / τ_w`) is not 0, moves `filtered` that fraction of the way towards
+/// `post preᵀ` and adds `scale · filtered`.
+fn learn(
+    w: &mut Matrix,
+    filtered: &mut Matrix,
+    changes: Option<&mut Matrix>,
+    scale: f64,
+    filter: f64,
+    post: &[f64],
+    pre: &[f64],
+) {
+    if filter == 0.0 {
+        w.add_outer(scale, post, pre);
+        if let Some(changes) = changes {
+            changes.add_outer(scale, post, pre);
+        }
+        return;
+    }
+    filtered.data.iter_mut().for_each(|d| *d *= 1.0 - filter);
+    filtered.add_outer(filter, post, pre);
+    for (w, d) in w.data.iter_mut().zip(&filtered.data) {
+        *w += scale * d;
+    }
+    if let Some(changes) = changes {
+        for (c, d) in changes.data.iter_mut().zip(&filtered.data) {
+            *c += scale * d;
+        }
+    }
+}
+
 /// Where the top-down weights come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TopDown {
@@ -304,6 +340,8 @@ pub struct Circuit {
     e1: Vec<f64>,
     e2: Vec<f64>,
     ei: Vec<f64>,
+    /// The low-pass filtered updates (`τ_w`) of `W₁`, `W₂`, `W_IP`, `W_PI`.
+    filtered: [Matrix; 4],
 }
 
 /// The forward weights' changes summed over some steps.
@@ -346,6 +384,12 @@ impl Circuit {
             e1: z(n1),
             e2: z(n2),
             ei: z(n2),
+            filtered: [
+                Matrix::zeros(n1, n0),
+                Matrix::zeros(n2, n1),
+                Matrix::zeros(n2, n1),
+                Matrix::zeros(n1, n2),
+            ],
         }
     }
 
@@ -401,24 +445,24 @@ impl Circuit {
             self.e2[i] = self.r2[i] - phi(a2 * self.v_b2[i]);
             self.ei[i] = self.ri[i] - phi(ai * self.v_i[i]);
         }
+        let filter = if k.tau_w > 0.0 { dt / k.tau_w } else { 0.0 };
+        let [f1, f2, f_ip, f_pi] = &mut self.filtered;
         if rates.forward_hidden != 0.0 {
             let s = dt * rates.forward_hidden;
-            w.w1.add_outer(s, &self.e1, &self.r0);
-            changes.w1.add_outer(s, &self.e1, &self.r0);
+            learn(&mut w.w1, f1, Some(&mut changes.w1), s, filter, &self.e1, &self.r0);
         }
         if rates.forward_output != 0.0 {
             let s = dt * rates.forward_output;
-            w.w2.add_outer(s, &self.e2, &self.r1);
-            changes.w2.add_outer(s, &self.e2, &self.r1);
+            learn(&mut w.w2, f2, Some(&mut changes.w2), s, filter, &self.e2, &self.r1);
         }
         if rates.inter_from_pyramidal != 0.0 {
-            w.w_ip
-                .add_outer(dt * rates.inter_from_pyramidal, &self.ei, &self.r1);
+            let s = dt * rates.inter_from_pyramidal;
+            learn(&mut w.w_ip, f_ip, None, s, filter, &self.ei, &self.r1);
         }
         if rates.pyramidal_from_inter != 0.0 {
-            // v_rest − v_A with v_rest = 0.
-            w.w_pi
-                .add_outer(-dt * rates.pyramidal_from_inter, &self.v_a, &self.ri);
+            // v_rest − v_A with v_rest = 0: the sign goes into the rate.
+            let s = -dt * rates.pyramidal_from_inter;
+            learn(&mut w.w_pi, f_pi, None, s, filter, &self.v_a, &self.ri);
         }
         if self.top_down == TopDown::Tied && rates.forward_output != 0.0 {
             let (rows, cols) = (w.w2.rows, w.w2.cols);
