@@ -20,6 +20,9 @@ usage: cargo run --release --example dendritic -- [options]
   --phase2 N        presentations with targets (default 2000)
   --presentation T  how long each input is shown, ms (default 100, the paper's)
   --noise S         somatic noise intensity per sqrt(ms) (default 0.1)
+  --tau-w T         low-pass the plastic pathways' updates with time constant
+                    T ms before they reach the weights, as a public
+                    reimplementation does (default 0: applied every step)
   --test N          fixed test inputs (default 200)
   --seed N          seed of the weights, inputs and noise (default 1)
   --out DIR         write the curves there as CSV and SVG (the folder is made
@@ -33,6 +36,7 @@ pub struct Options {
     pub phase2: usize,
     pub presentation: f64,
     pub noise: f64,
+    pub tau_w: f64,
     pub test: usize,
     pub seed: u64,
     pub out: Option<PathBuf>,
@@ -45,6 +49,7 @@ impl Default for Options {
             phase2: 2000,
             presentation: 100.0,
             noise: 0.1,
+            tau_w: 0.0,
             test: 200,
             seed: 1,
             out: None,
@@ -70,6 +75,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Options>,
                     ));
                 }
                 options.noise = noise;
+            }
+            "--tau-w" => {
+                let tau_w: f64 = args.parsed(&flag, "a number of at least 0")?;
+                if !(tau_w.is_finite() && tau_w >= 0.0) {
+                    return Err(format!(
+                        "--tau-w expects a number of at least 0, got {tau_w}"
+                    ));
+                }
+                options.tau_w = tau_w;
             }
             "--test" => options.test = args.positive(&flag)?,
             "--seed" => options.seed = args.parsed(&flag, "a whole number")?,

@@ -169,7 +169,7 @@ pub fn run(plan: &Plan, top_down: TopDown, interneurons: Interneurons) -> Run {
         let w = &circuit.weights;
         let (_, g1, g2) = model.gradient(&w.w1, &w.w2, &x, &t, Loss::Matched);
         let (_, s1, s2) = model.gradient(&w.w1, &w.w2, &x, &t, Loss::Squared);
-        if interneurons == Interneurons::Held || (p == 0 && std::env::var("HOLD_ONCE").is_ok()) {
+        if interneurons == Interneurons::Held {
             circuit.weights.make_self_predicting(&k);
         }
         let mut changes = Changes::zeros(&circuit.weights);
@@ -177,15 +177,7 @@ pub fn run(plan: &Plan, top_down: TopDown, interneurons: Interneurons) -> Run {
             &x,
             Some(&t),
             plan.presentation,
-            &{
-                let env = |n: &str| std::env::var(n).ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(1.0);
-                let mut r = Rates::TARGETS;
-                r.pyramidal_from_inter *= env("PI_SCALE") * env("ALL_SCALE");
-                r.inter_from_pyramidal *= env("IP_SCALE") * env("ALL_SCALE");
-                r.forward_hidden *= env("ALL_SCALE");
-                r.forward_output *= env("ALL_SCALE");
-                r
-            },
+            &Rates::TARGETS,
             &mut changes,
             &mut noise,
         );

@@ -56,7 +56,7 @@
 //! | weights | teacher and student uniform in ±1 (`W₁`, `W₂`, `W_IP`, `W_PI`, random `B`) | *chosen* |
 //! | inputs | 30 rates uniform in [0, 1), a fresh input every presentation | *chosen* |
 //! | teacher | the rate model with its own random weights; its output potentials are the targets | *chosen* |
-//! | weight updates | applied at every step, not low-pass filtered | *chosen* |
+//! | weight updates | applied at every step; `--tau-w T` low-pass filters them first, as a reimplementation does (τ_w 30 ms there; here phase 1 then diverges) | *chosen* |
 //!
 //! The rates are per ms: a presentation moves a weight by `η · 100 ms ·
 //! (error × rate)`. With them `η_IP · g_som / (g_lk + g_D + g_som)` equals
@@ -109,7 +109,7 @@ fn run(options: &cli::Options) -> Result<(), String> {
         sizes: [30, 20, 10],
         constants: Constants {
             noise: options.noise,
-            tau_w: std::env::var("DTAU").ok().and_then(|v| v.parse().ok()).unwrap_or(Constants::PAPER.tau_w),
+            tau_w: options.tau_w,
             ..Constants::PAPER
         },
         presentation: options.presentation,
@@ -123,7 +123,7 @@ fn run(options: &cli::Options) -> Result<(), String> {
     let k = plan.constants;
     report!(
         "30-20-10 teacher-student microcircuit: dt {} ms, {} ms per input, g_lk {} g_B {} g_A {} \
-         g_D {} g_som {}, noise {}; phase 1 {} inputs, phase 2 {}",
+         g_D {} g_som {}, noise {}, updates {}; phase 1 {} inputs, phase 2 {}",
         k.dt,
         plan.presentation,
         k.g_lk,
@@ -132,6 +132,11 @@ fn run(options: &cli::Options) -> Result<(), String> {
         k.g_d,
         k.g_som,
         k.noise,
+        if k.tau_w > 0.0 {
+            format!("low-pass filtered (tau_w {} ms)", k.tau_w)
+        } else {
+            "applied every step".to_string()
+        },
         plan.phase1_patterns,
         plan.phase2_patterns
     );

@@ -30,6 +30,10 @@
 //! dW_PI/dt = η_PI (v_rest − v_A,1) rᴵᵀ,     v_rest = 0
 //! ```
 //!
+//! With `τ_w` > 0 (`Constants::tau_w`) each update first passes through a
+//! low-pass filter, `τ_w dΔ/dt = −Δ + (error) rᵀ` and `dW/dt = η Δ`; by
+//! default `τ_w` is 0 and the updates are applied as they come.
+//!
 //! The top-down weights `B` are either tied to `W₂ᵀ` (copied after every
 //! step, so they follow `W₂` as it learns) or random and fixed.
 //!
@@ -82,7 +86,7 @@ impl Constants {
         dt: 0.1,
         tau_input: 3.0,
         noise: 0.1,
-        tau_w: 30.0,
+        tau_w: 0.0,
     };
 
     /// The hidden layer's dendritic prediction factor `g_B / (g_lk + g_B + g_A)`.
@@ -220,7 +224,7 @@ pub fn euler_step(u: f64, drives: &[(f64, f64)], dt: f64, capacitance: f64) -> f
 /// Adds `scale · post preᵀ` into `w` (and into `changes`), or, if `filter`
 /// (`dt / τ_w`) is not 0, moves `filtered` that fraction of the way towards
 /// `post preᵀ` and adds `scale · filtered`.
-fn learn(
+pub fn learn(
     w: &mut Matrix,
     filtered: &mut Matrix,
     changes: Option<&mut Matrix>,
@@ -449,11 +453,27 @@ impl Circuit {
         let [f1, f2, f_ip, f_pi] = &mut self.filtered;
         if rates.forward_hidden != 0.0 {
             let s = dt * rates.forward_hidden;
-            learn(&mut w.w1, f1, Some(&mut changes.w1), s, filter, &self.e1, &self.r0);
+            learn(
+                &mut w.w1,
+                f1,
+                Some(&mut changes.w1),
+                s,
+                filter,
+                &self.e1,
+                &self.r0,
+            );
         }
         if rates.forward_output != 0.0 {
             let s = dt * rates.forward_output;
-            learn(&mut w.w2, f2, Some(&mut changes.w2), s, filter, &self.e2, &self.r1);
+            learn(
+                &mut w.w2,
+                f2,
+                Some(&mut changes.w2),
+                s,
+                filter,
+                &self.e2,
+                &self.r1,
+            );
         }
         if rates.inter_from_pyramidal != 0.0 {
             let s = dt * rates.inter_from_pyramidal;

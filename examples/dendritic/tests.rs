@@ -1,15 +1,16 @@
 //! The example's checks: the rate model's gradient against central
 //! differences (and a wrong reference that must fail), the matched loss's
 //! derivative against its closed form, the angle on known vectors, the
-//! microcircuit's updates at the self-predicting fixed point, and the
-//! Euler step against the exact exponential.
+//! microcircuit's updates at the self-predicting fixed point, the
+//! low-pass filter on updates, and the Euler step against the exact
+//! exponential.
 
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::microcircuit::{
-    Changes, Circuit, Constants, Matrix, Rates, TopDown, Weights, euler_step, phi,
+    Changes, Circuit, Constants, Matrix, Rates, TopDown, Weights, euler_step, learn, phi,
 };
 use crate::rate_model::{Loss, RateModel, angle_degrees};
 
@@ -217,4 +218,40 @@ fn euler_step_converges_to_the_exponential_at_first_order() {
     assert!(coarse > 1e-6, "a step this long cannot be exact");
     let order = (coarse / fine).log2();
     assert!((order - 1.0).abs() < 0.1, "order {order:.3}");
+}
+
+/// A constant update through the `τ_w` filter: after `t` ms the weight has
+/// moved by `η (t − τ_w (1 − e^(−t/τ_w)))` times the update, the filter's
+/// step response integrated (to the Euler step's first order), and
+/// without the filter by `η t` times it.
+#[test]
+fn filtered_updates_lag_the_unfiltered_ones_by_tau_w() {
+    let (dt, eta, tau_w, steps) = (0.1, 0.01, 30.0, 3000);
+    let (post, pre) = ([2.0], [0.5]);
+    let run = |filter: f64| {
+        let mut w = Matrix::zeros(1, 1);
+        let mut filtered = Matrix::zeros(1, 1);
+        let mut changes = Matrix::zeros(1, 1);
+        for _ in 0..steps {
+            learn(
+                &mut w,
+                &mut filtered,
+                Some(&mut changes),
+                dt * eta,
+                filter,
+                &post,
+                &pre,
+            );
+        }
+        assert_eq!(w, changes);
+        w.data[0]
+    };
+    let t = dt * steps as f64;
+    assert!((run(0.0) - eta * t).abs() < 1e-12);
+    let expected = eta * (t - tau_w * (1.0 - (-t / tau_w).exp()));
+    let got = run(dt / tau_w);
+    assert!(
+        (got - expected).abs() < 0.01 * expected,
+        "{got} against {expected}"
+    );
 }
