@@ -108,8 +108,7 @@ fn the_mean_of_the_others_is_the_hand_computation() {
     // agent hears its own game only.
     let h = Var::constant(Array2::from_shape_fn((7, 1), |(i, _)| (1 << i) as f64));
     let batch = Batch::new(&[vec![1, 2], vec![3, 4], vec![5, 6, 7]]);
-    let c =
-        lazy(|k: &mut dyn FnMut(Var<f64>)| mean_of_others(&h, &batch.runs).bind(k)).eval();
+    let c = lazy(|k: &mut dyn FnMut(Var<f64>)| mean_of_others(&h, &batch.runs).bind(k)).eval();
     let heard: Vec<f64> = c.array().iter().copied().collect();
     assert_eq!(heard, [2.0, 1.0, 8.0, 4.0, 48.0, 40.0, 24.0]);
 }
