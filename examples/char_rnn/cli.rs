@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::common::command::Command;
 use crate::common::flags::{Args, TRAINING_USAGE, TrainingFlags};
 use crate::model::Cell;
 
@@ -63,7 +64,7 @@ usage: char_rnn [options]
   --seed N              seed of the initialisation and the samples (default: 1)";
 
 /// Parses the arguments after the program name.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Options>, String> {
     let mut options = Options::default();
     let mut args = Args::new(args);
     while let Some(flag) = args.next_flag() {
@@ -87,12 +88,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
             "--lr" => options.learning_rate = args.positive_real(&flag)?,
             "--report-every" => options.report_every = args.positive(&flag)?,
             "--seed" => options.seed = args.parsed(&flag, whole)?,
-            "-h" | "--help" => return Err(usage()),
-            other => return Err(format!("unknown option '{other}'\n{}", usage())),
+            "-h" | "--help" => return Ok(Command::Help),
+            other => return Err(format!("unknown option '{other}'")),
         }
     }
     options.training.check()?;
-    Ok(options)
+    Ok(Command::Run(options))
 }
 
 #[cfg(test)]
@@ -101,7 +102,9 @@ mod tests {
 
     #[test]
     fn options_are_read_under_the_reference_names() {
-        let parse = |words: &[&str]| parse(words.iter().map(|w| w.to_string()));
+        let parse = |words: &[&str]| {
+            parse(words.iter().map(|w| w.to_string())).map(|c| c.run().expect("a run"))
+        };
         let defaults = parse(&[]).unwrap();
         assert_eq!(
             (

@@ -24,6 +24,7 @@ mod train;
 
 use std::time::Instant;
 
+use common::command;
 use common::training::Training;
 use cps::io::TrainingState;
 use cps::prelude::*;
@@ -40,10 +41,8 @@ const BUNDLED: &[u8] = include_bytes!("data/tinyshakespeare-1200-lines.txt");
 const SAMPLE_LENGTH: usize = 100;
 
 fn main() {
-    if let Err(message) = cli::parse(std::env::args().skip(1)).and_then(|o| run(&o)) {
-        eprintln!("error: {message}");
-        std::process::exit(1);
-    }
+    let options = command::options_or_exit(cli::parse, &cli::usage());
+    command::exit_on_error(run(&options));
 }
 
 /// Trains as `options` say.

@@ -1,5 +1,6 @@
 //! Command-line options.
 
+use crate::common::command::Command;
 use crate::common::flags::{Args, TRAINING_USAGE, TrainingFlags};
 use crate::levers::Groups;
 use crate::train::{Mode, Rule};
@@ -93,7 +94,7 @@ usage: commnet [options]
 
 /// Parses the arguments after the program name. The mode is read first,
 /// since the other defaults depend on it.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Options>, String> {
     let words: Vec<String> = args.into_iter().collect();
     let mode = match words.iter().position(|w| w == "--mode") {
         Some(i) => match words.get(i + 1).map(String::as_str) {
@@ -178,8 +179,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
             "--eval-games" => options.eval_games = args.positive(&flag)?,
             "--report-every" => options.report_every = args.positive(&flag)?,
             "--seed" => options.seed = args.parsed(&flag, whole)?,
-            "-h" | "--help" => return Err(usage()),
-            other => return Err(format!("unknown option '{other}'\n{}", usage())),
+            "-h" | "--help" => return Ok(Command::Help),
+            other => return Err(format!("unknown option '{other}'")),
         }
     }
     if options.communication == Communication::Both
@@ -190,5 +191,5 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
         );
     }
     options.training.check()?;
-    Ok(options)
+    Ok(Command::Run(options))
 }

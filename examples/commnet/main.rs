@@ -25,6 +25,7 @@ mod train;
 use std::path::{Path, PathBuf};
 
 use cli::{Communication, Options};
+use common::command;
 use common::flags::TrainingFlags;
 use levers::{Batch, Groups, chance};
 use model::CommNet;
@@ -33,10 +34,8 @@ use rand::rngs::StdRng;
 use train::Plan;
 
 fn main() {
-    if let Err(message) = cli::parse(std::env::args().skip(1)).and_then(|o| run(&o)) {
-        eprintln!("error: {message}");
-        std::process::exit(1);
-    }
+    let options = command::options_or_exit(cli::parse, &cli::usage());
+    command::exit_on_error(run(&options));
 }
 
 /// Trains and evaluates as `options` say.

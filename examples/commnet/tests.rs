@@ -177,7 +177,9 @@ fn ranks_and_rewards() {
 
 #[test]
 fn options_follow_the_mode() {
-    let parse = |words: &[&str]| crate::cli::parse(words.iter().map(|w| w.to_string()));
+    let parse = |words: &[&str]| {
+        crate::cli::parse(words.iter().map(|w| w.to_string())).map(|c| c.run().expect("a run"))
+    };
     let supervised = parse(&[]).unwrap();
     assert_eq!((supervised.batch, supervised.minutes), (32, None));
     let reinforce = parse(&["--groups", "varied", "--mode", "reinforce"]).unwrap();

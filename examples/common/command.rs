@@ -11,6 +11,16 @@ pub enum Command<O> {
     Help,
 }
 
+impl<O> Command<O> {
+    /// The options of a run; `None` for `--help`.
+    pub fn run(self) -> Option<O> {
+        match self {
+            Command::Run(options) => Some(options),
+            Command::Help => None,
+        }
+    }
+}
+
 /// The options `parse` reads from the program's arguments. For `--help`
 /// prints `usage` and ends the program; for arguments it cannot read,
 /// prints the error and `usage` and ends it with status 2.

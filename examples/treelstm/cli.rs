@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::common::command::Command;
 use crate::common::flags::{Args, TRAINING_USAGE, TrainingFlags};
 
 /// What to train on and how.
@@ -95,7 +96,7 @@ usage: treelstm [options]
   --no-eval             skip the dev and test evaluation";
 
 /// Parses the arguments after the program name.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Options>, String> {
     let mut options = Options::default();
     let mut epochs = None;
     let mut args = Args::new(args);
@@ -129,8 +130,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
                 }
             }
             "--no-eval" => options.no_eval = true,
-            "-h" | "--help" => return Err(usage()),
-            other => return Err(format!("unknown option '{other}'\n{}", usage())),
+            "-h" | "--help" => return Ok(Command::Help),
+            other => return Err(format!("unknown option '{other}'")),
         }
     }
     options.epochs = epochs.unwrap_or(if options.data.is_some() { 1 } else { 6 });
@@ -143,7 +144,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
         return Err("--threads N trains node by node; drop --mode or --threads".to_string());
     }
     options.training.check()?;
-    Ok(options)
+    Ok(Command::Run(options))
 }
 
 #[cfg(test)]
@@ -151,7 +152,7 @@ mod tests {
     use super::*;
 
     fn parse_words(words: &[&str]) -> Result<Options, String> {
-        parse(words.iter().map(|w| w.to_string()))
+        parse(words.iter().map(|w| w.to_string())).map(|c| c.run().expect("a run"))
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod reference_init;
 use std::time::Instant;
 
 use cli::Mode;
+use common::command;
 use common::training::{Training, require_data};
 use cps::data::synthetic::{SyntheticConfig, generate};
 use cps::data::{GloveOptions, Vocab, load_glove, read_treebank};
@@ -36,10 +37,8 @@ mod model_tests;
 mod tests;
 
 fn main() {
-    if let Err(message) = cli::parse(std::env::args().skip(1)).and_then(|o| run(&o)) {
-        eprintln!("error: {message}");
-        std::process::exit(1);
-    }
+    let options = command::options_or_exit(cli::parse, &cli::usage());
+    command::exit_on_error(run(&options));
 }
 
 /// Trains and evaluates as `options` say.

@@ -24,7 +24,7 @@ fn options(dir: &Path, words: &[&str]) -> cli::Options {
             all.extend([flag.to_string(), dir.join(file).display().to_string()]);
         }
     }
-    cli::parse(all).unwrap()
+    cli::parse(all).unwrap().run().expect("a run")
 }
 
 #[test]
