@@ -10,30 +10,9 @@ use cps_runtime::*;
 use ndarray::{Array4, ArrayD, IxDyn, array};
 use proptest::prelude::*;
 
-use crate::support::weighted_sum;
+use crate::support::{forward_value, seeded_values, weighted_sum};
 
 const TOLERANCE: f64 = 1e-6;
-
-/// Runs `op` forward only and returns its value.
-fn forward<P: Computation<Output = Var<f64>>>(op: P) -> ArrayD<f64> {
-    lazy(|k: &mut dyn FnMut(Var<f64>)| op.bind(k))
-        .eval()
-        .array()
-        .clone()
-}
-
-/// Deterministic values in [-1, 1) for a shape.
-fn values(shape: &[usize], seed: u64) -> ArrayD<f64> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    ArrayD::from_shape_simple_fn(IxDyn(shape), || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 33) as f64 / (1u64 << 31) as f64) * 2.0 - 1.0
-    })
-}
 
 /// The 2-D convolution by its definition.
 fn reference_conv2d(
@@ -166,11 +145,11 @@ proptest! {
 
     #[test]
     fn conv2d_matches_its_definition(case in conv_case(), seed in any::<u64>(), with_bias in any::<bool>()) {
-        let x = values(&case.input, seed);
-        let w = values(&case.weight, seed ^ 1);
-        let b = values(&[case.weight[0]], seed ^ 2);
+        let x = seeded_values(&case.input, seed);
+        let w = seeded_values(&case.weight, seed ^ 1);
+        let b = seeded_values(&[case.weight[0]], seed ^ 2);
         let bias = with_bias.then(|| Var::constant(b.clone()));
-        let got = forward(Var::constant(x.clone()).conv2d(&Var::constant(w.clone()), bias.as_ref(), case.options));
+        let got = forward_value(Var::constant(x.clone()).conv2d(&Var::constant(w.clone()), bias.as_ref(), case.options));
         let want = reference_conv2d(&as4(&x), &as4(&w), with_bias.then(|| b.as_slice().unwrap()), case.options);
         prop_assert_eq!(got.shape(), want.shape());
         let worst = (&got - &want.into_dyn()).iter().fold(0.0f64, |m, d| m.max(d.abs()));
@@ -179,11 +158,11 @@ proptest! {
 
     #[test]
     fn conv2d_gradient(case in conv_case(), seed in any::<u64>()) {
-        let x = values(&case.input, seed);
-        let w = values(&case.weight, seed ^ 1);
-        let b = values(&[case.weight[0]], seed ^ 2);
-        let out_shape = forward(Var::constant(x.clone()).conv2d(&Var::constant(w.clone()), None, case.options)).shape().to_vec();
-        let weights = values(&out_shape, seed ^ 3);
+        let x = seeded_values(&case.input, seed);
+        let w = seeded_values(&case.weight, seed ^ 1);
+        let b = seeded_values(&[case.weight[0]], seed ^ 2);
+        let out_shape = forward_value(Var::constant(x.clone()).conv2d(&Var::constant(w.clone()), None, case.options)).shape().to_vec();
+        let weights = seeded_values(&out_shape, seed ^ 3);
         let mut model = (Param::new(x), Param::new(w), Param::new(b));
         let options = case.options;
         let report = gradcheck(&mut model, |(x, w, b)| {
@@ -199,8 +178,8 @@ proptest! {
     fn conv2d_gradient_to_the_weight_alone(case in conv_case(), seed in any::<u64>()) {
         // The input is data (as a network's first layer sees it): only the
         // weight's product runs in the backward step.
-        let x = Var::constant(values(&case.input, seed));
-        let w = values(&case.weight, seed ^ 1);
+        let x = Var::constant(seeded_values(&case.input, seed));
+        let w = seeded_values(&case.weight, seed ^ 1);
         let options = case.options;
         let mut w = Param::new(w);
         let report = gradcheck(&mut w, |w| {
@@ -222,10 +201,10 @@ proptest! {
             dilation: case.options.dilation[1],
             groups: case.options.groups,
         };
-        let x = values(&[n, c, l], seed);
-        let w = values(&[f, per_group, k], seed ^ 1);
-        let b = values(&[f], seed ^ 2);
-        let out = forward(Var::constant(x.clone()).conv1d(&Var::constant(w.clone()), None, options));
+        let x = seeded_values(&[n, c, l], seed);
+        let w = seeded_values(&[f, per_group, k], seed ^ 1);
+        let b = seeded_values(&[f], seed ^ 2);
+        let out = forward_value(Var::constant(x.clone()).conv1d(&Var::constant(w.clone()), None, options));
         let as2d = Conv2dOptions {
             stride: [1, options.stride],
             padding: [0, options.padding],
@@ -239,7 +218,7 @@ proptest! {
         let worst = (&out - &want).iter().fold(0.0f64, |m, d| m.max(d.abs()));
         prop_assert!(worst < 1e-12, "worst difference {}", worst);
 
-        let weights = values(out.shape(), seed ^ 3);
+        let weights = seeded_values(out.shape(), seed ^ 3);
         let mut model = (Param::new(x), Param::new(w), Param::new(b));
         let report = gradcheck(&mut model, |(x, w, b)| {
             lazy(|k: &mut dyn FnMut(Var<f64>)| {
@@ -252,12 +231,12 @@ proptest! {
 
     #[test]
     fn max_pool2d_matches_its_definition_and_gradient((shape, options) in pool_case(), seed in any::<u64>()) {
-        let x = values(&shape, seed);
+        let x = seeded_values(&shape, seed);
         let (want, _) = reference_max_pool(&as4(&x), options);
-        let got = forward(Var::constant(x.clone()).max_pool2d(options));
+        let got = forward_value(Var::constant(x.clone()).max_pool2d(options));
         prop_assert_eq!(&got, &want.into_dyn());
 
-        let weights = values(got.shape(), seed ^ 3);
+        let weights = seeded_values(got.shape(), seed ^ 3);
         let mut x = Param::new(x);
         let report = gradcheck(&mut x, |x| {
             lazy(|k: &mut dyn FnMut(Var<f64>)| {
@@ -271,7 +250,7 @@ proptest! {
     #[test]
     fn max_pool2d_gives_each_tie_to_the_first_maximum((shape, options) in pool_case(), seed in any::<u64>()) {
         // Values from {0, 1, 2}: windows are full of ties.
-        let x = values(&shape, seed).mapv(|v| ((v + 1.0) * 1.5).floor());
+        let x = seeded_values(&shape, seed).mapv(|v| ((v + 1.0) * 1.5).floor());
         let (_, argmax) = reference_max_pool(&as4(&x), options);
         let x = Param::new(x);
         lazy(|k: &mut dyn FnMut(Var<f64>)| x.max_pool2d(options).bind(|y| y.sum().bind(k))).backward();
@@ -284,9 +263,9 @@ proptest! {
 
     #[test]
     fn avg_pool2d_gradient((shape, options) in pool_case(), seed in any::<u64>()) {
-        let x = values(&shape, seed);
-        let weights_shape = forward(Var::constant(x.clone()).avg_pool2d(options)).shape().to_vec();
-        let weights = values(&weights_shape, seed ^ 3);
+        let x = seeded_values(&shape, seed);
+        let weights_shape = forward_value(Var::constant(x.clone()).avg_pool2d(options)).shape().to_vec();
+        let weights = seeded_values(&weights_shape, seed ^ 3);
         let mut x = Param::new(x);
         let report = gradcheck(&mut x, |x| {
             lazy(|k: &mut dyn FnMut(Var<f64>)| {
@@ -302,12 +281,12 @@ proptest! {
         // Average pooling with padding counted is the convolution of each
         // plane with a kernel of 1/(kh·kw): one group per channel.
         let channels = shape[1];
-        let x = values(&shape, seed);
+        let x = seeded_values(&shape, seed);
         let scale = 1.0 / (options.kernel[0] * options.kernel[1]) as f64;
         let kernel = ArrayD::from_elem(IxDyn(&[channels, 1, options.kernel[0], options.kernel[1]]), scale);
         let conv = Conv2dOptions { stride: options.stride, padding: options.padding, dilation: [1, 1], groups: channels };
         let want = reference_conv2d(&as4(&x), &as4(&kernel), None, conv).into_dyn();
-        let got = forward(Var::constant(x).avg_pool2d(options));
+        let got = forward_value(Var::constant(x).avg_pool2d(options));
         let worst = (&got - &want).iter().fold(0.0f64, |m, d| m.max(d.abs()));
         prop_assert!(worst < 1e-12, "worst difference {}", worst);
     }
@@ -323,7 +302,7 @@ fn conv2d_by_hand_with_padding_and_stride() {
     );
     let w = Var::constant(array![[[[1.0f64, 0.0], [0.0, -1.0]]]]);
     let options = Conv2dOptions::default().with_padding(1).with_stride(2);
-    let y = forward(x.conv2d(&w, None, options));
+    let y = forward_value(x.conv2d(&w, None, options));
     // (0,0): 0·1 - x[0][0] = -1;  (0,1): x_pad[0][2]=0, - x[0][2] = -3
     // (1,0): x_pad[2][0]=0 - x[2][0] = -7; (1,1): x[1][1] - x[2][2] = 5 - 9
     assert_eq!(y, array![[[[-1.0, -3.0], [-7.0, -4.0]]]].into_dyn());
@@ -349,8 +328,8 @@ fn conv2d_backward_by_hand() {
 
 #[test]
 fn conv2d_in_f32_agrees_with_f64() {
-    let x64 = values(&[3, 4, 9, 7], 11);
-    let w64 = values(&[6, 2, 3, 2], 12);
+    let x64 = seeded_values(&[3, 4, 9, 7], 11);
+    let w64 = seeded_values(&[6, 2, 3, 2], 12);
     let options = Conv2dOptions {
         stride: [2, 1],
         padding: [1, 0],
@@ -470,12 +449,12 @@ fn conv2d_paths_match_the_definition_at_network_shapes() {
     for (seed, (input, weight, options)) in cases.into_iter().enumerate() {
         let seed = seed as u64 * 10;
         let (x64, w64, b64) = (
-            values(&input, seed),
-            values(&weight, seed + 1),
-            values(&[weight[0]], seed + 2),
+            seeded_values(&input, seed),
+            seeded_values(&weight, seed + 1),
+            seeded_values(&[weight[0]], seed + 2),
         );
         let want = reference_conv2d(&as4(&x64), &as4(&w64), b64.as_slice(), options);
-        let gy = values(want.shape(), seed + 3);
+        let gy = seeded_values(want.shape(), seed + 3);
         let (want_gx, want_gw) = reference_conv2d_grads(&as4(&x64), &as4(&w64), &as4(&gy), options);
         let want_gb: Vec<f64> = (0..weight[0])
             .map(|o| gy.index_axis(ndarray::Axis(1), o).sum())
@@ -486,7 +465,7 @@ fn conv2d_paths_match_the_definition_at_network_shapes() {
             Param::new(w64.clone()),
             Param::new(b64.clone()),
         );
-        let got = forward(x.conv2d(&w, Some(&b), options));
+        let got = forward_value(x.conv2d(&w, Some(&b), options));
         assert!(
             worst_difference(&got, &want) < 1e-12,
             "{input:?} {weight:?} f64 forward"
@@ -588,9 +567,9 @@ fn conv_with_flipped_backward(
 
 #[test]
 fn gradcheck_rejects_a_flipped_kernel_in_the_backward_step() {
-    let w = as4(&values(&[2, 2, 2, 3], 5));
-    let weights = values(&[1, 2, 3, 2], 6);
-    let mut x = Param::new(values(&[1, 2, 4, 4], 7));
+    let w = as4(&seeded_values(&[2, 2, 2, 3], 5));
+    let weights = seeded_values(&[1, 2, 3, 2], 6);
+    let mut x = Param::new(seeded_values(&[1, 2, 4, 4], 7));
     let report = gradcheck(&mut x, |x| {
         lazy(|k: &mut dyn FnMut(Var<f64>)| {
             conv_with_flipped_backward(x, &w).bind(|y| weighted_sum(&y, &weights).bind(k))
@@ -616,10 +595,10 @@ fn gradcheck_rejects_max_pooling_that_spreads_its_gradient() {
     // window (average pooling's rule): wrong wherever the window is not
     // constant.
     let options = Pool2dOptions::new(2);
-    let weights = values(&[1, 2, 2, 2], 8);
-    let mut x = Param::new(values(&[1, 2, 4, 4], 9));
+    let weights = seeded_values(&[1, 2, 2, 2], 8);
+    let mut x = Param::new(seeded_values(&[1, 2, 4, 4], 9));
     let report = gradcheck(&mut x, |x| {
-        let value = forward(x.max_pool2d(options));
+        let value = forward_value(x.max_pool2d(options));
         let input = x.clone();
         let wrong = Pending::new(
             "spread_max_pool",
@@ -689,11 +668,11 @@ fn avg_pool2d_by_hand_counts_padding_as_zeros() {
 fn pooling_takes_three_dimensional_input() {
     let x = Var::constant(array![[[1.0f64, 2.0], [3.0, 4.0]]]);
     assert_eq!(
-        forward(x.max_pool2d(Pool2dOptions::new(2))),
+        forward_value(x.max_pool2d(Pool2dOptions::new(2))),
         array![[[4.0]]].into_dyn()
     );
     assert_eq!(
-        forward(x.avg_pool2d(Pool2dOptions::new(2))),
+        forward_value(x.avg_pool2d(Pool2dOptions::new(2))),
         array![[[2.5]]].into_dyn()
     );
 }

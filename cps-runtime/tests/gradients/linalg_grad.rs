@@ -9,40 +9,9 @@ use cps_runtime::*;
 use ndarray::{Array2, ArrayD, Axis, Dimension, Ix2, IxDyn, array};
 use proptest::prelude::*;
 
+use crate::support::{random_values, weighted_loss};
+
 const TOLERANCE: f64 = 1e-6;
-
-/// `sum(x ⊙ weights)`: a loss in which every element of `x` gets its own
-/// gradient.
-fn weighted_sum(
-    x: &Var<f64>,
-    weights: &ArrayD<f64>,
-) -> Pending<f64, impl BackwardStep<f64> + use<>> {
-    assert_eq!(x.shape(), weights.shape(), "weighted_sum: wrong weights");
-    let input = x.clone();
-    let weights = weights.clone();
-    let value = (x.array() * &weights).sum();
-    Pending::new(
-        "weighted_sum",
-        ndarray::arr0(value).into_dyn(),
-        x.requires_grad(),
-        move |_: &ArrayD<f64>, grad: ArrayD<f64>| input.accumulate(&weights * grad[[]]),
-    )
-}
-
-/// Runs `op` on the model, reduces its output with `weights` and
-/// back-propagates; returns the loss.
-fn weighted_loss<M>(
-    model: &M,
-    weights: &ArrayD<f64>,
-    op: impl Fn(&M, &mut dyn FnMut(Var<f64>)),
-) -> f64 {
-    lazy(|k: &mut dyn FnMut(Var<f64>)| {
-        op(model, &mut |y: Var<f64>| {
-            weighted_sum(&y, weights).bind(&mut *k)
-        });
-    })
-    .backward()
-}
 
 /// The output of `op`, run forward only.
 fn forward<A: Element>(op: impl FnOnce(&mut dyn FnMut(Var<A>))) -> ArrayD<A> {
@@ -51,14 +20,8 @@ fn forward<A: Element>(op: impl FnOnce(&mut dyn FnMut(Var<A>))) -> ArrayD<A> {
     out.expect("the operation called its continuation")
 }
 
-fn values(shape: Vec<usize>) -> impl Strategy<Value = ArrayD<f64>> {
-    let len: usize = shape.iter().product();
-    prop::collection::vec(-2.0f64..2.0, len)
-        .prop_map(move |v| ArrayD::from_shape_vec(IxDyn(&shape), v).expect("length matches"))
-}
-
 fn matrix(rows: usize, cols: usize) -> impl Strategy<Value = Array2<f64>> {
-    values(vec![rows, cols]).prop_map(|m| m.into_dimensionality::<Ix2>().expect("a matrix"))
+    random_values(vec![rows, cols]).prop_map(|m| m.into_dimensionality::<Ix2>().expect("a matrix"))
 }
 
 /// `M·Mᵀ + n·I`: symmetric positive definite, its eigenvalues at least `n`.
@@ -83,7 +46,7 @@ fn spd_and_rhs() -> impl Strategy<Value = (Array2<f64>, ArrayD<f64>)> {
         } else {
             vec![n, columns]
         };
-        (Just(a), values(shape))
+        (Just(a), random_values(shape))
     })
 }
 
@@ -237,7 +200,7 @@ fn stacked_operands() -> impl Strategy<Value = (ArrayD<f64>, ArrayD<f64>)> {
                 (1, false) => (vec![m, k], with(rs, k, n)),
                 _ => (with(ls, m, k), with(rs, k, n)),
             };
-            (values(left), values(right))
+            (random_values(left), random_values(right))
         })
 }
 
@@ -424,8 +387,8 @@ fn a_zero_dimensional_operand_is_refused_by_stacks_too() {
 fn vector_pair(same_length: bool) -> impl Strategy<Value = (ArrayD<f64>, ArrayD<f64>)> {
     (1usize..=6, 1usize..=6).prop_flat_map(move |(m, n)| {
         (
-            values(vec![m]),
-            values(vec![if same_length { m } else { n }]),
+            random_values(vec![m]),
+            random_values(vec![if same_length { m } else { n }]),
         )
     })
 }

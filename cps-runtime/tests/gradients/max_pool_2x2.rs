@@ -11,33 +11,12 @@ use cps_runtime::*;
 use ndarray::{Array4, ArrayD, IxDyn};
 use proptest::prelude::*;
 
-use crate::support::weighted_sum;
+use crate::support::{forward_value, seeded_values, weighted_sum};
 
 const TOLERANCE: f64 = 1e-6;
 
 fn pool() -> Pool2dOptions {
     Pool2dOptions::new(2)
-}
-
-/// Runs `op` forward only and returns its value.
-fn forward<P: Computation<Output = Var<f64>>>(op: P) -> ArrayD<f64> {
-    lazy(|k: &mut dyn FnMut(Var<f64>)| op.bind(k))
-        .eval()
-        .array()
-        .clone()
-}
-
-/// Deterministic values in [-1, 1) for a shape.
-fn values(shape: &[usize], seed: u64) -> ArrayD<f64> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    ArrayD::from_shape_simple_fn(IxDyn(shape), || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 33) as f64 / (1u64 << 31) as f64) * 2.0 - 1.0
-    })
 }
 
 /// The pooling by its definition: each window's largest value, the first
@@ -89,16 +68,16 @@ proptest! {
 
     #[test]
     fn values_and_places_are_the_definitions(shape in shape(), seed in any::<u64>()) {
-        let x = values(&shape, seed);
+        let x = seeded_values(&shape, seed);
         let (want, places) = by_definition(&x);
-        prop_assert_eq!(forward(Var::constant(x.clone()).max_pool2d(pool())), want);
+        prop_assert_eq!(forward_value(Var::constant(x.clone()).max_pool2d(pool())), want);
         prop_assert_eq!(gradient_of_sum(&x), ones_at(&shape, &places));
     }
 
     #[test]
     fn the_gradient_is_the_finite_differences(shape in shape(), seed in any::<u64>()) {
-        let x = values(&shape, seed);
-        let weights = values(by_definition(&x).0.shape(), seed ^ 3);
+        let x = seeded_values(&shape, seed);
+        let weights = seeded_values(by_definition(&x).0.shape(), seed ^ 3);
         let mut x = Param::new(x);
         let report = gradcheck(&mut x, |x| {
             lazy(|k: &mut dyn FnMut(Var<f64>)| {
@@ -112,12 +91,12 @@ proptest! {
     #[test]
     fn ties_and_nans_go_to_the_first_in_the_window(shape in shape(), seed in any::<u64>()) {
         // Values from {0, 1, 2, NaN}: windows full of ties, some with NaN.
-        let x = values(&shape, seed).mapv(|v| match ((v + 1.0) * 2.0).floor() {
+        let x = seeded_values(&shape, seed).mapv(|v| match ((v + 1.0) * 2.0).floor() {
             3.0 => f64::NAN,
             level => level,
         });
         let (want, places) = by_definition(&x);
-        let got = forward(Var::constant(x.clone()).max_pool2d(pool()));
+        let got = forward_value(Var::constant(x.clone()).max_pool2d(pool()));
         // NaN != NaN: compare the bits.
         prop_assert_eq!(got.mapv(f64::to_bits), want.mapv(f64::to_bits));
         prop_assert_eq!(gradient_of_sum(&x), ones_at(&shape, &places));
@@ -126,8 +105,8 @@ proptest! {
     #[test]
     fn f32_picks_what_f64_picks(shape in shape(), seed in any::<u64>()) {
         // Values exact in f32, with ties.
-        let x = values(&shape, seed).mapv(|v| (v * 8.0).round() / 8.0);
-        let want = forward(Var::constant(x.clone()).max_pool2d(pool()));
+        let x = seeded_values(&shape, seed).mapv(|v| (v * 8.0).round() / 8.0);
+        let want = forward_value(Var::constant(x.clone()).max_pool2d(pool()));
         let x32 = Param::new(x.mapv(|v| v as f32));
         let got = lazy(|k: &mut dyn FnMut(Var<f32>)| {
             x32.max_pool2d(pool()).bind(|y| y.sum().bind(k))
@@ -144,10 +123,10 @@ fn gradcheck_rejects_a_pooling_that_sends_its_gradient_to_the_corner() {
     // The same values, but each window's gradient goes to its top-left
     // value whichever is the largest: wrong wherever that is not the one.
     let shape = [2, 3, 6, 10];
-    let weights = values(&[2, 3, 3, 5], 8);
-    let mut x = Param::new(values(&shape, 9));
+    let weights = seeded_values(&[2, 3, 3, 5], 8);
+    let mut x = Param::new(seeded_values(&shape, 9));
     let report = gradcheck(&mut x, |x| {
-        let value = forward(x.max_pool2d(pool()));
+        let value = forward_value(x.max_pool2d(pool()));
         let input = x.clone();
         let wrong = Pending::new(
             "corner_max_pool",
@@ -182,10 +161,10 @@ fn the_mnist_shapes_by_hand() {
     // Rows of twelve windows (eight, then the last eight again) and of
     // four, as in the MNIST network: one window per plane checked by hand.
     for (h, w) in [(24, 24), (8, 8)] {
-        let mut x = values(&[2, 3, h, w], 11);
+        let mut x = seeded_values(&[2, 3, h, w], 11);
         x[[1, 2, h - 2, w - 1]] = 5.0;
         x[[1, 2, h - 1, w - 2]] = 5.0;
-        let y = forward(Var::constant(x.clone()).max_pool2d(pool()));
+        let y = forward_value(Var::constant(x.clone()).max_pool2d(pool()));
         assert_eq!(y.shape(), &[2, 3, h / 2, w / 2]);
         assert_eq!(y[[1, 2, h / 2 - 1, w / 2 - 1]], 5.0);
         let g = gradient_of_sum(&x);

@@ -12,17 +12,9 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::support::weighted_sum;
+use crate::support::{forward_value, weighted_sum};
 
 const TOLERANCE: f64 = 1e-6;
-
-/// Runs `op` forward only and returns its value.
-fn forward<P: Computation<Output = Var<f64>>>(op: P) -> ArrayD<f64> {
-    lazy(|k: &mut dyn FnMut(Var<f64>)| op.bind(k))
-        .eval()
-        .array()
-        .clone()
-}
 
 fn assert_close(actual: f64, expected: f64, what: &str) {
     assert!(
@@ -111,7 +103,7 @@ proptest! {
     fn layer_norm_rows_have_mean_zero_and_variance_one((x, axes, _) in layer_norm_case()) {
         let m: usize = x.shape()[x.ndim() - axes..].iter().product();
         prop_assume!(m >= 2);
-        let y = forward(Var::constant(x.clone()).layer_norm(axes, None, None, 0.0));
+        let y = forward_value(Var::constant(x.clone()).layer_norm(axes, None, None, 0.0));
         let rows = y.into_shape_with_order((x.len() / m, m)).unwrap();
         let xs = x.into_shape_with_order((rows.nrows(), m)).unwrap();
         for (row, source) in rows.rows().into_iter().zip(xs.rows()) {
@@ -164,7 +156,7 @@ proptest! {
         // Each channel over the batch and the positions: (x - mean) / sqrt(var + eps).
         let channels = x.shape()[1];
         let mut stats = BatchNormStats::new(channels);
-        let y = forward(Var::constant(x.clone()).batch_norm(None, None, &mut stats));
+        let y = forward_value(Var::constant(x.clone()).batch_norm(None, None, &mut stats));
         for c in 0..channels {
             let xc = x.index_axis(Axis(1), c);
             let yc = y.index_axis(Axis(1), c);
@@ -197,7 +189,7 @@ proptest! {
     fn dropout2d_drops_whole_channels((x, _) in batch_norm_case(), seed in any::<u64>()) {
         let x = x.mapv(|v| v.abs() + 1.0);
         let mut rng = StdRng::seed_from_u64(seed);
-        let y = forward(Var::constant(x.clone()).dropout2d(0.5, &mut rng));
+        let y = forward_value(Var::constant(x.clone()).dropout2d(0.5, &mut rng));
         for n in 0..x.shape()[0] {
             for c in 0..x.shape()[1] {
                 let (xc, yc) = (x.index_axis(Axis(0), n), y.index_axis(Axis(0), n));
@@ -218,9 +210,9 @@ proptest! {
         })
     ) {
         let x = Var::constant(logits.clone());
-        let log_p = forward(x.log_softmax());
-        let nll = forward(Var::constant(log_p.clone()).nll_loss(&targets))[[]];
-        let ce = forward(x.cross_entropy_mean(&targets))[[]];
+        let log_p = forward_value(x.log_softmax());
+        let nll = forward_value(Var::constant(log_p.clone()).nll_loss(&targets))[[]];
+        let ce = forward_value(x.cross_entropy_mean(&targets))[[]];
         prop_assert!((nll - ce).abs() < 1e-12, "nll {nll}, cross-entropy {ce}");
 
         let mut log_p = Param::new(log_p);
@@ -242,9 +234,9 @@ proptest! {
     #[test]
     fn binary_cross_entropy_with_logits_gradient_and_value((x, t) in pair(-6.0..6.0, 0.0..1.0)) {
         // The same loss as the probabilities' after a sigmoid.
-        let with_logits = forward(Var::constant(x.clone()).binary_cross_entropy_with_logits(&Var::constant(t.clone())))[[]];
+        let with_logits = forward_value(Var::constant(x.clone()).binary_cross_entropy_with_logits(&Var::constant(t.clone())))[[]];
         let p = x.mapv(|v| 1.0 / (1.0 + (-v).exp()));
-        let plain = forward(Var::constant(p).binary_cross_entropy(&Var::constant(t.clone())))[[]];
+        let plain = forward_value(Var::constant(p).binary_cross_entropy(&Var::constant(t.clone())))[[]];
         prop_assert!((with_logits - plain).abs() < 1e-9, "{with_logits} against {plain}");
 
         let mut both = (Param::new(x), Param::new(t));
@@ -273,8 +265,8 @@ proptest! {
         });
         prop_assert!(report.passes(TOLERANCE), "huber: {report}");
         // Huber is smooth L1 times delta.
-        let huber = forward(both.0.huber(&both.1, delta))[[]];
-        let smooth = forward(both.0.smooth_l1(&both.1, delta))[[]];
+        let huber = forward_value(both.0.huber(&both.1, delta))[[]];
+        let smooth = forward_value(both.0.smooth_l1(&both.1, delta))[[]];
         prop_assert!((huber - delta * smooth).abs() < 1e-12);
     }
 }
@@ -286,7 +278,7 @@ fn layer_norm_by_hand() {
     let x = Var::constant(array![[1.0f64, 2.0, 3.0]]);
     let w = Var::constant(array![1.0f64, 2.0, 3.0]);
     let b = Var::constant(array![0.5f64, 0.5, 0.5]);
-    let y = forward(x.layer_norm(1, Some(&w), Some(&b), 1.0 / 3.0));
+    let y = forward_value(x.layer_norm(1, Some(&w), Some(&b), 1.0 / 3.0));
     assert_eq!(y, array![[-0.5, 0.5, 3.5]].into_dyn());
 }
 
@@ -334,21 +326,24 @@ fn batch_norm_eval_by_hand() {
 fn losses_by_hand() {
     // NLL of a vector: -log_p[target].
     let log_p = Var::constant(array![-0.1f64, -2.5, -3.0]);
-    assert_eq!(forward(log_p.nll_loss(&[1]))[[]], 2.5);
+    assert_eq!(forward_value(log_p.nll_loss(&[1]))[[]], 2.5);
     // BCE clamps the log at -100: p = 0 with target 1 costs 100, not inf.
     let p = Var::constant(array![0.0f64, 1.0]);
     let t = Var::constant(array![1.0f64, 1.0]);
-    assert_eq!(forward(p.binary_cross_entropy(&t))[[]], 50.0);
+    assert_eq!(forward_value(p.binary_cross_entropy(&t))[[]], 50.0);
     // BCE with logits of -800 and target 1 is 800 (softplus(800)), finite.
     let x = Var::constant(array![-800.0f64]);
     let t = Var::constant(array![1.0f64]);
-    assert_eq!(forward(x.binary_cross_entropy_with_logits(&t))[[]], 800.0);
+    assert_eq!(
+        forward_value(x.binary_cross_entropy_with_logits(&t))[[]],
+        800.0
+    );
     // Huber with delta 2 at d = [1, -5]: [0.5, 2·(5 - 1)] averaged.
     let x = Var::constant(array![1.0f64, -5.0]);
     let zero = Var::constant(array![0.0f64, 0.0]);
-    assert_eq!(forward(x.huber(&zero, 2.0))[[]], (0.5 + 8.0) / 2.0);
+    assert_eq!(forward_value(x.huber(&zero, 2.0))[[]], (0.5 + 8.0) / 2.0);
     // Smooth L1 with beta 0 is the mean absolute error.
-    assert_eq!(forward(x.smooth_l1(&zero, 0.0))[[]], 3.0);
+    assert_eq!(forward_value(x.smooth_l1(&zero, 0.0))[[]], 3.0);
 }
 
 /// Layer normalisation with the classic slip in its backward step: the
@@ -356,7 +351,7 @@ fn losses_by_hand() {
 fn layer_norm_with_constant_statistics(
     x: &Var<f64>,
 ) -> Pending<f64, impl BackwardStep<f64> + use<>> {
-    let value = forward(x.layer_norm(1, None, None, 0.0));
+    let value = forward_value(x.layer_norm(1, None, None, 0.0));
     let input = x.clone();
     Pending::new(
         "wrong_layer_norm",

@@ -12,7 +12,7 @@ use cps_runtime::*;
 use ndarray::{ArrayD, Axis, Dimension, IxDyn, NewAxis, SliceInfoElem, array, s};
 use proptest::prelude::*;
 
-use crate::support::weighted_sum;
+use crate::support::{random_values, weighted_sum};
 
 const TOLERANCE: f64 = 1e-6;
 
@@ -71,12 +71,6 @@ where
         .clone()
 }
 
-fn values(shape: Vec<usize>) -> impl Strategy<Value = ArrayD<f64>> {
-    let len: usize = shape.iter().product();
-    prop::collection::vec(-2.0f64..2.0, len)
-        .prop_map(move |v| ArrayD::from_shape_vec(IxDyn(&shape), v).expect("length matches"))
-}
-
 /// A tensor of rank in `ranks` with dimensions in `dims`.
 fn tensor(
     ranks: std::ops::RangeInclusive<usize>,
@@ -84,7 +78,7 @@ fn tensor(
 ) -> impl Strategy<Value = ArrayD<f64>> {
     ranks
         .prop_flat_map(move |rank| prop::collection::vec(dims.clone(), rank))
-        .prop_flat_map(values)
+        .prop_flat_map(random_values)
 }
 
 /// `axis` (a position among `count`) written either way: as it is, or
@@ -309,7 +303,7 @@ proptest! {
         (parts, axis) in (0usize..=2, 1usize..=3).prop_flat_map(|(rank, count)| {
             prop::collection::vec(1usize..=3, rank).prop_flat_map(move |shape| {
                 let axes = rank as isize + 1;
-                (prop::collection::vec(values(shape), count), -axes..axes)
+                (prop::collection::vec(random_values(shape), count), -axes..axes)
             })
         })
     ) {

@@ -7,46 +7,9 @@ use cps_runtime::*;
 use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn, Slice, array};
 use proptest::prelude::*;
 
+use crate::support::{random_values, weighted_loss};
+
 const TOLERANCE: f64 = 1e-6;
-
-/// `sum(x ⊙ weights)`: reduces any output to a loss in which every element
-/// gets its own gradient. Written here as a custom primitive because the
-/// elementwise operators live in another module.
-fn weighted_sum(
-    x: &Var<f64>,
-    weights: &ArrayD<f64>,
-) -> Pending<f64, impl BackwardStep<f64> + use<>> {
-    assert_eq!(
-        x.shape(),
-        weights.shape(),
-        "weighted_sum: test weights have the wrong shape"
-    );
-    let input = x.clone();
-    let weights = weights.clone();
-    let value = (x.array() * &weights).sum();
-    Pending::new(
-        "weighted_sum",
-        ndarray::arr0(value).into_dyn(),
-        x.requires_grad(),
-        move |_: &ArrayD<f64>, grad: ArrayD<f64>| input.accumulate(&weights * grad[[]]),
-    )
-}
-
-/// Runs `op` on the model, reduces its output with `weights`, and
-/// back-propagates; returns the loss. `op` receives the model and the
-/// continuation taking the operation's output.
-fn weighted_loss<M>(
-    model: &M,
-    weights: &ArrayD<f64>,
-    op: impl Fn(&M, &mut dyn FnMut(Var<f64>)),
-) -> f64 {
-    lazy(|k: &mut dyn FnMut(Var<f64>)| {
-        op(model, &mut |y: Var<f64>| {
-            weighted_sum(&y, weights).bind(&mut *k)
-        });
-    })
-    .backward()
-}
 
 /// The output of `op` on the model, run forward only.
 fn forward<M>(model: &M, op: impl Fn(&M, &mut dyn FnMut(Var<f64>))) -> ArrayD<f64> {
@@ -56,19 +19,13 @@ fn forward<M>(model: &M, op: impl Fn(&M, &mut dyn FnMut(Var<f64>))) -> ArrayD<f6
     out.expect("the operation called its continuation")
 }
 
-fn values(shape: Vec<usize>) -> impl Strategy<Value = ArrayD<f64>> {
-    let len: usize = shape.iter().product();
-    prop::collection::vec(-2.0f64..2.0, len)
-        .prop_map(move |v| ArrayD::from_shape_vec(IxDyn(&shape), v).expect("length matches"))
-}
-
 fn shape(ranks: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<usize>> {
     ranks.prop_flat_map(|rank| prop::collection::vec(1usize..=5, rank))
 }
 
 /// A tensor of random shape with the given ranks.
 fn tensor(ranks: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = ArrayD<f64>> {
-    shape(ranks).prop_flat_map(values)
+    shape(ranks).prop_flat_map(random_values)
 }
 
 /// A tensor with a valid axis of it.
@@ -111,7 +68,7 @@ fn product_operands(
     product_dims().prop_flat_map(move |(m, k, n)| {
         let left = if left_vector { vec![k] } else { vec![m, k] };
         let right = if right_vector { vec![k] } else { vec![k, n] };
-        (values(left), values(right))
+        (random_values(left), random_values(right))
     })
 }
 
@@ -196,7 +153,7 @@ proptest! {
 
     /// The same parameter on both sides: both gradients add into one buffer.
     #[test]
-    fn matmul_of_a_matrix_with_itself(x in (1usize..=5).prop_flat_map(|n| values(vec![n, n]))) {
+    fn matmul_of_a_matrix_with_itself(x in (1usize..=5).prop_flat_map(|n| random_values(vec![n, n]))) {
         let expected = reference_matmul(&x, &x);
         let weights = weights_like(expected.shape(), 3);
         let mut p = Param::new(x);
@@ -226,7 +183,7 @@ proptest! {
     fn linear_for_one_example_and_a_batch(
         (x, w, batch) in (product_dims(), any::<bool>()).prop_flat_map(|((n, k, m), batch)| {
             let x = if batch { vec![n, k] } else { vec![k] };
-            (values(x), values(vec![m, k]), Just(batch))
+            (random_values(x), random_values(vec![m, k]), Just(batch))
         })
     ) {
         let w2 = w.view().into_dimensionality::<Ix2>().unwrap();
@@ -264,7 +221,7 @@ proptest! {
     /// flowing into a product's.
     #[test]
     fn products_of_transposes(
-        (a, b, c) in product_dims().prop_flat_map(|(m, k, n)| (values(vec![m, k]), values(vec![n, k]), values(vec![m, n])))
+        (a, b, c) in product_dims().prop_flat_map(|(m, k, n)| (random_values(vec![m, k]), random_values(vec![n, k]), random_values(vec![m, n])))
     ) {
         let expected = a.view().into_dimensionality::<Ix2>().unwrap()
             .dot(&b.view().into_dimensionality::<Ix2>().unwrap().t())
@@ -323,7 +280,7 @@ proptest! {
                         .map(|len| {
                             let mut s = base.clone();
                             s[axis] = len;
-                            values(s)
+                            random_values(s)
                         })
                         .collect::<Vec<_>>()
                 });
@@ -347,7 +304,7 @@ proptest! {
     /// still line up.
     #[test]
     fn concat_with_a_constant_part(
-        (a, b, c) in (1usize..=5).prop_flat_map(|rows| (values(vec![rows, 2]), values(vec![rows, 3]), values(vec![rows, 1])))
+        (a, b, c) in (1usize..=5).prop_flat_map(|rows| (random_values(vec![rows, 2]), random_values(vec![rows, 3]), random_values(vec![rows, 1])))
     ) {
         let expected = ndarray::concatenate(Axis(1), &[a.view(), b.view(), c.view()]).unwrap();
         let weights = weights_like(expected.shape(), 10);
@@ -366,7 +323,7 @@ proptest! {
     #[test]
     fn concat_with_a_column_major_part(
         (a, b, axis) in (1usize..=4, 1usize..=4, 0usize..=1).prop_flat_map(|(rows, cols, axis)| {
-            (values(vec![rows, cols]), values(vec![cols, rows]), Just(axis))
+            (random_values(vec![rows, cols]), random_values(vec![cols, rows]), Just(axis))
         })
     ) {
         // `b` transposed in place: the same shape as `a`, column-major.
@@ -433,7 +390,7 @@ proptest! {
     #[test]
     fn rows_gather_and_scatter(
         (table, indices) in (1usize..=5, 1usize..=5).prop_flat_map(|(rows, cols)| {
-            (values(vec![rows, cols]), prop::collection::vec(0..rows, 1..=6))
+            (random_values(vec![rows, cols]), prop::collection::vec(0..rows, 1..=6))
         })
     ) {
         let expected = table.select(Axis(0), &indices);
@@ -452,7 +409,7 @@ proptest! {
         (tables, indices, constant, column_major) in (1usize..=4, 1usize..=4)
             .prop_flat_map(|(count, cols)| {
                 (
-                    prop::collection::vec((1usize..=3).prop_flat_map(move |rows| values(vec![rows, cols])), count),
+                    prop::collection::vec((1usize..=3).prop_flat_map(move |rows| random_values(vec![rows, cols])), count),
                     Just(count),
                 )
             })
@@ -497,7 +454,7 @@ proptest! {
     #[test]
     fn rows_of_a_column_major_table(
         (table, indices) in (1usize..=5, 1usize..=5).prop_flat_map(|(rows, cols)| {
-            (values(vec![cols, rows]), prop::collection::vec(0..rows, 1..=6))
+            (random_values(vec![cols, rows]), prop::collection::vec(0..rows, 1..=6))
         })
     ) {
         let table = table.reversed_axes();
@@ -515,7 +472,7 @@ proptest! {
     #[test]
     fn a_chain_of_all_operations(
         (table, w, indices) in (2usize..=5, 1usize..=4, 1usize..=4).prop_flat_map(|(rows, cols, out)| {
-            (values(vec![rows, cols]), values(vec![cols, out]), prop::collection::vec(0..rows, 2..=5))
+            (random_values(vec![rows, cols]), random_values(vec![cols, out]), prop::collection::vec(0..rows, 2..=5))
         })
     ) {
         let mut model = (Param::new(table), Param::new(w));
