@@ -205,6 +205,18 @@ pub fn tables_only(files: &[PathBuf], out: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The records grouped by data set and batch size, in that order.
+pub fn by_set_and_batch(records: &[Record]) -> Vec<((&str, usize), Vec<&Record>)> {
+    let mut groups: std::collections::BTreeMap<(&str, usize), Vec<&Record>> = Default::default();
+    for record in records {
+        groups
+            .entry((record.data.as_str(), record.config.batch))
+            .or_default()
+            .push(record);
+    }
+    groups.into_iter().collect()
+}
+
 /// The optimizers in the order of [`Kind::ALL`] that `records` hold.
 pub fn kinds_in(records: &[&Record]) -> Vec<Kind> {
     Kind::ALL

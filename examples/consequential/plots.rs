@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use crate::grid::{Record, kinds_in};
+use crate::grid::{Record, by_set_and_batch, kinds_in};
 use crate::optimizers::{Kind, Variant};
 use crate::run::CURVE_POINTS_PER_EPOCH;
 use crate::table::runs;
@@ -61,21 +61,11 @@ pub fn mean_curve(curves: &[&[f64]]) -> Vec<f64> {
 /// (`DATA-bBATCH-OPTIMIZER.svg`); returns their paths.
 pub fn learning_curves(records: &[Record], out: &Path) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();
-    let sets: BTreeSet<&str> = records.iter().map(|r| r.data.as_str()).collect();
-    for set in sets {
-        let of_set: Vec<&Record> = records.iter().filter(|r| r.data == set).collect();
-        let batches: BTreeSet<usize> = of_set.iter().map(|r| r.config.batch).collect();
-        for batch in batches {
-            let group: Vec<&Record> = of_set
-                .iter()
-                .copied()
-                .filter(|r| r.config.batch == batch)
-                .collect();
-            for kind in kinds_in(&group) {
-                let path = out.join(format!("{set}-b{batch}-{}.svg", kind.name()));
-                draw(&group, set, batch, kind, &path)?;
-                written.push(path);
-            }
+    for ((set, batch), group) in by_set_and_batch(records) {
+        for kind in kinds_in(&group) {
+            let path = out.join(format!("{set}-b{batch}-{}.svg", kind.name()));
+            draw(&group, set, batch, kind, &path)?;
+            written.push(path);
         }
     }
     Ok(written)
@@ -173,20 +163,10 @@ fn draw(group: &[&Record], set: &str, batch: usize, kind: Kind, path: &Path) -> 
 /// learning rate at which some seed diverged is a cross at the top.
 pub fn learning_rate_sweeps(records: &[Record], out: &Path) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();
-    let sets: BTreeSet<&str> = records.iter().map(|r| r.data.as_str()).collect();
-    for set in sets {
-        let of_set: Vec<&Record> = records.iter().filter(|r| r.data == set).collect();
-        let batches: BTreeSet<usize> = of_set.iter().map(|r| r.config.batch).collect();
-        for batch in batches {
-            let group: Vec<&Record> = of_set
-                .iter()
-                .copied()
-                .filter(|r| r.config.batch == batch)
-                .collect();
-            let path = out.join(format!("{set}-b{batch}-lr.svg"));
-            draw_sweep(&group, set, batch, &path)?;
-            written.push(path);
-        }
+    for ((set, batch), group) in by_set_and_batch(records) {
+        let path = out.join(format!("{set}-b{batch}-lr.svg"));
+        draw_sweep(&group, set, batch, &path)?;
+        written.push(path);
     }
     Ok(written)
 }

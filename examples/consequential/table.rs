@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use crate::grid::{Record, best_rates, kinds_in};
+use crate::grid::{Record, best_rates, by_set_and_batch, kinds_in};
 use crate::optimizers::{Kind, Variant};
 
 /// The epochs whose training loss the tables show (those before the
@@ -85,18 +85,8 @@ fn accuracy(r: &Record) -> Option<f64> {
 /// The tables of `records`.
 pub fn markdown(records: &[Record]) -> String {
     let mut text = String::new();
-    let sets: BTreeSet<&str> = records.iter().map(|r| r.data.as_str()).collect();
-    for set in sets {
-        let of_set: Vec<&Record> = records.iter().filter(|r| r.data == set).collect();
-        let batches: BTreeSet<usize> = of_set.iter().map(|r| r.config.batch).collect();
-        for batch in batches {
-            let group: Vec<&Record> = of_set
-                .iter()
-                .copied()
-                .filter(|r| r.config.batch == batch)
-                .collect();
-            write_group(&mut text, set, batch, &group);
-        }
+    for ((set, batch), group) in by_set_and_batch(records) {
+        write_group(&mut text, set, batch, &group);
     }
     text
 }
