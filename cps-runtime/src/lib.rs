@@ -17,7 +17,7 @@ mod memory;
 // Execution: where work runs (second core, batches across joined sides,
 // stack segments).
 mod execution;
-pub use execution::{second_core, stack};
+pub use execution::{second_core, stack, workers};
 // Values: `Var`, `Param` and their gradients; computations and `join`.
 pub mod computation;
 pub mod custom;
@@ -32,6 +32,8 @@ pub mod gradcheck;
 pub mod ops;
 // Optimizers.
 pub mod optim;
+// Data-parallel training on workers.
+pub mod parallel;
 // Parameter files and data sets.
 #[cfg(feature = "data")]
 pub mod data;

@@ -52,6 +52,14 @@ impl<A: Element> Param<A> {
         self.id
     }
 
+    /// Takes `id` as this parameter's identity: a replica of a model on
+    /// another thread answers to its original's identities, so that an
+    /// optimizer's state, keyed on them, carries over with a clone of the
+    /// optimizer (see [`Snapshot`](crate::parallel::Snapshot)).
+    pub(crate) fn adopt_identity(&mut self, id: u64) {
+        self.id = id;
+    }
+
     /// The parameter as a [`Var`] handle.
     pub fn var(&self) -> &Var<A> {
         &self.var

@@ -7,11 +7,14 @@
 //!   large product's rows;
 //! - `batch`: products of a matrix by a vector waiting, in the sides of a
 //!   [`join`](fn@crate::join), to run as one batch;
-//! - [`stack`]: the stack segments deep recursion runs on.
+//! - [`stack`]: the stack segments deep recursion runs on;
+//! - [`workers`]: the groups data-parallel training runs in (threads, MPI
+//!   processes) and their collectives.
 
 pub(crate) mod products;
 pub mod second_core;
 pub mod stack;
+pub mod workers;
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) mod batch;

@@ -7,6 +7,7 @@ mod checkpoint;
 mod consequential;
 mod data_digits;
 mod data_io;
+mod data_parallel;
 mod data_tree;
 mod grad_buffers;
 mod hessian_free;

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The layers, lowest first, each with the top-level modules in it.
-const LAYERS: [(&str, &[&str]); 8] = [
+const LAYERS: [(&str, &[&str]); 9] = [
     ("kernels", &["kernels", "flat", "element"]),
     ("memory", &["memory"]),
     ("execution", &["execution"]),
@@ -30,6 +30,7 @@ const LAYERS: [(&str, &[&str]); 8] = [
     ),
     ("operations", &["ops", "gradcheck"]),
     ("optimizers", &["optim"]),
+    ("data-parallel training", &["parallel"]),
     ("data", &["io", "data"]),
     ("macro support", &["private"]),
 ];

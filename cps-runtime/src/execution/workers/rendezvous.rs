@@ -1,0 +1,90 @@
+//! A barrier for the threads of a [`ThreadGroup`](super::ThreadGroup) that
+//! no thread waits at forever: when a member panics or leaves the group,
+//! every member waiting (or arriving later) panics instead.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// Where the members of a group wait for each other.
+pub(super) struct Rendezvous {
+    size: usize,
+    state: Mutex<State>,
+    everyone_here: Condvar,
+}
+
+struct State {
+    /// Members waiting in the current round.
+    waiting: usize,
+    /// Rounds completed: a waiting member leaves when this moves on.
+    round: u64,
+    /// Why the group can no longer meet, once it cannot.
+    broken: Option<String>,
+}
+
+impl Rendezvous {
+    pub(super) fn new(size: usize) -> Self {
+        Rendezvous {
+            size,
+            state: Mutex::new(State {
+                waiting: 0,
+                round: 0,
+                broken: None,
+            }),
+            everyone_here: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state torn
+        // (every update is a single assignment), so a poisoned lock is used
+        // as it is.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits until every member has arrived.
+    ///
+    /// # Panics
+    /// When the group is broken (see [`Rendezvous::break_up`]), before or
+    /// while waiting.
+    pub(super) fn wait(&self) {
+        let mut state = self.lock();
+        Self::check(&state);
+        state.waiting += 1;
+        if state.waiting == self.size {
+            state.waiting = 0;
+            state.round += 1;
+            self.everyone_here.notify_all();
+            return;
+        }
+        let round = state.round;
+        while state.round == round && state.broken.is_none() {
+            state = self
+                .everyone_here
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        if state.round == round {
+            Self::check(&state);
+        }
+    }
+
+    fn check(state: &State) {
+        if let Some(reason) = &state.broken {
+            panic!("a data-parallel worker stopped waiting for the others: {reason}");
+        }
+    }
+
+    /// Why the group broke up first, once it has.
+    pub(super) fn broken(&self) -> Option<String> {
+        self.lock().broken.clone()
+    }
+
+    /// Marks the group as unable to meet again, for `reason`, and wakes
+    /// every waiting member (who then panics).
+    pub(super) fn break_up(&self, reason: String) {
+        let mut state = self.lock();
+        state.broken.get_or_insert(reason);
+        self.everyone_here.notify_all();
+    }
+}
