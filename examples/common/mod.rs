@@ -2,8 +2,9 @@
 //! (`command`), the flags for output
 //! files and checkpoints and their checks before training (`flags`,
 //! `outputs`), the training loop's progress, loss record, checkpoints and
-//! resuming (`training`), the loss curve (`plot`), and output that ends
-//! quietly when its reader goes away (`report`).
+//! resuming (`training`), the loss curve (`plot`), output that ends
+//! quietly when its reader goes away (`report`), and where the workers of
+//! data-parallel training run (`workers`).
 //!
 //! An example includes it with `#[path = "../common/mod.rs"] mod common;`.
 
@@ -21,3 +22,4 @@ pub mod report;
 // After `report`, whose macro it uses.
 pub mod command;
 pub mod training;
+pub mod workers;

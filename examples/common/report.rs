@@ -6,12 +6,17 @@
 //! `#[path = "common/report.rs"] #[macro_use] mod report;`.
 
 /// Prints a line to standard output, or ends the process quietly (status
-/// 0) when standard output is a closed pipe. Under `cargo test` it prints
+/// 0) when standard output is a closed pipe. In an MPI job (feature `mpi`)
+/// only worker 0 prints. Under `cargo test` it prints
 /// as `println!` does, so that the test harness captures it.
 #[allow(unused_macros)]
 macro_rules! report {
     ($($arg:tt)*) => {{
-        if cfg!(test) {
+        // In an MPI job worker 0 reports for all (Open MPI and MPICH name
+        // each process's rank in its environment).
+        let other_worker = |name| std::env::var(name).is_ok_and(|rank| rank != "0");
+        if cfg!(feature = "mpi") && (other_worker("OMPI_COMM_WORLD_RANK") || other_worker("PMI_RANK")) {
+        } else if cfg!(test) {
             println!($($arg)*);
         } else {
             use std::io::Write as _;

@@ -25,6 +25,8 @@ use super::plot::loss_curve;
 
 /// The state of a training run beside the model and the optimizer.
 pub struct Training {
+    /// Whether this worker writes the checkpoint (worker 0 only).
+    writes_checkpoint: bool,
     flags: TrainingFlags,
     /// Names the model in the loss curve's title.
     model_name: String,
@@ -54,9 +56,35 @@ impl Training {
         M: Parameters + ?Sized,
         O: Optimizer + ?Sized,
     {
+        Self::start_as(model_name, unit, flags, model, optimizer, true)
+    }
+
+    /// [`Training::start`] for a worker of an MPI job: worker 0 (`writes`)
+    /// writes the output files; the others start from the same point
+    /// (`--load`, `--resume`, read from the same paths) and write nothing.
+    pub fn start_as<M, O>(
+        model_name: &str,
+        unit: &'static str,
+        flags: &TrainingFlags,
+        model: &mut M,
+        optimizer: &mut O,
+        writes: bool,
+    ) -> Result<(Training, TrainingState), String>
+    where
+        M: Parameters + ?Sized,
+        O: Optimizer + ?Sized,
+    {
         flags.check()?;
-        check_writable(&flags.outputs())?;
+        let mut flags = flags.clone();
+        if writes {
+            check_writable(&flags.outputs())?;
+        } else {
+            flags.save = None;
+            flags.loss_log = None;
+            flags.plot = None;
+        }
         let mut training = Training {
+            writes_checkpoint: writes,
             flags: flags.clone(),
             model_name: model_name.to_string(),
             unit,
@@ -158,7 +186,7 @@ impl Training {
     {
         self.epochs_done += 1;
         self.flush_log()?;
-        if let Some(path) = &self.flags.checkpoint {
+        if let Some(path) = self.flags.checkpoint.as_ref().filter(|_| self.writes_checkpoint) {
             state.set_counter("epochs", self.epochs_done as u64);
             let losses: ArrayD<f32> = Array1::from(self.losses.clone()).into_dyn();
             state.tensors.insert("losses".to_string(), losses);
