@@ -24,9 +24,11 @@ pub struct Options {
     pub hidden: Option<usize>,
     /// Skip evaluation on the development and test sets.
     pub no_eval: bool,
-    /// Train data-parallel on this many threads (gradients of one tree per
-    /// thread are summed into one step).
-    pub threads: usize,
+    /// Trees per optimizer step (their mean loss's gradient).
+    pub batch: usize,
+    /// Train data-parallel on this many threads, each taking its share of
+    /// every batch.
+    pub workers: usize,
     /// Split the large matrix products with a second core (same steps as
     /// one thread).
     pub second_core: bool,
@@ -63,7 +65,8 @@ impl Default for Options {
             embedding: None,
             hidden: None,
             no_eval: false,
-            threads: 1,
+            batch: 1,
+            workers: 1,
             second_core: false,
             mode: Mode::Node,
         }
@@ -86,7 +89,10 @@ usage: treelstm [options]
   --hidden N            hidden size (default: 150 on --data, 48 on synthetic data)
   --lr X                Adagrad learning rate (default: 0.05)
   --seed N              initialisation seed (default: 7)
-  --threads N           data-parallel training over N threads (default: 1)
+  --batch N             trees per step, their mean loss (default: 1)
+  --workers N           data-parallel training on N threads, each taking its
+                        share of every batch (default: 1); across processes and
+                        machines: a build with --features mpi under mpirun -np N
   --mode node|joined|level
                         node by node, by recursion (default); the same recursion
                         with sibling subtrees joined, batched by the runtime; or
@@ -115,7 +121,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Options>,
             "--hidden" => options.hidden = Some(args.positive(&flag)?),
             "--lr" => options.learning_rate = args.positive_real(&flag)?,
             "--seed" => options.seed = args.parsed(&flag, whole)?,
-            "--threads" => options.threads = args.positive(&flag)?,
+            "--batch" => options.batch = args.positive(&flag)?,
+            "--workers" => options.workers = args.positive(&flag)?,
             "--second-core" => options.second_core = true,
             "--mode" => {
                 options.mode = match args.value(&flag)?.as_str() {
@@ -135,13 +142,16 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Options>,
         }
     }
     options.epochs = epochs.unwrap_or(if options.data.is_some() { 1 } else { 6 });
-    if options.second_core && options.threads > 1 {
+    if options.second_core && options.workers > 1 {
         return Err(
-            "--second-core and --threads N both use the second core; give one of them".to_string(),
+            "--second-core and --workers N both use the second core; give one of them".to_string(),
         );
     }
-    if options.mode != Mode::Node && options.threads > 1 {
-        return Err("--threads N trains node by node; drop --mode or --threads".to_string());
+    if options.workers > options.batch {
+        return Err(format!(
+            "--workers {} exceeds --batch {}: every worker needs a tree of each batch",
+            options.workers, options.batch
+        ));
     }
     options.training.check()?;
     Ok(Command::Run(options))
@@ -210,9 +220,13 @@ mod tests {
         );
         assert!(parse_words(&["--init", "a", "--load", "b"]).is_err());
         assert!(
-            parse_words(&["--second-core", "--threads", "2"])
+            parse_words(&["--second-core", "--workers", "2", "--batch", "2"])
                 .unwrap_err()
                 .contains("give one of them")
+        );
+        assert_eq!(
+            parse_words(&["--workers", "4", "--batch", "2"]).unwrap_err(),
+            "--workers 4 exceeds --batch 2: every worker needs a tree of each batch"
         );
     }
 
@@ -228,7 +242,11 @@ mod tests {
             parse_words(&["--mode", "tree"]).unwrap_err(),
             "--mode expects 'node', 'joined' or 'level', got 'tree'"
         );
-        assert!(parse_words(&["--mode", "level", "--threads", "2"]).is_err());
+        let batched = parse_words(&["--mode", "level", "--workers", "2", "--batch", "8"]).unwrap();
+        assert_eq!(
+            (batched.mode, batched.workers, batched.batch),
+            (Mode::Level, 2, 8)
+        );
     }
 
     #[test]

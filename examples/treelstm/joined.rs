@@ -50,15 +50,3 @@ pub fn tree_loss(m: &TreeLstm, tree: &Tree, words: &[usize]) -> Var {
     let _root = node(m, &shared, tree, tree.root(), &hidden);
     output_loss(m, tree, &hidden)
 }
-
-/// One step of training on one tree; returns the tree's loss.
-pub fn train_step(
-    model: &mut TreeLstm,
-    optimizer: &mut Adagrad,
-    tree: &Tree,
-    words: &[usize],
-) -> f32 {
-    let loss = tree_loss(model, tree, words).backward();
-    optimizer.step(model);
-    loss
-}

@@ -133,16 +133,3 @@ pub fn tree_loss_by_level(m: &TreeLstm, plan: &LevelPlan, words: &[usize]) -> Va
     let logits = concat(&blocks.h, 0).linear(&m.why) + &m.by;
     logits.cross_entropy(&plan.labels)
 }
-
-/// One step of training on one tree, level by level; returns the tree's
-/// loss.
-pub fn train_step(
-    model: &mut TreeLstm,
-    optimizer: &mut Adagrad,
-    plan: &LevelPlan,
-    words: &[usize],
-) -> f32 {
-    let loss = tree_loss_by_level(model, plan, words).backward();
-    optimizer.step(model);
-    loss
-}

@@ -18,18 +18,22 @@ mod joined;
 mod levels;
 mod memory;
 mod model;
-mod parallel;
 mod reference_init;
+mod train;
 
 use std::time::Instant;
 
 use cli::Mode;
 use common::command;
 use common::training::{Training, require_data};
+use common::workers::Placement;
 use cps::data::synthetic::{SyntheticConfig, generate};
 use cps::data::{GloveOptions, Vocab, load_glove, read_treebank};
+use cps::parallel::{Worker, on_threads};
 use cps::prelude::*;
+use cps::workers::Communicator;
 use model::TreeLstm;
+use train::{Example, TrainingSet};
 
 #[cfg(test)]
 mod model_tests;
@@ -116,13 +120,19 @@ fn run(options: &cli::Options) -> Result<(), String> {
     if let Some(path) = &options.training.init {
         reference_init::load(&mut model, path)?;
     }
+    let placement = Placement::of(options.workers)?;
     let mut optimizer = Adagrad::new(options.learning_rate);
-    let (mut training, _) = Training::start(
+    let (training, _) = Training::start_as(
         "Tree-LSTM",
-        "trees",
+        if options.batch == 1 {
+            "trees"
+        } else {
+            "batches"
+        },
         &options.training,
         &mut model,
         &mut optimizer,
+        placement.is_root(),
     )?;
     model.emb.set_trainable(options.train_embeddings);
 
@@ -141,23 +151,13 @@ fn run(options: &cli::Options) -> Result<(), String> {
             ""
         }
     );
+    report!(
+        "batches of {} tree{}, {}",
+        options.batch,
+        if options.batch == 1 { "" } else { "s" },
+        placement.describe()
+    );
 
-    let flops_per_epoch: f64 = train
-        .iter()
-        .map(|(t, _)| flops::training_flops(t, embedding, hidden, options.train_embeddings))
-        .sum();
-    // Every tree's loss is kept for the plot, in room reserved up front,
-    // so that the memory reported after each epoch measures the training,
-    // not the record filling up.
-    let first_epoch = training.epochs_done() + 1;
-    training.reserve(train.len() * (options.epochs + 1).saturating_sub(first_epoch));
-    // Helper threads build their replicas from a copy of the word vectors
-    // (trained ones are refreshed at every step like the other parameters).
-    let model_embedding = if options.threads > 1 {
-        model.emb.array().clone()
-    } else {
-        Default::default()
-    };
     let plans: Vec<levels::LevelPlan> = match options.mode {
         Mode::Node | Mode::Joined => Vec::new(),
         Mode::Level => train
@@ -165,67 +165,80 @@ fn run(options: &cli::Options) -> Result<(), String> {
             .map(|(tree, _)| levels::LevelPlan::new(tree))
             .collect(),
     };
+    let set = TrainingSet {
+        trees: &train,
+        mode: options.mode,
+        plans: &plans,
+    };
+    let mut lead = Lead {
+        first_epoch: training.epochs_done() + 1,
+        flops_per_epoch: train
+            .iter()
+            .map(|(t, _)| flops::training_flops(t, embedding, hidden, options.train_embeddings))
+            .sum(),
+        nodes,
+        dev: &dev,
+        training,
+    };
+    // Every step's loss is kept for the plot, in room reserved up front,
+    // so that the memory reported after each epoch measures the training,
+    // not the record filling up.
+    let steps = train.len().div_ceil(options.batch);
+    lead.training
+        .reserve(steps * (options.epochs + 1).saturating_sub(lead.first_epoch));
+    let first_epoch = lead.first_epoch;
     let _second_core = options.second_core.then(cps::SecondCore::start);
-    for epoch in first_epoch..=options.epochs {
-        let bar = training.progress_bar(epoch, train.len());
-        let start = Instant::now();
-        let mut total = 0.0f64;
-        let mut done = 0;
-        let mut record = |loss: f32| {
-            total += f64::from(loss);
-            training.record(loss);
-            done += 1;
-            if done % 64 == 0 {
-                bar.set_position(done as u64);
-                bar.set_message(format!("{:.3}", total / (done.max(1)) as f64));
-            }
-        };
-        if options.threads > 1 {
-            let replica = || {
-                let mut copy = TreeLstm::new(vocab.len(), embedding, hidden, 0.3, 0);
-                copy.emb.set_value(model_embedding.clone());
-                copy.emb.set_trainable(options.train_embeddings);
-                copy
-            };
-            parallel::train_epoch(
+    match placement {
+        Placement::Threads(workers) => {
+            // A replica is built as the model was (its values, trained or
+            // not, then become the model's).
+            let replica = || TreeLstm::new(vocab.len(), embedding, hidden, 0.3, 0);
+            on_threads(
+                workers,
                 &mut model,
                 &mut optimizer,
-                &train,
-                options.threads,
-                &replica,
-                &mut record,
-            );
-        } else {
-            for (k, (tree, words)) in train.iter().enumerate() {
-                let (m, o) = (&mut model, &mut optimizer);
-                let loss = match options.mode {
-                    Mode::Node => model::train_step(m, o, tree, words),
-                    Mode::Joined => joined::train_step(m, o, tree, words),
-                    Mode::Level => levels::train_step(m, o, &plans[k], words),
-                };
-                record(loss);
-            }
+                replica,
+                |worker, model, optimizer| {
+                    epochs(
+                        worker,
+                        model,
+                        optimizer,
+                        &set,
+                        options,
+                        first_epoch,
+                        Some(&mut lead),
+                    )
+                },
+                |worker, model, optimizer| {
+                    // Worker 0 reports any error.
+                    let _ = epochs(worker, model, optimizer, &set, options, first_epoch, None);
+                },
+            )?;
         }
-        bar.finish_and_clear();
-        let seconds = start.elapsed().as_secs_f64();
-        // The checkpoint is not part of the epoch's time.
-        training.end_epoch(&model, &optimizer, Default::default())?;
-        report!(
-            "epoch {epoch}: mean loss {:.4} per tree, {:.1} s, {:.0} trees/s, {:.0} nodes/s, {:.2} GFLOP/s, memory {}",
-            total / train.len().max(1) as f64,
-            seconds,
-            train.len() as f64 / seconds,
-            nodes as f64 / seconds,
-            flops_per_epoch / seconds / 1e9,
-            memory::status("VmRSS:").unwrap_or_else(|| "unknown".to_string())
-        );
-        if !options.no_eval && !dev.is_empty() {
-            let (root, all) = evaluate::accuracy(&model, &dev);
-            report!(
-                "         dev: root accuracy {:.1}%, all-node accuracy {:.1}%",
-                100.0 * root,
-                100.0 * all
-            );
+        #[cfg(feature = "mpi")]
+        Placement::Mpi(world) => {
+            let mut worker = cps::parallel::Worker::new(world);
+            worker.broadcast_parameters(&mut model);
+            if !worker.is_root() {
+                return epochs(
+                    &mut worker,
+                    &mut model,
+                    &mut optimizer,
+                    &set,
+                    options,
+                    first_epoch,
+                    None,
+                );
+            }
+            epochs(
+                &mut worker,
+                &mut model,
+                &mut optimizer,
+                &set,
+                options,
+                first_epoch,
+                Some(&mut lead),
+            )?;
         }
     }
     if !options.no_eval && !test.is_empty() {
@@ -239,5 +252,83 @@ fn run(options: &cli::Options) -> Result<(), String> {
     if let Some(peak) = memory::status("VmHWM:") {
         report!("peak memory: {peak}");
     }
-    training.finish(&model, (train.len() / 20).clamp(1, 500))
+    lead.training.finish(&model, (steps / 20).clamp(1, 500))
+}
+
+/// What worker 0 does beside training: the record, the reports and the
+/// evaluation on the development set.
+struct Lead<'a> {
+    training: Training,
+    first_epoch: usize,
+    flops_per_epoch: f64,
+    nodes: usize,
+    dev: &'a [Example],
+}
+
+/// Trains the epochs `first_epoch..=options.epochs` on `worker`; worker 0
+/// (with `lead`) reports each epoch, writes the checkpoint and evaluates.
+fn epochs<C: Communicator<f32>>(
+    worker: &mut Worker<C>,
+    model: &mut TreeLstm,
+    optimizer: &mut Adagrad,
+    set: &TrainingSet,
+    options: &cli::Options,
+    first_epoch: usize,
+    mut lead: Option<&mut Lead>,
+) -> Result<(), String> {
+    for epoch in first_epoch..=options.epochs {
+        let bar = lead
+            .as_ref()
+            .map(|lead| lead.training.progress_bar(epoch, set.trees.len()));
+        let start = Instant::now();
+        let (mut total, mut done) = (0.0f64, 0);
+        train::epoch(
+            worker,
+            model,
+            optimizer,
+            set,
+            options.batch,
+            |loss, trees| {
+                total += f64::from(loss);
+                let before = done;
+                done += trees;
+                if let Some(lead) = lead.as_mut() {
+                    lead.training.record(loss / trees as f32);
+                }
+                if let Some(bar) = bar.as_ref().filter(|_| done / 64 > before / 64) {
+                    bar.set_position(done as u64);
+                    bar.set_message(format!("{:.3}", total / done as f64));
+                }
+            },
+        );
+        let seconds = start.elapsed().as_secs_f64();
+        let Some(lead) = lead.as_mut() else {
+            continue;
+        };
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        // The checkpoint is not part of the epoch's time.
+        lead.training
+            .end_epoch(&*model, &*optimizer, Default::default())?;
+        let trees = set.trees.len();
+        report!(
+            "epoch {epoch}: mean loss {:.4} per tree, {:.1} s, {:.0} trees/s, {:.0} nodes/s, {:.2} GFLOP/s, memory {}",
+            total / trees.max(1) as f64,
+            seconds,
+            trees as f64 / seconds,
+            lead.nodes as f64 / seconds,
+            lead.flops_per_epoch / seconds / 1e9,
+            memory::status("VmRSS:").unwrap_or_else(|| "unknown".to_string())
+        );
+        if !options.no_eval && !lead.dev.is_empty() {
+            let (root, all) = evaluate::accuracy(model, lead.dev);
+            report!(
+                "         dev: root accuracy {:.1}%, all-node accuracy {:.1}%",
+                100.0 * root,
+                100.0 * all
+            );
+        }
+    }
+    Ok(())
 }

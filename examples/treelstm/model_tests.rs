@@ -2,7 +2,8 @@
 //! synthetic treebank, and from the same start on the same trees it
 //! computes the same per-tree losses as the PyTorch reference.
 
-use crate::{evaluate, joined, levels, model, parallel, reference_init};
+use crate::cli::Mode;
+use crate::{evaluate, joined, levels, model, reference_init, train};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,6 +11,7 @@ use std::process::Command;
 use crate::common::reference::{python_with_torch, read_losses, worst_difference};
 use cps::data::synthetic::{SyntheticConfig, generate};
 use cps::data::{Tree, Vocab, read_treebank};
+use cps::parallel::on_threads;
 use cps::prelude::*;
 use model::TreeLstm;
 
@@ -138,60 +140,166 @@ fn learns_the_synthetic_treebank() {
     );
 }
 
-#[test]
-fn data_parallel_steps_apply_the_summed_gradients_of_their_trees() {
+/// The synthetic trees of the data-parallel tests, and a model for them.
+fn small_bank(trees: usize) -> (Vec<train::Example>, impl Fn() -> TreeLstm + Sync) {
     let bank = generate(&SyntheticConfig {
         seed: 5,
-        train: 6,
+        train: trees,
         dev: 0,
         test: 0,
-        max_depth: 4,
+        max_depth: 5,
     });
     let vocab = Vocab::from_trees(&bank.train);
-    let train = model::encode(&vocab, bank.train);
-    let fresh = || TreeLstm::new(vocab.len(), 8, 12, 0.3, 21);
+    let count = vocab.len();
+    (model::encode(&vocab, bank.train), move || {
+        TreeLstm::new(count, 8, 12, 0.3, 21)
+    })
+}
 
-    // Three threads: two steps of three trees each.
-    let mut parallel_model = fresh();
+/// An epoch of `set` in batches of `batch` on `workers` threads: the final
+/// parameters and the batches' summed losses.
+fn data_parallel_epoch(
+    set: &train::TrainingSet,
+    fresh: &(impl Fn() -> TreeLstm + Sync),
+    batch: usize,
+    workers: usize,
+) -> (Vec<ndarray::ArrayD<f32>>, Vec<f32>) {
+    let mut model = fresh();
     let mut optimizer = Adagrad::new(0.05);
-    let mut parallel_losses = Vec::new();
-    parallel::train_epoch(
-        &mut parallel_model,
+    let losses = on_threads(
+        workers,
+        &mut model,
         &mut optimizer,
-        &train,
-        3,
-        &fresh,
-        |l| parallel_losses.push(l),
+        fresh,
+        |worker, model, optimizer| {
+            let mut losses = Vec::new();
+            train::batched_epoch(worker, model, optimizer, set, batch, |l, _| losses.push(l));
+            losses
+        },
+        |worker, model, optimizer| {
+            train::batched_epoch(worker, model, optimizer, set, batch, |_, _| {});
+        },
     );
+    let mut values = Vec::new();
+    model.visit(&mut |_, p| values.push(p.array().clone()));
+    (values, losses)
+}
 
-    // The same by hand: gradients of three trees add up, then one step.
-    let mut serial_model = fresh();
-    let mut optimizer = Adagrad::new(0.05);
-    let mut serial_losses = Vec::new();
-    for step in train.chunks(3) {
-        for (tree, words) in step {
-            serial_losses.push(model::tree_loss(&serial_model, tree, words).backward());
+/// The largest difference between two lists of tensors, relative to the
+/// largest value.
+fn relative_difference(a: &[ndarray::ArrayD<f32>], b: &[ndarray::ArrayD<f32>]) -> f32 {
+    let (mut largest, mut difference) = (0.0f32, 0.0f32);
+    for (a, b) in a.iter().zip(b) {
+        for (x, y) in a.iter().zip(b) {
+            largest = largest.max(x.abs());
+            difference = difference.max((x - y).abs());
         }
-        optimizer.step(&mut serial_model);
     }
-    assert_eq!(parallel_losses.len(), 6);
-    for (a, b) in parallel_losses.iter().zip(&serial_losses) {
-        assert!((a - b).abs() <= 1e-5 * b.abs(), "{a} vs {b}");
+    difference / largest
+}
+
+/// One tree per batch through the batched loop is the tree-by-tree
+/// training of the README, bit for bit.
+#[test]
+fn batches_of_one_tree_are_the_tree_by_tree_steps() {
+    let (trees, fresh) = small_bank(12);
+    let set = train::TrainingSet {
+        trees: &trees,
+        mode: Mode::Node,
+        plans: &[],
+    };
+    let (batched, batched_losses) = data_parallel_epoch(&set, &fresh, 1, 1);
+    let mut model = fresh();
+    let mut optimizer = Adagrad::new(0.05);
+    let losses = train_epoch(&mut model, &mut optimizer, &trees);
+    let mut values = Vec::new();
+    model.visit(&mut |_, p| values.push(p.array().clone()));
+    assert_eq!(batched_losses, losses);
+    assert_eq!(batched, values);
+}
+
+/// The gradient worker 0 holds after the all-reduce of the first batch of
+/// `batch` trees on `workers` threads, parameter by parameter.
+fn first_batch_gradient(
+    set: &train::TrainingSet,
+    fresh: &(impl Fn() -> TreeLstm + Sync),
+    batch: usize,
+    workers: usize,
+) -> Vec<ndarray::ArrayD<f32>> {
+    let one_batch = |worker: &mut cps::parallel::ThreadWorker, model: &mut TreeLstm| {
+        for k in worker.share_range(batch) {
+            set.backward(model, k, 1.0 / batch as f32);
+        }
+        worker.all_reduce_gradients(model);
+    };
+    on_threads(
+        workers,
+        &mut fresh(),
+        &mut (),
+        fresh,
+        |worker, model, _| {
+            one_batch(worker, model);
+            let mut grads = Vec::new();
+            model.visit(&mut |_, p| grads.push(p.grad()));
+            grads
+        },
+        |worker, model, _| one_batch(worker, model),
+    )
+}
+
+/// Two and three workers on batches of 4 and 5 trees sum the gradients
+/// one worker sums on the same batches (to 1e-5 of the largest, the order
+/// of the sums aside), and take its steps, in every mode; a different
+/// batching (the negative control) is far off.
+///
+/// The parameters after an epoch agree to 1e-4 rather than 1e-5: Adagrad's
+/// first step moves every element by about `lr · g / |g|`, so an element
+/// whose gradient is a sum that nearly cancels carries the rounding of
+/// that sum, relative to its own small size, into a step of size `lr`.
+#[test]
+fn workers_on_shares_of_a_batch_of_trees_take_one_workers_steps() {
+    let (trees, fresh) = small_bank(20);
+    let plans: Vec<levels::LevelPlan> = trees
+        .iter()
+        .map(|(t, _)| levels::LevelPlan::new(t))
+        .collect();
+    for mode in [Mode::Node, Mode::Joined, Mode::Level] {
+        let set = train::TrainingSet {
+            trees: &trees,
+            mode,
+            plans: &plans,
+        };
+        for batch in [4, 5] {
+            let (alone, alone_losses) = data_parallel_epoch(&set, &fresh, batch, 1);
+            let gradient = first_batch_gradient(&set, &fresh, batch, 1);
+            for workers in [2, 3] {
+                let summed = first_batch_gradient(&set, &fresh, batch, workers);
+                let difference = relative_difference(&gradient, &summed);
+                assert!(
+                    difference < 1e-5,
+                    "{mode:?}, batch {batch}, {workers} workers: gradients differ by {difference:e}"
+                );
+                let (shared, losses) = data_parallel_epoch(&set, &fresh, batch, workers);
+                let difference = relative_difference(&alone, &shared);
+                assert!(
+                    difference < 1e-4,
+                    "{mode:?}, batch {batch}, {workers} workers: parameters differ by {difference:e}"
+                );
+                for (a, b) in losses.iter().zip(&alone_losses) {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * b.abs(),
+                        "{mode:?}: losses {a} and {b}"
+                    );
+                }
+            }
+        }
+        let (four, _) = data_parallel_epoch(&set, &fresh, 4, 1);
+        let (five, _) = data_parallel_epoch(&set, &fresh, 5, 2);
+        assert!(
+            relative_difference(&four, &five) > 1e-3,
+            "{mode:?}: the control"
+        );
     }
-    let mut serial_values = Vec::new();
-    serial_model.visit(&mut |_, p| serial_values.push(p.array().clone()));
-    let mut index = 0;
-    parallel_model.visit(&mut |name, p| {
-        let difference = (p.array() - &serial_values[index])
-            .mapv(f32::abs)
-            .fold(0.0f32, |m, &d| m.max(d));
-        // The sums are the same up to the order of additions; Adagrad's
-        // first steps are about lr * g / |g|, which magnifies rounding in
-        // gradients near zero, hence a tolerance well above f32's epsilon
-        // but far below the step size (0.05).
-        assert!(difference < 1e-4, "{name} differs by {difference}");
-        index += 1;
-    });
 }
 
 /// The committed parity fixture (see its README).

@@ -88,3 +88,20 @@ pub fn share_of(len: usize, rank: usize, size: usize) -> std::ops::Range<usize> 
     );
     len * rank / size..len * (rank + 1) / size
 }
+
+/// A group lent out: a [`Worker`](crate::parallel::Worker) can borrow the
+/// process's MPI world for one training run and hand it back.
+impl<A: Element, C: Communicator<A> + ?Sized> Communicator<A> for &mut C {
+    fn rank(&self) -> usize {
+        (**self).rank()
+    }
+    fn size(&self) -> usize {
+        (**self).size()
+    }
+    fn all_reduce_sum(&mut self, values: &mut [A]) {
+        (**self).all_reduce_sum(values)
+    }
+    fn broadcast(&mut self, values: &mut [A]) {
+        (**self).broadcast(values)
+    }
+}
