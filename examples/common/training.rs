@@ -186,7 +186,12 @@ impl Training {
     {
         self.epochs_done += 1;
         self.flush_log()?;
-        if let Some(path) = self.flags.checkpoint.as_ref().filter(|_| self.writes_checkpoint) {
+        if let Some(path) = self
+            .flags
+            .checkpoint
+            .as_ref()
+            .filter(|_| self.writes_checkpoint)
+        {
             state.set_counter("epochs", self.epochs_done as u64);
             let losses: ArrayD<f32> = Array1::from(self.losses.clone()).into_dyn();
             state.tensors.insert("losses".to_string(), losses);
