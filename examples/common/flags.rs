@@ -82,8 +82,7 @@ pub struct TrainingFlags {
 }
 
 /// The lines of the usage text for [`TrainingFlags`].
-pub const TRAINING_USAGE: &str = "\
-  --save FILE           write the parameters (safetensors) after training
+pub const TRAINING_USAGE: &str = "  --save FILE           write the parameters (safetensors) after training
   --load FILE           start from parameters written by --save
   --init FILE           start from the PyTorch reference's --save-init file
   --loss-log FILE       write each step's loss, one per line
@@ -164,6 +163,14 @@ impl TrainingFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--help` lines up the training flags with the example's own.
+    #[test]
+    fn every_usage_line_is_indented_as_the_examples_are() {
+        for line in TRAINING_USAGE.lines() {
+            assert!(line.starts_with("  -") || line.starts_with("        "), "{line:?}");
+        }
+    }
 
     fn read(words: &[&str]) -> Result<TrainingFlags, String> {
         let mut flags = TrainingFlags::new("demo");
