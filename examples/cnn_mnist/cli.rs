@@ -15,8 +15,11 @@ pub struct Options {
     pub epochs: usize,
     /// Train on the first N training images only.
     pub limit: Option<usize>,
-    /// Images per step.
+    /// Images per step, over all workers together.
     pub batch: usize,
+    /// Threads that train in parallel, each on its share of every batch
+    /// (under `mpirun`, 1: each process is one worker).
+    pub workers: usize,
     /// SGD's learning rate.
     pub learning_rate: f32,
     /// Train without dropout (the reference's `--no-dropout`).
@@ -36,6 +39,7 @@ impl Default for Options {
             epochs: 4,
             limit: None,
             batch: 100,
+            workers: 1,
             learning_rate: 0.05,
             no_dropout: false,
             no_test: false,
@@ -56,7 +60,10 @@ usage: cnn_mnist [options]
                    default: the bundled subset (5,000 training and 1,000 test images)
   --epochs N       passes over the training set (default: 4)
   --limit N        train on the first N training images only
-  --batch N        images per step (default: 100)
+  --batch N        images per step, over all workers together (default: 100)
+  --workers N      threads training in parallel, each on its share of every batch;
+                   the steps are one worker's up to rounding (default: 1). Under
+                   mpirun (a build with --features mpi) each process is one worker
   --lr X           SGD's learning rate (default: 0.05)
   --no-dropout     train without dropout
   --no-test        skip the test set
@@ -77,6 +84,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Box<Optio
             "--epochs" => options.epochs = args.positive(&flag)?,
             "--limit" => options.limit = Some(args.positive(&flag)?),
             "--batch" => options.batch = args.positive(&flag)?,
+            "--workers" => options.workers = args.positive(&flag)?,
             "--lr" => options.learning_rate = args.positive_real(&flag)?,
             "--no-dropout" => options.no_dropout = true,
             "--no-test" => options.no_test = true,
@@ -106,6 +114,7 @@ mod tests {
             (options.epochs, options.batch, options.learning_rate),
             (4, 100, 0.05)
         );
+        assert_eq!(options.workers, 1, "one worker unless asked");
         assert!(!options.no_dropout && !options.no_test && options.data.is_none());
     }
 
@@ -120,6 +129,8 @@ mod tests {
             "600",
             "--batch",
             "50",
+            "--workers",
+            "3",
             "--lr",
             "0.1",
             "--no-dropout",
@@ -140,6 +151,7 @@ mod tests {
             epochs: 2,
             limit: Some(600),
             batch: 50,
+            workers: 3,
             learning_rate: 0.1,
             no_dropout: true,
             no_test: true,
@@ -172,6 +184,11 @@ mod tests {
             error(&["--limit", "many"]),
             "--limit expects a positive whole number, got 'many'"
         );
+        assert_eq!(
+            error(&["--workers", "0"]),
+            "--workers expects a positive whole number, got '0'"
+        );
+        assert_eq!(error(&["--workers"]), "--workers needs a value");
         assert_eq!(
             error(&["--lr", "-1"]),
             "--lr expects a positive number, got '-1'"
