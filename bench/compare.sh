@@ -108,13 +108,14 @@ run_treelstm() { # name, data dir
   echo "== Tree-LSTM, $name, one epoch (best of $best_of)"
   # Our configurations: one thread node by node, with its subtrees joined
   # (batched by the runtime) and level by level (the targets' setting),
-  # then the opt-in uses of the second core.
+  # then the opt-in uses of the second core, and two data-parallel
+  # workers (on batches of trees: steps of their own, trees/s compared).
   local configs=("one thread, node by node|--mode node"
                  "one thread, node by node with subtrees joined|--mode joined"
                  "one thread, level by level|--mode level"
                  "second core, node by node|--mode node --second-core"
                  "second core, level by level|--mode level --second-core"
-                 "two threads data-parallel, node by node|--threads 2")
+                 "two workers on batches of 32 trees (other steps), node by node|--workers 2 --batch 32")
   # Every configuration, PyTorch's and ours, runs once per round, and
   # each keeps its best round: the machine's speed drifts over minutes,
   # and taking the configurations in turn spreads a slow spell over all

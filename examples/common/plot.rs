@@ -14,8 +14,27 @@ pub fn loss_curve(
     unit: &str,
     path: &Path,
 ) -> Result<(), String> {
-    let smoothed = running_mean(losses, window.max(1));
-    let top = smoothed.iter().copied().fold(0.0f32, f32::max) * 1.05 + 1e-3;
+    loss_curves(&[("", losses)], window, model, unit, path)
+}
+
+/// The colours of the curves of one picture, in order.
+const COLOURS: [RGBColor; 4] = [BLUE, RED, RGBColor(0, 140, 0), BLACK];
+
+/// Draws several loss curves in one picture, as [`loss_curve`] draws one,
+/// each with its label in a legend (none for a single unlabelled curve).
+pub fn loss_curves(
+    curves: &[(&str, &[f32])],
+    window: usize,
+    model: &str,
+    unit: &str,
+    path: &Path,
+) -> Result<(), String> {
+    let smoothed: Vec<Vec<f32>> = curves
+        .iter()
+        .map(|(_, losses)| running_mean(losses, window.max(1)))
+        .collect();
+    let top = smoothed.iter().flatten().copied().fold(0.0f32, f32::max) * 1.05 + 1e-3;
+    let steps = smoothed.iter().map(Vec::len).max().unwrap_or(0).max(1);
     let failed =
         |e: &dyn std::fmt::Display| format!("{}: cannot draw the loss curve: {e}", path.display());
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
@@ -28,7 +47,7 @@ pub fn loss_curve(
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)
-        .build_cartesian_2d(0..smoothed.len().max(1), 0.0f32..top)
+        .build_cartesian_2d(0..steps, 0.0f32..top)
         .map_err(|e| failed(&e))?;
     chart
         .configure_mesh()
@@ -36,9 +55,25 @@ pub fn loss_curve(
         .y_desc("loss")
         .draw()
         .map_err(|e| failed(&e))?;
-    chart
-        .draw_series(LineSeries::new(smoothed.iter().copied().enumerate(), &BLUE))
-        .map_err(|e| failed(&e))?;
+    for (k, ((label, _), curve)) in curves.iter().zip(&smoothed).enumerate() {
+        let colour = COLOURS[k % COLOURS.len()];
+        let series = chart
+            .draw_series(LineSeries::new(curve.iter().copied().enumerate(), &colour))
+            .map_err(|e| failed(&e))?;
+        if !label.is_empty() {
+            series
+                .label(*label)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour));
+        }
+    }
+    if curves.iter().any(|(label, _)| !label.is_empty()) {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE)
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| failed(&e))?;
+    }
     root.present().map_err(|e| failed(&e))
 }
 
