@@ -18,6 +18,12 @@ pub struct Options {
     pub hidden: usize,
     /// Characters per window (and per truncated backpropagation).
     pub seq: usize,
+    /// Streams of text per iteration, each the next window of its own
+    /// segment of the text.
+    pub batch: usize,
+    /// Worker threads, sharing each iteration's streams (under `mpirun`:
+    /// one per process).
+    pub workers: usize,
     pub iters: usize,
     /// Iterations between reports (smoothed loss and a sample) and
     /// checkpoints.
@@ -37,6 +43,8 @@ impl Default for Options {
             cell: Cell::Rnn,
             hidden: 50,
             seq: 20,
+            batch: 1,
+            workers: 1,
             iters: 5000,
             report_every: 1000,
             learning_rate: 0.1,
@@ -59,6 +67,10 @@ usage: char_rnn [options]
   --iters N             training iterations, one window each (default: 5000)
   --hidden N            hidden size (default: 50)
   --seq N               characters per window (default: 20)
+  --batch N             streams of text per iteration, the text cut into N
+                        segments; the loss is their mean (default: 1)
+  --workers N           worker threads sharing each iteration's streams, at most
+                        --batch (default: 1; under mpirun, one per process)
   --lr X                Adagrad learning rate (default: 0.1)
   --report-every N      iterations between reports and checkpoints (default: 1000)
   --seed N              seed of the initialisation and the samples (default: 1)";
@@ -85,6 +97,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Options>,
             "--iters" => options.iters = args.parsed(&flag, whole)?,
             "--hidden" => options.hidden = args.positive(&flag)?,
             "--seq" => options.seq = args.positive(&flag)?,
+            "--batch" => options.batch = args.positive(&flag)?,
+            "--workers" => options.workers = args.positive(&flag)?,
             "--lr" => options.learning_rate = args.positive_real(&flag)?,
             "--report-every" => options.report_every = args.positive(&flag)?,
             "--seed" => options.seed = args.parsed(&flag, whole)?,
@@ -93,7 +107,20 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Options>,
         }
     }
     options.training.check()?;
+    check_workers(options.workers, "--workers", options.batch)?;
     Ok(Command::Run(options))
+}
+
+/// Refuses more workers than streams: each worker needs one stream or
+/// more. `workers` are what `asked` (a flag, or `mpirun -np`) asks for.
+pub fn check_workers(workers: usize, asked: &str, batch: usize) -> Result<(), String> {
+    if workers > batch {
+        return Err(format!(
+            "{asked} {workers} exceeds --batch {batch}: each worker reads one stream or more \
+             of the batch"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -130,5 +157,13 @@ mod tests {
         );
         assert!(parse(&["--seq", "0"]).unwrap_err().contains("positive"));
         assert!(parse(&["--init", "a", "--load", "b"]).is_err());
+        let o = parse(&["--batch", "4", "--workers", "3"]).unwrap();
+        assert_eq!((defaults.batch, defaults.workers), (1, 1));
+        assert_eq!((o.batch, o.workers), (4, 3));
+        assert_eq!(
+            parse(&["--batch", "2", "--workers", "3"]).unwrap_err(),
+            "--workers 3 exceeds --batch 2: each worker reads one stream or more of the batch"
+        );
+        assert!(parse(&["--batch", "0"]).unwrap_err().contains("positive"));
     }
 }

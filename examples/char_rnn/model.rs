@@ -7,7 +7,9 @@
 //! weights: the reference multiplies `W_x` by a one-hot vector, which picks
 //! a column, so ours store `W_xᵀ`, one row per character, and gather rows
 //! (the same numbers and gradients, without multiplying by zeros).
-//! States are rows `[1, H]`.
+//! States are matrices `[S, H]`, a row per stream of text: the `S` streams
+//! read side by side (`--batch`) go through each step together, their
+//! characters the rows of one matrix.
 
 use cps::prelude::*;
 use ndarray::{Array, Array2};
@@ -70,9 +72,9 @@ pub enum CharModel<A: Element = f32> {
     Lstm(Lstm<A>),
 }
 
-/// The state carried from one window to the next, rows `[1, H]`: the
-/// hidden state `h` and the LSTM's cell state `c` (the RNN has none and
-/// leaves `c` at zero).
+/// The state carried from one window to the next, `[S, H]` with a row per
+/// stream: the hidden state `h` and the LSTM's cell state `c` (the RNN has
+/// none and leaves `c` at zero).
 #[derive(Clone)]
 pub struct State<A: Element = f32> {
     pub h: Var<A>,
@@ -80,13 +82,24 @@ pub struct State<A: Element = f32> {
 }
 
 impl<A: Element> State<A> {
-    /// The state at the start of the text: zeros.
+    /// The state of one stream at the start of the text: zeros.
+    #[cfg(test)]
     pub fn zero(hidden: usize) -> Self {
-        let zeros = || Var::constant(Array2::<A>::zeros((1, hidden)));
+        Self::zeros(1, hidden)
+    }
+
+    /// The states of `streams` streams at the start of their text: zeros.
+    pub fn zeros(streams: usize, hidden: usize) -> Self {
+        let zeros = || Var::constant(Array2::<A>::zeros((streams, hidden)));
         State {
             h: zeros(),
             c: zeros(),
         }
+    }
+
+    /// The number of streams, one row each.
+    pub fn streams(&self) -> usize {
+        self.h.shape()[0]
     }
 }
 
@@ -142,6 +155,11 @@ impl<A: Element> CharModel<A> {
         }
     }
 
+    /// The size of its states, `H`.
+    pub fn hidden(&self) -> usize {
+        self.output_layer().0.shape()[1]
+    }
+
     /// Which model this is.
     pub fn cell(&self) -> Cell {
         match self {
@@ -186,8 +204,12 @@ pub fn lstm_cell<A: Element>(m: &Lstm<A>, x: &Var<A>, state: &State<A>) -> State
     State { h, c }
 }
 
-/// The RNN over a window: the summed cross-entropy of each next
-/// character, and the last state.
+/// The RNN over a window of the streams of `start`: the summed
+/// cross-entropy of each next character, and the last state.
+///
+/// `inputs` and `targets` are step by step, each step's characters of
+/// every stream in the order of `start`'s rows (with one stream: the
+/// window's characters).
 #[differentiable]
 pub fn rnn_window<A: Element>(
     m: &Rnn<A>,
@@ -195,10 +217,12 @@ pub fn rnn_window<A: Element>(
     targets: &[usize],
     start: &State<A>,
 ) -> (Var<A>, State<A>) {
-    // Every step's input term at once: a gather and one broadcast add.
-    let xs = (m.wxh.rows(inputs) + &m.bh).chunk(0, inputs.len());
+    let steps = inputs.len() / start.streams();
+    // Every step's input term at once: a gather and one broadcast add,
+    // then one block of rows `[streams, H]` per step.
+    let xs = (m.wxh.rows(inputs) + &m.bh).chunk(0, steps);
     let mut h = start.h.clone();
-    let mut hs = Vec::with_capacity(inputs.len());
+    let mut hs = Vec::with_capacity(steps);
     for x in &xs {
         h = rnn_cell(m, x, &h);
         hs.push(h.clone());
@@ -210,8 +234,9 @@ pub fn rnn_window<A: Element>(
     (loss, State { h, c })
 }
 
-/// The LSTM over a window: the summed cross-entropy of each next
-/// character, and the last state.
+/// The LSTM over a window of the streams of `start`: the summed
+/// cross-entropy of each next character, and the last state (`inputs` and
+/// `targets` as for [`rnn_window`]).
 #[differentiable]
 pub fn lstm_window<A: Element>(
     m: &Lstm<A>,
@@ -219,9 +244,10 @@ pub fn lstm_window<A: Element>(
     targets: &[usize],
     start: &State<A>,
 ) -> (Var<A>, State<A>) {
-    let xs = (m.wx.rows(inputs) + &m.b).chunk(0, inputs.len());
+    let steps = inputs.len() / start.streams();
+    let xs = (m.wx.rows(inputs) + &m.b).chunk(0, steps);
     let mut state = start.clone();
-    let mut hs = Vec::with_capacity(inputs.len());
+    let mut hs = Vec::with_capacity(steps);
     for x in &xs {
         state = lstm_cell(m, x, &state);
         hs.push(state.h.clone());

@@ -1,6 +1,9 @@
 //! The training text as the reference reads it: its bytes as indices into
 //! a vocabulary of the distinct bytes in order of first appearance, and
-//! the windows each iteration reads.
+//! the windows each iteration reads, of one stream or of several read side
+//! by side.
+
+use std::ops::Range;
 
 /// A text as vocabulary indices.
 pub struct Text {
@@ -31,7 +34,9 @@ impl Text {
     }
 
     /// The window of `length` inputs starting at `start`, and its targets
-    /// (the same positions one byte later).
+    /// (the same positions one byte later): the reference's one stream
+    /// (see [`Streams::read`] for several).
+    #[cfg(test)]
     pub fn window(&self, start: usize, length: usize) -> (&[usize], &[usize]) {
         (
             &self.indices[start..start + length],
@@ -90,5 +95,91 @@ impl Iterator for Windows {
             start,
             reset: start == 0,
         })
+    }
+}
+
+/// The text cut into `count` streams read side by side, as PyTorch's
+/// character-level batching does: contiguous segments of equal length (the
+/// remainder of the division dropped), each read window after window as
+/// one text is (see [`Windows`]), so that each carries its state from one
+/// window to the next. One stream is the whole text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Streams {
+    count: usize,
+    /// Each segment's length.
+    length: usize,
+    /// Characters per window.
+    window: usize,
+}
+
+impl Streams {
+    /// `count` streams of a text of `text_length` bytes, read in windows of
+    /// `window`.
+    ///
+    /// # Errors
+    /// When a segment is not longer than one window and its target.
+    ///
+    /// # Panics
+    /// When `count` or `window` is 0.
+    pub fn new(text_length: usize, count: usize, window: usize) -> Result<Self, String> {
+        assert!(
+            count > 0 && window > 0,
+            "streams: at least one, windows of one or more"
+        );
+        let length = text_length / count;
+        if length <= window + 1 {
+            return Err(match count {
+                1 => format!("{text_length} bytes are too few to train on windows of {window}"),
+                _ => format!(
+                    "{text_length} bytes cut into --batch {count} streams of {length} are too \
+                     few to train on windows of {window}"
+                ),
+            });
+        }
+        Ok(Streams {
+            count,
+            length,
+            window,
+        })
+    }
+
+    /// The number of streams.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Where each iteration reads, the same in every stream: the windows
+    /// of one segment.
+    pub fn windows(&self) -> Windows {
+        Windows::new(self.length, self.window)
+    }
+
+    /// The windows at `start` of the streams `streams`, step by step: the
+    /// first character of each of them, then the second of each, and so
+    /// on (the layout [`rnn_window`](crate::model::rnn_window) reads), in
+    /// `inputs`, and their targets in `targets`. With one stream:
+    /// [`Text::window`].
+    pub fn read(
+        &self,
+        text: &Text,
+        start: usize,
+        streams: Range<usize>,
+        inputs: &mut Vec<usize>,
+        targets: &mut Vec<usize>,
+    ) {
+        inputs.clear();
+        targets.clear();
+        for step in 0..self.window {
+            for stream in streams.clone() {
+                let at = stream * self.length + start + step;
+                inputs.push(text.indices[at]);
+                targets.push(text.indices[at + 1]);
+            }
+        }
+    }
+
+    /// The last target of stream 0's window at `start`.
+    pub fn last_target(&self, text: &Text, start: usize) -> usize {
+        text.indices[start + self.window]
     }
 }
