@@ -227,7 +227,11 @@ fn first_batch_gradient(
     workers: usize,
 ) -> Vec<ndarray::ArrayD<f32>> {
     let one_batch = |worker: &mut cps::parallel::ThreadWorker, model: &mut TreeLstm| {
-        for k in worker.share_range(batch) {
+        let nodes: Vec<usize> = set.trees[..batch]
+            .iter()
+            .map(|(t, _)| t.node_count())
+            .collect();
+        for k in worker.balanced_share(&nodes) {
             set.backward(model, k, 1.0 / batch as f32);
         }
         worker.all_reduce_gradients(model);

@@ -1,5 +1,5 @@
 //! Training on batches of trees, on one worker or many: each worker takes
-//! its share of a batch's trees, back-propagates each tree's loss divided
+//! its share of a batch's trees (shares of about equal node counts), back-propagates each tree's loss divided
 //! by the batch's size, and after the gradients of all workers are summed
 //! every worker takes the same Adagrad step. One tree per batch on one
 //! worker is the original tree-by-tree training, step for step.
@@ -93,7 +93,14 @@ pub fn batched_epoch<C: Communicator<f32>>(
         let len = batch.min(set.trees.len() - start);
         let scale = 1.0 / len as f32;
         let mut loss = 0.0;
-        for k in worker.share_range(len) {
+        // Shares of equal work, not of equal counts: a tree costs in
+        // proportion to its nodes, and the workers wait for each other at
+        // every step.
+        let nodes: Vec<usize> = set.trees[start..start + len]
+            .iter()
+            .map(|(tree, _)| tree.node_count())
+            .collect();
+        for k in worker.balanced_share(&nodes) {
             loss += set.backward(model, start + k, scale);
         }
         worker.all_reduce_gradients(model);

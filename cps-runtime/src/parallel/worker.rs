@@ -111,6 +111,45 @@ impl<C: Communicator<A>, A: Element> Worker<C, A> {
         &batch[self.share_range(batch.len())]
     }
 
+    /// The items of a batch this worker takes when they cost unequal work
+    /// (`costs[i]`, say a tree's node count), in increasing order: the
+    /// costliest item first, each to the worker with the least work so far
+    /// (the lowest rank among equals), so that no worker waits long for
+    /// another at the sum. Every worker computes the same assignment.
+    ///
+    /// ```
+    /// use cps_runtime::parallel::Worker;
+    /// use cps_runtime::workers::ThreadGroup;
+    ///
+    /// let costs = [9, 1, 1, 1, 8, 2];
+    /// let shares: Vec<Vec<usize>> = ThreadGroup::<f32>::new(2)
+    ///     .into_iter()
+    ///     .map(|member| Worker::new(member).balanced_share(&costs))
+    ///     .collect();
+    /// assert_eq!(shares, [vec![0, 1, 2], vec![3, 4, 5]]);
+    /// ```
+    pub fn balanced_share(&self, costs: &[usize]) -> Vec<usize> {
+        let (rank, size) = (self.rank(), self.size());
+        if size == 1 {
+            return (0..costs.len()).collect();
+        }
+        let mut order: Vec<usize> = (0..costs.len()).collect();
+        order.sort_by_key(|&i| (std::cmp::Reverse(costs[i]), i));
+        let mut loads = vec![0usize; size];
+        let mut mine = Vec::new();
+        for i in order {
+            let least = (0..size)
+                .min_by_key(|&w| (loads[w], w))
+                .expect("a group has a worker");
+            loads[least] += costs[i];
+            if least == rank {
+                mine.push(i);
+            }
+        }
+        mine.sort_unstable();
+        mine
+    }
+
     /// `value` summed over the workers (a loss, a count of correct
     /// answers), the same on every worker.
     pub fn sum(&mut self, value: A) -> A {

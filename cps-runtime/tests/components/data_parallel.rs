@@ -441,3 +441,31 @@ fn a_failing_helper_is_a_panic_of_the_caller() {
         "{message}"
     );
 }
+
+/// Balanced shares cover a batch once, each worker's in increasing order,
+/// and no worker's load exceeds another's by more than the costliest item.
+#[test]
+fn balanced_shares_cover_a_batch_once_with_loads_within_one_item() {
+    let mut rng = StdRng::seed_from_u64(3);
+    for size in 1..5 {
+        for len in [0, 1, 3, 8, 33] {
+            let costs: Vec<usize> = (0..len).map(|_| rng.random_range(1..60)).collect();
+            let shares = on_group(size, |group: ThreadGroup<f32>| {
+                Worker::new(group).balanced_share(&costs)
+            });
+            let mut covered: Vec<usize> = shares.iter().flatten().copied().collect();
+            covered.sort_unstable();
+            assert_eq!(covered, (0..len).collect::<Vec<_>>());
+            assert!(shares.iter().all(|s| s.windows(2).all(|w| w[0] < w[1])));
+            let loads: Vec<usize> = shares
+                .iter()
+                .map(|s| s.iter().map(|&i| costs[i]).sum())
+                .collect();
+            let spread = loads.iter().max().unwrap() - loads.iter().min().unwrap();
+            assert!(
+                spread <= costs.iter().copied().max().unwrap_or(0),
+                "{loads:?} for {costs:?}"
+            );
+        }
+    }
+}
