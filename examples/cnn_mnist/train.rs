@@ -77,10 +77,11 @@ pub fn sgd_step<C: Communicator<f32>>(
     batch: (usize, usize),
     dropout: Option<u64>,
 ) -> f32 {
-    let loss = share_backward(worker, net, data, batch, dropout);
-    worker.all_reduce_gradients(&*net);
+    let mut loss = [share_backward(worker, net, data, batch, dropout)];
+    // The loss is summed with the gradients, in one collective.
+    worker.all_reduce_gradients_with(&*net, &mut loss);
     optimizer.step(net);
-    worker.sum(loss)
+    loss[0]
 }
 
 /// The forward and backward pass of this worker's share of the batch

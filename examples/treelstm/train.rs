@@ -103,8 +103,10 @@ pub fn batched_epoch<C: Communicator<f32>>(
         for k in worker.balanced_share(&nodes) {
             loss += set.backward(model, start + k, scale);
         }
-        worker.all_reduce_gradients(model);
+        // The loss is summed with the gradients, in one collective.
+        let mut loss = [loss];
+        worker.all_reduce_gradients_with(model, &mut loss);
         optimizer.step(model);
-        on_batch(worker.sum(loss), len);
+        on_batch(loss[0], len);
     }
 }

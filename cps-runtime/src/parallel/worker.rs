@@ -188,6 +188,25 @@ impl<C: Communicator<A>, A: Element> Worker<C, A> {
     /// With one worker it does nothing; otherwise it moves each gradient
     /// through one buffer and one all-reduce.
     pub fn all_reduce_gradients(&mut self, model: &dyn Parameters<A>) {
+        self.all_reduce_gradients_with(model, &mut []);
+    }
+
+    /// [`Worker::all_reduce_gradients`], summing `extra` (a step's loss, a
+    /// count) in the same collective: across machines every collective
+    /// costs a network latency per step of the ring, whatever its size.
+    ///
+    /// ```
+    /// use cps_runtime::parallel::Worker;
+    /// use cps_runtime::workers::Alone;
+    /// use cps_runtime::Param;
+    /// use ndarray::array;
+    ///
+    /// let w = Param::new(array![1.0f32]);
+    /// let mut loss = [0.25f32];
+    /// Worker::new(Alone).all_reduce_gradients_with(&w, &mut loss);
+    /// assert_eq!(loss, [0.25]);
+    /// ```
+    pub fn all_reduce_gradients_with(&mut self, model: &dyn Parameters<A>, extra: &mut [A]) {
         if self.size() == 1 {
             return;
         }
@@ -209,8 +228,11 @@ impl<C: Communicator<A>, A: Element> Worker<C, A> {
             }
         });
         self.flat.extend_from_slice(&flags);
+        self.flat.extend_from_slice(extra);
         self.group.all_reduce_sum(&mut self.flat);
-        let (sums, flags) = self.flat.split_at(self.flat.len() - flags.len());
+        let (rest, sums_of_extra) = self.flat.split_at(self.flat.len() - extra.len());
+        extra.copy_from_slice(sums_of_extra);
+        let (sums, flags) = rest.split_at(rest.len() - flags.len());
         let (mut next, mut flags) = (0, flags.iter());
         model.visit(&mut |_, p| {
             if !p.is_trainable() {

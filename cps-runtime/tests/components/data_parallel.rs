@@ -219,11 +219,14 @@ fn train<A: Element, C: Communicator<A>>(
         for (x, y) in worker.share(batch) {
             loss += example_backward(net, x, *y, scale);
         }
+        let mut summed = [loss];
         if reduce {
-            worker.all_reduce_gradients(&*net);
+            worker.all_reduce_gradients_with(&*net, &mut summed);
+        } else {
+            summed[0] = worker.sum(loss);
         }
         adam.step(net);
-        losses.push(worker.sum(loss));
+        losses.push(summed[0]);
     }
     losses
 }
