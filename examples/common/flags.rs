@@ -82,7 +82,8 @@ pub struct TrainingFlags {
 }
 
 /// The lines of the usage text for [`TrainingFlags`].
-pub const TRAINING_USAGE: &str = "  --save FILE           write the parameters (safetensors) after training
+pub const TRAINING_USAGE: &str =
+    "  --save FILE           write the parameters (safetensors) after training
   --load FILE           start from parameters written by --save
   --init FILE           start from the PyTorch reference's --save-init file
   --loss-log FILE       write each step's loss, one per line
@@ -168,7 +169,10 @@ mod tests {
     #[test]
     fn every_usage_line_is_indented_as_the_examples_are() {
         for line in TRAINING_USAGE.lines() {
-            assert!(line.starts_with("  -") || line.starts_with("        "), "{line:?}");
+            assert!(
+                line.starts_with("  -") || line.starts_with("        "),
+                "{line:?}"
+            );
         }
     }
 
