@@ -50,7 +50,10 @@ fn launch() {
     let status = mpirun.status().unwrap_or_else(|e| {
         panic!("mpirun could not start ({e}): scripts/install-mpi.sh installs Open MPI")
     });
-    assert!(status.success(), "a process of the MPI check failed: {status}");
+    assert!(
+        status.success(),
+        "a process of the MPI check failed: {status}"
+    );
     println!("mpi_data_parallel: {PROCESSES} processes agree with one");
 }
 
@@ -76,7 +79,9 @@ fn flat<A: Element>(model: &dyn Parameters<A>) -> Vec<A> {
 /// The largest difference between `a` and `b`, relative to the largest
 /// value.
 fn relative_difference<A: Element>(a: &[A], b: &[A]) -> f64 {
-    let largest = a.iter().fold(0.0f64, |m, x| m.max(x.to_f64_lossless().abs()));
+    let largest = a
+        .iter()
+        .fold(0.0f64, |m, x| m.max(x.to_f64_lossless().abs()));
     let difference = a.iter().zip(b).fold(0.0f64, |m, (x, y)| {
         m.max((x.to_f64_lossless() - y.to_f64_lossless()).abs())
     });
@@ -90,7 +95,11 @@ where
 {
     let mut root = values.to_vec();
     world.broadcast(&mut root);
-    let bits = |v: &[A]| v.iter().map(|x| x.to_f64_lossless().to_bits()).collect::<Vec<_>>();
+    let bits = |v: &[A]| {
+        v.iter()
+            .map(|x| x.to_f64_lossless().to_bits())
+            .collect::<Vec<_>>()
+    };
     assert!(
         bits(&root) == bits(values),
         "{what}: process {} ended with other parameters than process 0",
@@ -128,8 +137,7 @@ fn train_tree_lstm<C: Communicator<f32>>(
             let scale = 1.0 / batch.len() as f32;
             for (tree, words) in worker.share(batch) {
                 let loss = model::tree_loss(model, tree, words);
-                lazy(|k: &mut dyn FnMut(Var)| loss.bind(|l| (&l * scale).bind(&mut *k)))
-                    .backward();
+                lazy(|k: &mut dyn FnMut(Var)| loss.bind(|l| (&l * scale).bind(&mut *k))).backward();
             }
             worker.all_reduce_gradients(&*model);
             first_gradient.get_or_insert_with(|| {
@@ -156,12 +164,18 @@ fn tree_lstm_agrees(world: &mut MpiWorld, rank: usize) {
         let mut alone = fresh(21);
         let alone_gradient = train_tree_lstm(&mut Worker::new(Alone), &mut alone, &trees);
         let gradients = relative_difference(&alone_gradient, &gradient);
-        assert!(gradients < 1e-5, "Tree-LSTM: the first gradients differ by {gradients:e}");
+        assert!(
+            gradients < 1e-5,
+            "Tree-LSTM: the first gradients differ by {gradients:e}"
+        );
         // Adagrad's first step moves each element by about lr·g/|g|: a
         // gradient element that is a nearly cancelling sum carries its
         // rounding into a full step (see the example's model tests).
         let parameters = relative_difference(&flat(&alone), &values);
-        assert!(parameters < 1e-4, "Tree-LSTM: the parameters differ by {parameters:e}");
+        assert!(
+            parameters < 1e-4,
+            "Tree-LSTM: the parameters differ by {parameters:e}"
+        );
         assert!(parameters > 0.0 || gradients == 0.0);
         println!("Tree-LSTM: gradients {gradients:e}, parameters {parameters:e} from one process");
     }
@@ -180,14 +194,18 @@ fn train_f64<C: Communicator<f64>>(worker: &mut Worker<C, f64>, net: &mut Vec<Pa
     for batch in data.chunks(6) {
         let scale = Var::constant(Array2::from_elem((1, 1), 1.0 / batch.len() as f64));
         for (x, y) in worker.share(batch) {
-            let (x, y) = (Var::constant(x.clone()), Var::constant(Array2::from_elem((1, 1), *y)));
+            let (x, y) = (
+                Var::constant(x.clone()),
+                Var::constant(Array2::from_elem((1, 1), *y)),
+            );
             let net = &*net;
             lazy(|k: &mut dyn FnMut(Var<f64>)| {
                 x.matmul(&net[0]).bind(|a| {
                     a.tanh().bind(|h| {
                         h.matmul(&net[1]).bind(|o| {
                             (&o - &y).bind(|e| {
-                                e.square().bind(|s| (&s * &scale).bind(|l| l.sum().bind(&mut *k)))
+                                e.square()
+                                    .bind(|s| (&s * &scale).bind(|l| l.sum().bind(&mut *k)))
                             })
                         })
                     })
@@ -204,7 +222,9 @@ fn f64_model_agrees(world: &mut MpiWorld, rank: usize) {
     let fresh = |seed: u64| {
         let value = |k: usize| ((k as u64 * 7 + seed) as f64 * 0.37).sin() * 0.5;
         vec![
-            Param::new(ArrayD::from_shape_fn(IxDyn(&[3, 4]), |i| value(i[0] * 4 + i[1]))),
+            Param::new(ArrayD::from_shape_fn(IxDyn(&[3, 4]), |i| {
+                value(i[0] * 4 + i[1])
+            })),
             Param::new(ArrayD::from_shape_fn(IxDyn(&[4, 1]), |i| value(20 + i[0]))),
         ]
     };
@@ -218,7 +238,10 @@ fn f64_model_agrees(world: &mut MpiWorld, rank: usize) {
         let mut alone = fresh(0);
         train_f64(&mut Worker::new(Alone), &mut alone);
         let difference = relative_difference(&flat(&alone), &values);
-        assert!(difference < 1e-12, "f64 network: the parameters differ by {difference:e}");
+        assert!(
+            difference < 1e-12,
+            "f64 network: the parameters differ by {difference:e}"
+        );
         println!("f64 network: parameters {difference:e} from one process");
     }
 }

@@ -219,17 +219,7 @@ fn run(options: &cli::Options) -> Result<(), String> {
         Placement::Mpi(world) => {
             let mut worker = cps::parallel::Worker::new(world);
             worker.broadcast_parameters(&mut model);
-            if !worker.is_root() {
-                return epochs(
-                    &mut worker,
-                    &mut model,
-                    &mut optimizer,
-                    &set,
-                    options,
-                    first_epoch,
-                    None,
-                );
-            }
+            let root = worker.is_root();
             epochs(
                 &mut worker,
                 &mut model,
@@ -237,8 +227,12 @@ fn run(options: &cli::Options) -> Result<(), String> {
                 &set,
                 options,
                 first_epoch,
-                Some(&mut lead),
+                root.then_some(&mut lead),
             )?;
+            // Worker 0 tests, reports and saves for all.
+            if !root {
+                return Ok(());
+            }
         }
     }
     if !options.no_eval && !test.is_empty() {
