@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use crate::common::command::Command;
+use crate::common::flags::Args;
+
 /// What to run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
@@ -24,37 +27,69 @@ usage: jacobian_sensing [options]
   --seed N       seed of every random draw (default: 0)
   --help         this message";
 
-/// The options, or none for `--help`.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+/// The options, or [`Command::Help`] for `--help`.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command<Options>, String> {
     let mut options = Options {
         data: None,
         epochs: None,
         trials: 20,
         seed: 0,
     };
-    let mut args = args.into_iter();
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+    let mut args = Args::new(args);
+    while let Some(flag) = args.next_flag() {
         match flag.as_str() {
-            "--data" => options.data = Some(PathBuf::from(value()?)),
-            "--epochs" => options.epochs = Some(positive(&flag, &value()?)?),
-            "--trials" => options.trials = positive(&flag, &value()?)?,
-            "--seed" => {
-                let text = value()?;
-                options.seed = text
-                    .parse()
-                    .map_err(|_| format!("--seed expects a whole number, got '{text}'"))?;
-            }
-            "--help" | "-h" => return Ok(None),
+            "--data" => options.data = Some(args.path(&flag)?),
+            "--epochs" => options.epochs = Some(args.positive(&flag)?),
+            "--trials" => options.trials = args.positive(&flag)?,
+            "--seed" => options.seed = args.parsed(&flag, "a whole number")?,
+            "--help" | "-h" => return Ok(Command::Help),
             other => return Err(format!("unknown option '{other}'")),
         }
     }
-    Ok(Some(options))
+    Ok(Command::Run(options))
 }
 
-fn positive(flag: &str, text: &str) -> Result<usize, String> {
-    text.parse()
-        .ok()
-        .filter(|&n: &usize| n > 0)
-        .ok_or_else(|| format!("{flag} expects a positive whole number, got '{text}'"))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_words(words: &[&str]) -> Result<Command<Options>, String> {
+        parse(words.iter().map(|w| w.to_string()))
+    }
+
+    #[test]
+    fn flags_set_their_options_and_mistakes_are_named() {
+        let Command::Run(options) = parse_words(&[
+            "--data", "d", "--epochs", "3", "--trials", "4", "--seed", "9",
+        ])
+        .unwrap() else {
+            panic!("a run");
+        };
+        assert_eq!(
+            options,
+            Options {
+                data: Some(PathBuf::from("d")),
+                epochs: Some(3),
+                trials: 4,
+                seed: 9
+            }
+        );
+        assert_eq!(parse_words(&["--help"]), Ok(Command::Help));
+        assert_eq!(
+            parse_words(&["--trials", "0"]).unwrap_err(),
+            "--trials expects a positive whole number, got '0'"
+        );
+        assert_eq!(
+            parse_words(&["--seed", "x"]).unwrap_err(),
+            "--seed expects a whole number, got 'x'"
+        );
+        assert_eq!(
+            parse_words(&["--epochs"]).unwrap_err(),
+            "--epochs needs a value"
+        );
+        assert_eq!(
+            parse_words(&["--what"]).unwrap_err(),
+            "unknown option '--what'"
+        );
+    }
 }

@@ -18,9 +18,9 @@
 //! cargo run --release --example jacobian_sensing -- --data ../shared/data/digits  # scikit-learn's digits
 //! ```
 
-#[path = "../common/report.rs"]
+#[path = "../common/mod.rs"]
 #[macro_use]
-mod report;
+mod common;
 
 mod cartpole;
 mod cli;
@@ -31,26 +31,17 @@ mod robust;
 mod table;
 mod training;
 
+use common::command;
+
 fn main() {
-    let options = match cli::parse(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            report!("{}", cli::USAGE);
-            return;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n\n{}", cli::USAGE);
-            std::process::exit(2);
-        }
-    };
+    let options = command::options_or_exit(cli::parse, cli::USAGE);
+    command::exit_on_error(run(&options));
+}
+
+/// The four experiments, as `options` say.
+fn run(options: &cli::Options) -> Result<(), String> {
     let data = match &options.data {
-        Some(path) => match data::digits(path) {
-            Ok(data) => data,
-            Err(message) => {
-                eprintln!("error: {message}");
-                std::process::exit(2);
-            }
-        },
+        Some(path) => data::digits(path)?,
         None => data::generated(600, 400, options.seed),
     };
     let epochs = options
@@ -60,4 +51,5 @@ fn main() {
     robust::run(options.trials, options.seed);
     training::run(&data, epochs, options.seed);
     cartpole::run(options.seed);
+    Ok(())
 }
