@@ -122,9 +122,36 @@ fn test_error(model: &RateModel, w: &Weights, x: &Array2<f64>, t: &Array2<f64>) 
     (&y - t).mapv(|d| d * d).mean().unwrap_or(0.0)
 }
 
+/// Whether every weight of the circuit is still a finite number.
+fn finite(weights: &Weights) -> bool {
+    [
+        &weights.w1,
+        &weights.w2,
+        &weights.b,
+        &weights.w_ip,
+        &weights.w_pi,
+    ]
+    .iter()
+    .all(|m| m.data.iter().all(|v| v.is_finite()))
+}
+
+/// The error of a circuit whose weights left the finite numbers at input
+/// `input` of `phase`.
+fn diverged(phase: u8, input: usize, k: &Constants) -> String {
+    format!(
+        "the circuit diverged in phase {phase} at input {input}: a weight is no longer a \
+         finite number (dt {} ms, tau_w {} ms, noise {}); --tau-w 0, the default, applies \
+         the updates at every step instead of filtering them",
+        k.dt, k.tau_w, k.noise
+    )
+}
+
 /// Runs phase 1 (unless the interneurons are held) and phase 2 with the
 /// top-down weights `top_down`.
-pub fn run(plan: &Plan, top_down: TopDown, interneurons: Interneurons) -> Run {
+///
+/// # Errors
+/// When the circuit diverges (a weight stops being a finite number).
+pub fn run(plan: &Plan, top_down: TopDown, interneurons: Interneurons) -> Result<Run, String> {
     let n0 = plan.sizes[0];
     let k = plan.constants;
     let model = RateModel::new(&k);
@@ -147,7 +174,7 @@ pub fn run(plan: &Plan, top_down: TopDown, interneurons: Interneurons) -> Run {
     };
     let mut apical = Vec::with_capacity(phase1);
     let mut changes = Changes::zeros(&circuit.weights);
-    for _ in 0..phase1 {
+    for i in 0..phase1 {
         let x = input(n0, &mut inputs);
         let (rms, mean) = circuit.present(
             &x,
@@ -158,6 +185,9 @@ pub fn run(plan: &Plan, top_down: TopDown, interneurons: Interneurons) -> Run {
             &mut noise,
         );
         apical.push(Apical { rms, mean });
+        if !finite(&circuit.weights) {
+            return Err(diverged(1, i + 1, &k));
+        }
     }
 
     let mut angles = Vec::with_capacity(plan.phase2_patterns);
@@ -181,6 +211,9 @@ pub fn run(plan: &Plan, top_down: TopDown, interneurons: Interneurons) -> Run {
             &mut changes,
             &mut noise,
         );
+        if !finite(&circuit.weights) {
+            return Err(diverged(2, p + 1, &k));
+        }
         let descent = |g: &Matrix| g.data.iter().map(|v| -v).collect::<Vec<f64>>();
         angles.push(Angles {
             hidden: angle_degrees(&changes.w1.data, &descent(&g1)),
@@ -209,14 +242,14 @@ pub fn run(plan: &Plan, top_down: TopDown, interneurons: Interneurons) -> Run {
             size = size.max(y.abs());
         }
     }
-    Run {
+    Ok(Run {
         top_down,
         interneurons,
         apical,
         test_error: errors,
         angles,
         steady_state_gap: (gap, size),
-    }
+    })
 }
 
 /// Summary statistics of some values.

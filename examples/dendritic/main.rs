@@ -144,7 +144,7 @@ fn run(options: &cli::Options) -> Result<(), String> {
     for interneurons in [Interneurons::Learned, Interneurons::Held] {
         for top_down in [TopDown::Tied, TopDown::Random] {
             let start = Instant::now();
-            let result = experiment::run(&plan, top_down, interneurons);
+            let result = experiment::run(&plan, top_down, interneurons)?;
             print_run(&result, start.elapsed().as_secs_f64());
             runs.push(result);
         }

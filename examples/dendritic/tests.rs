@@ -255,3 +255,47 @@ fn filtered_updates_lag_the_unfiltered_ones_by_tau_w() {
         "{got} against {expected}"
     );
 }
+
+/// A run whose plasticity diverges stops with an error naming the phase
+/// and the input, instead of reporting angles of NaN.
+#[test]
+fn a_diverging_circuit_is_an_error_naming_where() {
+    let plan = crate::experiment::Plan {
+        sizes: [30, 20, 10],
+        constants: Constants {
+            tau_w: 30.0,
+            ..Constants::PAPER
+        },
+        presentation: 100.0,
+        phase1_patterns: 50,
+        phase2_patterns: 5,
+        test_patterns: 5,
+        test_every: 5,
+        weight_scale: 1.0,
+        seed: 1,
+    };
+    let error = crate::experiment::run(
+        &plan,
+        TopDown::Tied,
+        crate::experiment::Interneurons::Learned,
+    )
+    .expect_err("low-pass filtered updates at 30 ms diverge");
+    assert!(
+        error.starts_with("the circuit diverged in phase 1 at input ")
+            && error.contains("tau_w 30 ms"),
+        "{error}"
+    );
+    let healthy = crate::experiment::Plan {
+        constants: Constants::PAPER,
+        phase1_patterns: 10,
+        ..plan
+    };
+    assert!(
+        crate::experiment::run(
+            &healthy,
+            TopDown::Tied,
+            crate::experiment::Interneurons::Learned
+        )
+        .is_ok()
+    );
+}
