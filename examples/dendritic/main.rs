@@ -140,14 +140,37 @@ fn run(options: &cli::Options) -> Result<(), String> {
         plan.phase1_patterns,
         plan.phase2_patterns
     );
-    let mut runs = Vec::new();
+    let (mut runs, mut diverged) = (Vec::new(), Vec::new());
     for interneurons in [Interneurons::Learned, Interneurons::Held] {
         for top_down in [TopDown::Tied, TopDown::Random] {
             let start = Instant::now();
-            let result = experiment::run(&plan, top_down, interneurons)?;
-            print_run(&result, start.elapsed().as_secs_f64());
-            runs.push(result);
+            // A run that diverges is reported, and the others still run.
+            match experiment::run(&plan, top_down, interneurons) {
+                Ok(result) => {
+                    print_run(&result, start.elapsed().as_secs_f64());
+                    runs.push(result);
+                }
+                Err(message) => {
+                    let which = format!(
+                        "{} top-down weights, {} interneurons",
+                        top_down.name(),
+                        match interneurons {
+                            Interneurons::Learned => "learned",
+                            Interneurons::Held => "held",
+                        }
+                    );
+                    report!("\n{which}: {message}");
+                    diverged.push(which);
+                }
+            }
         }
+    }
+    if !diverged.is_empty() {
+        return Err(format!(
+            "{} of the 4 runs diverged ({}); no curves written",
+            diverged.len(),
+            diverged.join("; ")
+        ));
     }
     if let Some(dir) = &options.out {
         write_outputs(dir, &runs)?;
