@@ -64,9 +64,10 @@ use crate::parameters::Parameters;
 /// ```
 pub struct Worker<C, A: Element = f32> {
     group: C,
-    /// Every trainable parameter's gradient end to end, then one flag per
-    /// parameter (1 where this worker has a gradient for it): the buffer
-    /// summed across workers, kept between steps.
+    /// Every trainable parameter's gradient end to end, one flag per
+    /// parameter (1 where this worker has a gradient for it), then the
+    /// values summed along (a step's loss): the buffer summed across
+    /// workers, kept between steps.
     flat: Vec<A>,
 }
 
