@@ -15,4 +15,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${run_as_root[@]}" apt-get update -qq
 "${run_as_root[@]}" apt-get install -y -qq --no-install-recommends \
-    openmpi-bin libopenmpi-dev libclang-dev clang >/dev/null
+    openmpi-bin libopenmpi-dev libclang-dev >/dev/null
