@@ -74,20 +74,15 @@ pub fn mnist(dir: &Path) -> Result<DataSet, String> {
 /// scikit-learn's digits from `path` (a folder holding `digits.csv.gz`,
 /// or the file), pixels divided by 16, split 1437/360.
 pub fn digits(path: &Path) -> Result<DataSet, String> {
-    let file = if path.is_file() {
-        path.to_path_buf()
-    } else {
-        path.join("digits.csv.gz")
-    };
-    let digits = read_digits(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let digits = read_digits(path).map_err(|e| e.to_string())?;
     let (train, test) = digits.train_test_split(SPLIT_SEED);
     let scaled = |d: Digits| Examples {
-        features: d.images / f32::from(Digits::MAX_PIXEL),
+        features: d.scaled_images(),
         labels: d.labels,
     };
     Ok(DataSet {
         name: "digits",
-        source: file.display().to_string(),
+        source: path.display().to_string(),
         train: scaled(train),
         test: scaled(test),
     })

@@ -38,21 +38,14 @@ pub struct DataSet {
 /// The digits from `path` (a folder holding `digits.csv.gz`, or the file):
 /// pixels scaled to 0..=1, split 1437/360 by `train_test_split(0)`.
 pub fn digits(path: &Path) -> Result<DataSet, String> {
-    let file = if path.is_file() {
-        path.to_path_buf()
-    } else {
-        path.join("digits.csv.gz")
-    };
-    let digits = read_digits(&file).map_err(|e| e.to_string())?;
+    let digits = read_digits(path).map_err(|e| e.to_string())?;
     let (train, test) = digits.train_test_split(0);
     let scaled = |d: Digits| Examples {
-        features: d
-            .images
-            .mapv(|p| f64::from(p) / f64::from(Digits::MAX_PIXEL)),
+        features: d.scaled_images().mapv(f64::from),
         labels: d.labels,
     };
     Ok(DataSet {
-        name: format!("digits ({})", file.display()),
+        name: format!("digits ({})", path.display()),
         classes: Digits::CLASSES,
         train: scaled(train),
         test: scaled(test),

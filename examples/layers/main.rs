@@ -180,19 +180,14 @@ fn evaluate(model: &Sequential, examples: &Examples, side: usize) -> f64 {
 /// scikit-learn's digits from `path` (a folder holding `digits.csv.gz`, or
 /// the file), pixels scaled to 0..=1, split 1437/360.
 fn digits(path: &Path) -> Result<DataSet, String> {
-    let file = if path.is_file() {
-        path.to_path_buf()
-    } else {
-        path.join("digits.csv.gz")
-    };
-    let digits = read_digits(&file).map_err(|e| e.to_string())?;
+    let digits = read_digits(path).map_err(|e| e.to_string())?;
     let (train, test) = digits.train_test_split(SPLIT_SEED);
     let scaled = |d: Digits| Examples {
-        images: d.images / f32::from(Digits::MAX_PIXEL),
+        images: d.scaled_images(),
         labels: d.labels,
     };
     Ok(DataSet {
-        name: file.display().to_string(),
+        name: path.display().to_string(),
         side: Digits::SIDE,
         classes: Digits::CLASSES,
         default_epochs: 30,

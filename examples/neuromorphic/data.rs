@@ -55,18 +55,13 @@ pub fn mnist(dir: &Path, limit: Option<usize>) -> Result<(Examples, Examples), S
 /// scikit-learn's digits from `path` (the `digits.csv.gz` file or its
 /// folder), split 1437/360 by a fixed seed.
 pub fn digits(path: &Path, limit: Option<usize>) -> Result<(Examples, Examples), String> {
-    let file = if path.is_dir() {
-        path.join("digits.csv.gz")
-    } else {
-        path.to_path_buf()
-    };
-    let digits = read_digits(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let digits = read_digits(path).map_err(|e| e.to_string())?;
     let (mut train, test) = digits.train_test_split(SPLIT_SEED);
     if let Some(limit) = limit.filter(|&l| l < train.len()) {
         train = train.select(&(0..limit).collect::<Vec<_>>());
     }
     let scaled = |d: Digits| Examples {
-        images: d.images / f32::from(Digits::MAX_PIXEL),
+        images: d.scaled_images(),
         labels: d.labels,
     };
     Ok((scaled(train), scaled(test)))

@@ -75,19 +75,14 @@ pub struct DataSet {
 /// scikit-learn's digits (a folder with `digits.csv.gz`, or the file):
 /// 8×8 pixels scaled from 0..=16 to 0..=1, split 1437/360 by a fixed seed.
 pub fn digits(path: &Path) -> Result<DataSet, String> {
-    let file = if path.is_file() {
-        path.to_path_buf()
-    } else {
-        path.join("digits.csv.gz")
-    };
-    let digits = read_digits(&file).map_err(|e| e.to_string())?;
+    let digits = read_digits(path).map_err(|e| e.to_string())?;
     let (train, test) = digits.train_test_split(SPLIT_SEED);
     let scaled = |d: Digits| Examples {
-        images: d.images / f32::from(Digits::MAX_PIXEL),
+        images: d.scaled_images(),
         labels: d.labels,
     };
     Ok(DataSet {
-        name: format!("digits ({})", file.display()),
+        name: format!("digits ({})", path.display()),
         classes: Digits::CLASSES,
         train: scaled(train),
         test: scaled(test),

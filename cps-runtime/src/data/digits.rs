@@ -60,6 +60,20 @@ impl Digits {
         self.labels.is_empty()
     }
 
+    /// The images with their pixels divided by [`MAX_PIXEL`](Digits::MAX_PIXEL),
+    /// in `0..=1`: the inputs a network takes.
+    ///
+    /// ```
+    /// use cps_runtime::data::parse_digits;
+    ///
+    /// let digits = parse_digits(format!("{}16,3\n", "8,".repeat(63)).as_bytes()).unwrap();
+    /// assert_eq!(digits.scaled_images().row(0)[0], 0.5);
+    /// assert_eq!(digits.scaled_images().row(0)[63], 1.0);
+    /// ```
+    pub fn scaled_images(&self) -> Array2<f32> {
+        &self.images / f32::from(Self::MAX_PIXEL)
+    }
+
     /// Image `i` as an 8×8 grid.
     ///
     /// # Panics
@@ -257,10 +271,10 @@ impl Error for DigitsError {
     }
 }
 
-/// Reads scikit-learn's `digits.csv.gz`: gzip'd CSV, one image per line
-/// (64 pixels 0..=16 in row-major order, then the label 0..=9), no header;
-/// blank lines are skipped. Errors name the file, and the line and what
-/// was expected there.
+/// Reads scikit-learn's `digits.csv.gz` (the file, or a folder holding
+/// it): gzip'd CSV, one image per line (64 pixels 0..=16 in row-major
+/// order, then the label 0..=9), no header; blank lines are skipped.
+/// Errors name the file, and the line and what was expected there.
 ///
 /// ```no_run
 /// use cps_runtime::data::read_digits;
@@ -272,7 +286,12 @@ impl Error for DigitsError {
 /// # Ok::<(), cps_runtime::data::DigitsError>(())
 /// ```
 pub fn read_digits(path: impl AsRef<Path>) -> Result<Digits, DigitsError> {
-    let path = path.as_ref();
+    let in_folder;
+    let mut path = path.as_ref();
+    if path.is_dir() {
+        in_folder = path.join("digits.csv.gz");
+        path = &in_folder;
+    }
     let io_error = |source| DigitsError::Io {
         path: Some(path.to_path_buf()),
         source,

@@ -251,3 +251,21 @@ fn parse_digits_reads_plain_csv_with_crlf_and_spaces() {
     let err = parse_digits(&b"\xff,1\n"[..]).unwrap_err();
     assert_eq!(err.to_string(), "line 1: invalid UTF-8");
 }
+
+/// A folder stands for the `digits.csv.gz` in it; a folder without one is
+/// an error naming the file looked for.
+#[test]
+fn a_folder_is_read_through_its_digits_csv_gz() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = gzip_file(dir.path(), "digits.csv.gz", &(line("3") + &line("7")));
+    let from_folder = read_digits(dir.path()).expect("the folder's file");
+    assert_eq!(from_folder, read_digits(&file).unwrap());
+    assert_eq!(from_folder.labels, [3, 7]);
+    assert_eq!(from_folder.scaled_images()[[0, 0]], 1.0 / 16.0);
+    let empty = tempfile::tempdir().unwrap();
+    let message = read_digits(empty.path()).unwrap_err().to_string();
+    assert!(
+        message.contains(&empty.path().join("digits.csv.gz").display().to_string()),
+        "{message}"
+    );
+}
