@@ -257,7 +257,19 @@ impl<O: Optimizer<A>, A: Element> Optimizer<A> for Consequential<O, A> {
                 }
                 self.inner.update(id, value, &mut direction)
             }
-            None => self.inner.update(id, value, grad),
+            None => {
+                // A frozen weight records nothing, but then it takes no
+                // step either: a weight here was used, and not seen.
+                if let Some(k) = self.layers.iter().position(|l| l.weight == id) {
+                    panic!(
+                        "Consequential: registered layer {k} has a gradient, but its weight's tap \
+                         recorded no products: the weight was used through an operation taps do \
+                         not see (such as `x.matmul(&w)`); use `x.linear(&w)` (w as outputs × \
+                         inputs) or the matrix-times-vector `w.matmul(&x)`"
+                    );
+                }
+                self.inner.update(id, value, grad)
+            }
         }
     }
 

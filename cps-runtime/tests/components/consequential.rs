@@ -200,20 +200,27 @@ fn the_wrapped_optimizer_steps_with_the_direction() {
     let x = random(4, 6, &mut rng);
     let targets = random(4, 3, &mut rng);
     let (w0, b0) = (w.array().clone(), b.array().clone());
+    // SGD with learning rate 1 gives the direction itself. The layer is
+    // registered (tapped) before the backward pass it is to see.
+    let mut sgd = Consequential::new(Sgd::new(1.0));
+    sgd.layer(&w, Some(&b));
     backward(&w, &b, &x, &targets, true);
     other
         .var()
         .accumulate(ndarray::array![0.5, -0.5].into_dyn());
-    // SGD with learning rate 1 gives the direction itself.
-    let mut sgd = Consequential::new(Sgd::new(1.0));
-    sgd.layer(&w, Some(&b));
+    let gradient = w.grad();
     let (w, _) = stepped(&mut sgd, w, b);
     let direction = &w0 - w.array();
 
+    assert!(
+        (&direction - &gradient).iter().any(|d| d.abs() > 1e-3),
+        "the consequentialist direction is not the plain gradient"
+    );
+
     let (w, b) = (Param::new(w0.clone()), Param::new(b0.clone()));
-    backward(&w, &b, &x, &targets, true);
     let mut adam = Consequential::new(Adam::new(0.01));
     adam.layer(&w, Some(&b));
+    backward(&w, &b, &x, &targets, true);
     let mut model = vec![w, b, other];
     adam.step(&mut model);
     let (w, other) = (&model[0], &model[2]);
@@ -245,4 +252,20 @@ fn a_singular_batch_without_damping_is_refused() {
     optimizer.layer(&w, Some(&b));
     backward(&w, &b, &x, &targets, true);
     stepped(&mut optimizer, w, b);
+}
+
+/// A registered weight used through `x.matmul(&w)`, which taps do not
+/// see, is an error at the step, not a silent fall-back to the plain one.
+#[test]
+#[should_panic(
+    expected = "registered layer 0 has a gradient, but its weight's tap recorded no products"
+)]
+fn a_weight_the_tap_cannot_see_is_refused_at_the_step() {
+    let mut rng = StdRng::seed_from_u64(4);
+    let mut w = Param::new(random(3, 2, &mut rng));
+    let mut optimizer = Consequential::new(Sgd::new(0.1));
+    optimizer.layer(&w, None);
+    let x = Var::constant(random(4, 3, &mut rng));
+    lazy(|k: &mut dyn FnMut(Var<f64>)| x.matmul(&w).bind(|y| y.sum().bind(&mut *k))).backward();
+    optimizer.step(&mut w);
 }
