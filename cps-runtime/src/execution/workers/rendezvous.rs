@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 /// How long a member spins before it sleeps: members of a group on cores
 /// of their own arrive within microseconds of each other at every sum, and
-/// waking a sleeping thread costs tens of microseconds
-/// (`examples/allreduce_bench.rs` times one sum of a single number).
+/// waking a sleeping thread costs several times a sum of a single number
+/// (`examples/allreduce_bench.rs`; `docs/performance.md`).
 const SPIN: Duration = Duration::from_micros(50);
 
 /// Where the members of a group wait for each other.
